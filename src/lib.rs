@@ -1,0 +1,14 @@
+//! Turns core: the domain types and rules every other part shares.
+//!
+//! Pure code only — no Leptos, no sqlx queries, no tokio — so it builds for the browser (wasm) and
+//! the server alike and its tests run in seconds. Database derives sit behind the `ssr` feature.
+
+pub mod approval;
+pub mod model;
+pub mod policy;
+pub mod role;
+
+pub use approval::{ApprovalLevel, ApprovalStatus, Thresholds};
+pub use policy::Actor;
+pub use role::Role;
+pub use rust_decimal::Decimal;
