@@ -127,6 +127,8 @@ pub struct Named {
 /// Everything the turn board renders, for one viewer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Board {
+    /// The viewer's role (the page's heading and what the cards show depend on it).
+    pub role: Role,
     pub stages: Vec<Stage>,
     pub turns: Vec<TurnCard>,
     pub managers: Vec<Named>,

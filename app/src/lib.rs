@@ -1,0 +1,65 @@
+//! Turns web app: routes, screens and server functions (SSR + hydration).
+#![recursion_limit = "256"]
+
+pub mod api;
+mod board;
+mod layout;
+mod login;
+mod properties;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+/// Pages that need a signed-in user (the server redirects to /login without one).
+pub const PROTECTED_PAGES: [&str; 2] = ["/board", "/properties"];
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser: this flips once the wasm has hydrated the page.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <Stylesheet id="leptos" href="/pkg/turns.css"/>
+        <Title text="Turns"/>
+        <div id="app" data-hydrated=move || hydrated.get().to_string()>
+            <Router>
+                <Routes fallback=layout::NotFound>
+                    <Route path=path!("/login") view=login::LoginPage/>
+                    <Route path=path!("/board") view=board::BoardPage/>
+                    <Route path=path!("/properties") view=properties::PropertiesPage/>
+                </Routes>
+            </Router>
+        </div>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

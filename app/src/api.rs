@@ -1,0 +1,114 @@
+//! Server functions: thin adapters that take the session and pool from the request context and
+//! call the policy-scoped queries in `turns-server`. Fixed endpoints (`/api/<name>`), so clients
+//! that replay calls after a deploy still reach them.
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+use turns::model::{Board, PropertySummary, SessionUser};
+
+/// Errors a page can show. Internal details never get here: the server logs them and sends
+/// `Internal`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Please log in to continue.")]
+    Unauthorized,
+    #[error("You do not have access to this.")]
+    Forbidden,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("We could not reach the server. Check your connection and try again.")]
+    Network,
+    #[error("Something went wrong on our side. Please try again.")]
+    Internal,
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(e: ServerFnErrorErr) -> Self {
+        match e {
+            ServerFnErrorErr::Request(_) => AppError::Network,
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+                AppError::BadRequest("The request was malformed.".into())
+            }
+            _ => AppError::Internal,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::AppError;
+    use axum::http::StatusCode;
+    use leptos::prelude::*;
+    use turns::model::SessionUser;
+    use turns_server::auth::SessionState;
+    use turns_server::AppState;
+
+    /// Set the HTTP status for an error and hand it back (server side only).
+    pub fn fail(e: AppError) -> AppError {
+        let status = match e {
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Network | AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+            res.set_status(status);
+        }
+        e
+    }
+
+    pub fn state() -> Result<AppState, AppError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from the server function context");
+            fail(AppError::Internal)
+        })
+    }
+
+    /// The signed-in user, if any. The session middleware resolved the cookie already.
+    pub fn session_user() -> Option<SessionUser> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SessionState>().cloned())
+            .and_then(|s| s.user().cloned())
+    }
+
+    /// The signed-in user, or 401.
+    pub fn require_user() -> Result<SessionUser, AppError> {
+        session_user().ok_or_else(|| fail(AppError::Unauthorized))
+    }
+
+    /// Log a database error with its cause; the client sees only `Internal`.
+    pub fn internal(e: sqlx::Error) -> AppError {
+        tracing::error!(error = %e, "server function failed");
+        fail(AppError::Internal)
+    }
+}
+
+/// The signed-in user, if any (pages use it for the header).
+#[server(endpoint = "me")]
+pub async fn current_user() -> Result<Option<SessionUser>, AppError> {
+    Ok(ssr::session_user())
+}
+
+/// The turn board for the signed-in user: their scope, as the policy says.
+#[server(endpoint = "board")]
+pub async fn turn_board() -> Result<Board, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    let today = chrono::Utc::now().date_naive();
+    turns_server::queries::board(&state.pool, &user.actor(), today)
+        .await
+        .map_err(ssr::internal)
+}
+
+/// The properties the signed-in user may see.
+#[server(endpoint = "properties")]
+pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::queries::properties(&state.pool, &user.actor())
+        .await
+        .map_err(ssr::internal)
+}

@@ -1,0 +1,60 @@
+//! The frame around signed-in pages, the error box and the 404 page.
+use crate::api::{current_user, AppError};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+/// Header with navigation, the signed-in user and logout, around a page's content.
+#[component]
+pub fn Frame(children: Children) -> impl IntoView {
+    let me = Resource::new(|| (), |_| current_user());
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/board">"Turns"</a>
+            <nav class="nav">
+                <a href="/board">"Board"</a>
+                <a href="/properties">"Properties"</a>
+            </nav>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    me.await.ok().flatten().map(|u| view! {
+                        <div class="who">
+                            <span class="who-name" data-testid="user-name">{u.display_name()}</span>
+                            <span class="who-role" data-testid="user-role">{u.role.label()}</span>
+                            <form method="post" action="/auth/logout" class="logout">
+                                <button type="submit">"Log out"</button>
+                            </form>
+                        </div>
+                    })
+                })}
+            </Suspense>
+        </header>
+        <main class="page">{children()}</main>
+    }
+}
+
+#[component]
+pub fn ErrorBox(error: AppError) -> impl IntoView {
+    let login = matches!(error, AppError::Unauthorized);
+    view! {
+        <div class="error-box" role="alert">
+            <p>{error.to_string()}</p>
+            {login.then(|| view! { <a href="/login">"Go to the login page"</a> })}
+        </div>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found · Turns"/>
+        <main class="page narrow">
+            <h1>"Page not found"</h1>
+            <p>"There is nothing at this address. It may have moved, or the link may be wrong."</p>
+            <p><a href="/">"Back to your board"</a></p>
+        </main>
+    }
+}

@@ -1,0 +1,68 @@
+//! The Turns server: start (or connect to) Postgres, migrate, load demo data once, serve.
+use leptos::config::get_configuration;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use turns_app::server::router;
+use turns_server::config::{bind_addr, Config};
+use turns_server::db::Database;
+use turns_server::seed::{seed_demo_if_empty, DEMO_LOGINS, DEMO_PASSWORD};
+use turns_server::AppState;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    turns_server::init_tracing();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("turns: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    let leptos_options = get_configuration(None)?.leptos_options;
+    let addr = bind_addr(leptos_options.site_addr);
+
+    if config.database_url.is_none() {
+        tracing::info!(dir = %config.data_dir.display(), "DATABASE_URL unset: starting the private PostgreSQL cluster");
+    }
+    let db = Database::open(&config).await?;
+    let today = chrono::Utc::now().date_naive();
+    if config.seed_demo && seed_demo_if_empty(&db.pool, today).await? {
+        tracing::info!("loaded the demo data");
+    }
+
+    let app = router(AppState::new(db.pool.clone(), config), leptos_options);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("\nTurns is running at http://{addr}");
+    println!("Demo logins (password for all: {DEMO_PASSWORD}):");
+    for (email, role) in DEMO_LOGINS {
+        println!("  {:<24} {}", email, role.label());
+    }
+    println!("Press Ctrl-C to stop.\n");
+
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("shutting down");
+    db.close().await;
+    served?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

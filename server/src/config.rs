@@ -1,0 +1,88 @@
+//! Configuration from the environment (see `.env.example` for every variable).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A managed or existing Postgres; when unset a private cluster is started in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the private cluster and other local state live (git-ignored).
+    pub data_dir: PathBuf,
+    /// Fixed port for the private cluster (default: any free port).
+    pub pg_port: Option<u16>,
+    /// How long a session lasts after login.
+    pub session_ttl: Duration,
+    /// Mark the cookie `Secure` (set when served over https).
+    pub secure_cookies: bool,
+    /// Trust `X-Forwarded-For` for the client address (only behind a proxy you control).
+    pub trust_proxy: bool,
+    /// Load the demo data set on start when the database has no users.
+    pub seed_demo: bool,
+    pub max_db_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    reason: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let ttl_hours: u64 = parse(var("SESSION_TTL_HOURS"), "SESSION_TTL_HOURS", 24 * 14)?;
+        Ok(Config {
+            database_url: var("DATABASE_URL"),
+            data_dir: var("TURNS_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
+            pg_port: var("TURNS_PG_PORT")
+                .map(|v| parse(Some(v), "TURNS_PG_PORT", 0u16))
+                .transpose()?,
+            session_ttl: Duration::from_secs(ttl_hours * 3600),
+            secure_cookies: parse(var("SECURE_COOKIES"), "SECURE_COOKIES", false)?,
+            trust_proxy: parse(var("TRUST_PROXY"), "TRUST_PROXY", false)?,
+            seed_demo: parse(var("SEED_DEMO"), "SEED_DEMO", true)?,
+            max_db_connections: parse(var("DB_MAX_CONNECTIONS"), "DB_MAX_CONNECTIONS", 20)?,
+        })
+    }
+
+    /// Defaults for tests: nothing from the environment.
+    pub fn for_tests() -> Self {
+        Config {
+            database_url: None,
+            data_dir: PathBuf::from(".data"),
+            pg_port: None,
+            session_ttl: Duration::from_secs(3600),
+            secure_cookies: false,
+            trust_proxy: false,
+            seed_demo: false,
+            max_db_connections: 5,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    value: Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            reason: format!("{v:?}: {e}"),
+        }),
+    }
+}
+
+/// The address to serve on: `LEPTOS_SITE_ADDR` (set by cargo-leptos) or `BIND_ADDR`.
+pub fn bind_addr(default: SocketAddr) -> SocketAddr {
+    std::env::var("BIND_ADDR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -1,0 +1,134 @@
+//! Read queries, each filtered by the policy's [`Scope`] for the acting user.
+//!
+//! The client never supplies a filter: each scope variant maps to one fixed SQL predicate with
+//! bound parameters, and the tests compare the results with the policy's own predicates.
+use chrono::NaiveDate;
+use sqlx::PgPool;
+use turns::model::{Board, Named, PropertySummary, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
+use turns::policy::Scope;
+use turns::{Actor, ApprovalStatus};
+use uuid::Uuid;
+
+/// A predicate on `turns t JOIN properties p` for a scope, using `$1` (uuid) and `$2` (status).
+struct ScopeSql {
+    turn_filter: &'static str,
+    property_filter: &'static str,
+    id: Option<Uuid>,
+    status: Option<ApprovalStatus>,
+}
+
+fn scope_sql(scope: Scope) -> ScopeSql {
+    let (turn_filter, property_filter, id, status) = match scope {
+        Scope::All => ("true", "true", None, None),
+        Scope::ManagedBy(u) => ("p.property_manager_id = $1", "p.property_manager_id = $1", Some(u), None),
+        Scope::OverseenBy(u) => (
+            "(p.property_manager_id = $1 OR p.sr_property_manager_id = $1)",
+            "(p.property_manager_id = $1 OR p.sr_property_manager_id = $1)",
+            Some(u),
+            None,
+        ),
+        // Vendors and approvers see a property through the turns they may read.
+        Scope::Vendor(v) => (
+            "t.vendor_id = $1",
+            "EXISTS (SELECT 1 FROM turns t WHERE t.property_id = p.id AND t.is_active AND t.vendor_id = $1)",
+            Some(v),
+            None,
+        ),
+        Scope::Awaiting(level) => (
+            "t.approval_status = $2",
+            "EXISTS (SELECT 1 FROM turns t WHERE t.property_id = p.id AND t.is_active AND t.approval_status = $2)",
+            None,
+            Some(level.needed_status()),
+        ),
+        Scope::Nothing => ("false", "false", None, None),
+    };
+    ScopeSql { turn_filter, property_filter, id, status }
+}
+
+pub async fn active_stages(pool: &PgPool) -> Result<Vec<Stage>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, display_order, coalesce(color, '#000000') AS color, is_amount_required,
+                is_vendor_required, requires_approval, is_complete_stage
+           FROM turn_stages WHERE is_active ORDER BY display_order",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The properties this actor may read, with the count of their open turns.
+pub async fn properties(pool: &PgPool, actor: &Actor) -> Result<Vec<PropertySummary>, sqlx::Error> {
+    let s = scope_sql(actor.scope());
+    let sql = format!(
+        "SELECT p.id, p.property_id, p.name, p.street_address, p.city, p.state, p.is_core,
+                p.is_active, p.property_manager_id,
+                nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
+                nullif(concat_ws(' ', sr.first_name, sr.last_name), '') AS sr_pm_name,
+                (SELECT count(*) FROM turns t JOIN turn_stages st ON st.id = t.stage_id
+                  WHERE t.property_id = p.id AND t.is_active AND NOT st.is_complete_stage
+                    AND {turn}) AS open_turns
+           FROM properties p
+           LEFT JOIN users pm ON pm.id = p.property_manager_id
+           LEFT JOIN users sr ON sr.id = p.sr_property_manager_id
+          WHERE {prop}
+          ORDER BY p.name, p.property_id",
+        turn = s.turn_filter,
+        prop = s.property_filter,
+    );
+    sqlx::query_as(&sql).bind(s.id).bind(s.status).fetch_all(pool).await
+}
+
+/// The turn board: active stages, and the active turns this actor may read that are open or
+/// completed recently, with money redacted where the policy says so.
+pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Board, sqlx::Error> {
+    let stages = active_stages(pool).await?;
+    let turns = turns_in_scope(pool, actor, Some(today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64))).await?;
+    let mut managers = Vec::new();
+    let mut vendors = Vec::new();
+    for t in &turns {
+        if let (Some(id), Some(name)) = (t.pm_id, &t.pm_name) {
+            managers.push(Named { id, name: name.clone() });
+        }
+        if let (Some(id), Some(name)) = (t.vendor_id, &t.vendor_name) {
+            vendors.push(Named { id, name: name.clone() });
+        }
+    }
+    for list in [&mut managers, &mut vendors] {
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        list.dedup();
+    }
+    Ok(Board { role: actor.role, stages, turns, managers, vendors, today })
+}
+
+/// Active turns in the actor's scope; with `completed_since`, completed ones only from that date.
+pub async fn turns_in_scope(
+    pool: &PgPool,
+    actor: &Actor,
+    completed_since: Option<NaiveDate>,
+) -> Result<Vec<TurnCard>, sqlx::Error> {
+    let s = scope_sql(actor.scope());
+    let sql = format!(
+        "SELECT t.id, t.turn_id, t.property_id, p.property_id AS property_code,
+                p.name AS property_name, t.stage_id, p.property_manager_id AS pm_id,
+                nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
+                t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
+                t.expected_completion_date, t.turn_completion_date, t.turn_amount,
+                t.approved_turn_amount, t.approval_status
+           FROM turns t
+           JOIN properties p ON p.id = t.property_id
+           JOIN turn_stages st ON st.id = t.stage_id
+           LEFT JOIN users pm ON pm.id = p.property_manager_id
+           LEFT JOIN vendors v ON v.id = t.vendor_id
+          WHERE t.is_active AND {turn}
+            AND ($3::date IS NULL OR NOT st.is_complete_stage
+                 OR coalesce(t.turn_completion_date, t.updated_at::date) >= $3)
+          ORDER BY t.move_out_date NULLS LAST, t.turn_id",
+        turn = s.turn_filter,
+    );
+    let rows: Vec<TurnCard> = sqlx::query_as(&sql)
+        .bind(s.id)
+        .bind(s.status)
+        .bind(completed_since)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
+}

@@ -1,0 +1,286 @@
+//! The demo data set: one user per role, vendors with their users, the stage list, ~40 properties
+//! over 3 PMs, ~60 turns across stages and approval states (a few overdue). Loaded once, into a
+//! database with no users.
+use crate::auth::hash_password;
+use crate::error::ApiError;
+use chrono::{Days, NaiveDate};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Postgres, Transaction};
+use turns::{ApprovalStatus, Role, Thresholds};
+use uuid::Uuid;
+
+/// Every demo user's password (documented in the README).
+pub const DEMO_PASSWORD: &str = "turns-demo";
+
+/// One login per role, printed at start.
+pub const DEMO_LOGINS: [(&str, Role); 9] = [
+    ("superadmin@turns.demo", Role::SuperAdmin),
+    ("admin@turns.demo", Role::Admin),
+    ("pm@turns.demo", Role::PropertyManager),
+    ("srpm@turns.demo", Role::SrPropertyManager),
+    ("vendor@turns.demo", Role::Vendor),
+    ("inspector@turns.demo", Role::Inspector),
+    ("dfo@turns.demo", Role::DfoApprover),
+    ("ho@turns.demo", Role::HoApprover),
+    ("user@turns.demo", Role::User),
+];
+
+/// (name, colour, amount required, vendor required, requires approval, complete)
+pub const STAGES: [(&str, &str, bool, bool, bool, bool); 7] = [
+    ("Notice", "#64748b", false, false, false, false),
+    ("Move-out inspection", "#0ea5e9", false, false, false, false),
+    ("Scope & bid", "#8b5cf6", false, false, false, false),
+    ("Approval", "#f59e0b", true, false, true, false),
+    ("In progress", "#3b82f6", true, true, false, false),
+    ("QC inspection", "#14b8a6", true, true, false, false),
+    ("Rent ready", "#22c55e", true, true, false, true),
+];
+
+/// (name, trade, approved)
+const VENDORS: [(&str, &str, bool); 5] = [
+    ("Brightline Painting", "Painting", true),
+    ("FloorPro Flooring", "Flooring", true),
+    ("Sparkle Make-Ready Cleaning", "Cleaning", true),
+    ("Handy Fix Maintenance", "General maintenance", true),
+    ("Pipeline Plumbing", "Plumbing", false),
+];
+
+const STREETS: [&str; 10] = [
+    "Maple", "Oak", "Cedar", "Willow", "Birch", "Aspen", "Juniper", "Magnolia", "Sycamore", "Hickory",
+];
+const CITIES: [(&str, &str); 5] = [
+    ("Atlanta", "GA"),
+    ("Charlotte", "NC"),
+    ("Tampa", "FL"),
+    ("Dallas", "TX"),
+    ("Phoenix", "AZ"),
+];
+
+/// Load the demo set if the database has no users yet. Returns whether it loaded.
+pub async fn seed_demo_if_empty(pool: &PgPool, today: NaiveDate) -> Result<bool, ApiError> {
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await?;
+    if users > 0 {
+        return Ok(false);
+    }
+    let mut tx = pool.begin().await?;
+    // Serialise concurrent starters: the second one finds users and stops.
+    sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await?;
+    if users > 0 {
+        return Ok(false);
+    }
+    seed(&mut tx, today).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn insert_user(
+    tx: &mut Transaction<'_, Postgres>,
+    email: &str,
+    first: &str,
+    last: &str,
+    role: Role,
+    vendor_id: Option<Uuid>,
+) -> Result<Uuid, ApiError> {
+    let hash = hash_password(DEMO_PASSWORD).await?;
+    let id = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, first_name, last_name, role, vendor_id, email_verified)
+         VALUES ($1, $2, $3, $4, $5, $6, true) RETURNING id",
+    )
+    .bind(email)
+    .bind(hash)
+    .bind(first)
+    .bind(last)
+    .bind(role)
+    .bind(vendor_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Insert the stage list; returns the stage ids in display order.
+pub async fn insert_stages(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Uuid>, ApiError> {
+    let mut ids = Vec::new();
+    for (i, (name, color, amount, vendor, approval, complete)) in STAGES.iter().enumerate() {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO turn_stages (name, display_order, color, is_amount_required,
+                 is_vendor_required, requires_approval, is_complete_stage)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(name)
+        .bind((i as i32 + 1) * 10)
+        .bind(color)
+        .bind(amount)
+        .bind(vendor)
+        .bind(approval)
+        .bind(complete)
+        .fetch_one(&mut **tx)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<(), ApiError> {
+    let mut rng = StdRng::seed_from_u64(20261126);
+    let stages = insert_stages(tx).await?;
+
+    let mut vendors = Vec::new();
+    for (i, (name, trade, approved)) in VENDORS.iter().enumerate() {
+        let slug = name.split_whitespace().next().unwrap_or("vendor").to_lowercase();
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO vendors (name, trade, contact_email, contact_phone, is_approved)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(trade)
+        .bind(format!("office@{slug}.example"))
+        .bind(format!("555-01{:02}", i + 10))
+        .bind(approved)
+        .fetch_one(&mut **tx)
+        .await?;
+        let email = if i == 0 { "vendor@turns.demo".to_string() } else { format!("vendor{}@turns.demo", i + 1) };
+        insert_user(tx, &email, "Crew", &format!("Lead {}", i + 1), Role::Vendor, Some(id)).await?;
+        if *approved {
+            vendors.push(id);
+        }
+    }
+
+    let mut by_role = std::collections::HashMap::new();
+    let names = [
+        ("Sloane", "Adams"),
+        ("Alex", "Reed"),
+        ("Pat", "Morgan"),
+        ("Sam", "Rivera"),
+        ("", ""),
+        ("Ivy", "Chen"),
+        ("Dana", "Foster"),
+        ("Harper", "Owens"),
+        ("Uma", "Lee"),
+    ];
+    for ((email, role), (first, last)) in DEMO_LOGINS.iter().zip(names) {
+        if *role != Role::Vendor {
+            by_role.insert(*role, insert_user(tx, email, first, last, *role, None).await?);
+        }
+    }
+    let pm = by_role[&Role::PropertyManager];
+    let senior = by_role[&Role::SrPropertyManager];
+    let pm2 = insert_user(tx, "pm2@turns.demo", "Jordan", "Blake", Role::PropertyManager, None).await?;
+    let pm3 = insert_user(tx, "pm3@turns.demo", "Casey", "Nguyen", Role::PropertyManager, None).await?;
+    let senior2 = insert_user(tx, "srpm2@turns.demo", "Robin", "Hale", Role::SrPropertyManager, None).await?;
+    // (PM, senior PM, number of properties)
+    let portfolios = [(pm, senior, 15), (pm2, senior, 13), (pm3, senior2, 12)];
+
+    let mut properties = Vec::new();
+    let mut n = 0;
+    for (manager, sr, count) in portfolios {
+        for _ in 0..count {
+            n += 1;
+            let street = STREETS[n % STREETS.len()];
+            let (city, state) = CITIES[n % CITIES.len()];
+            let is_core = n % 7 != 3;
+            let id: Uuid = sqlx::query_scalar(
+                "INSERT INTO properties (property_id, name, street_address, city, state, zip_code,
+                     year_built, area_sqft, bedrooms, bathrooms, is_core, property_manager_id,
+                     sr_property_manager_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            )
+            .bind(format!("P-{:04}", 1000 + n))
+            .bind(format!("{street} {} #{}", if n % 2 == 0 { "Court" } else { "Grove" }, n))
+            .bind(format!("{} {street} St", 100 + n * 7))
+            .bind(city)
+            .bind(state)
+            .bind(format!("{:05}", 30000 + n * 11))
+            .bind(1960 + (n as i32 * 3) % 60)
+            .bind(900 + (n as i32 * 37) % 1400)
+            .bind(Decimal::new(2 + (n as i64 % 3), 0))
+            .bind(Decimal::new(10 + 5 * (n as i64 % 3), 1))
+            .bind(is_core)
+            .bind(manager)
+            .bind(sr)
+            .fetch_one(&mut **tx)
+            .await?;
+            properties.push((id, is_core));
+        }
+    }
+
+    let thresholds = Thresholds::default();
+    let dfo = by_role[&Role::DfoApprover];
+    let ho = by_role[&Role::HoApprover];
+    for i in 0..60usize {
+        let (property, is_core) = properties[(i * 7) % properties.len()];
+        // Spread over the seven stages, with more turns in the middle of the flow.
+        let stage = [0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 6][i % 12];
+        let days_ago = [2u64, 5, 9, 12, 16, 21, 3, 7, 11, 25][i % 10] + (i as u64 % 3);
+        let move_out = today - Days::new(days_ago);
+        let amount = (stage >= 2).then(|| {
+            let base: i64 = [650, 1800, 3400, 950, 7200, 2600, 1250][i % 7];
+            Decimal::new(base * 100 + rng.gen_range(0..100) * 100, 2)
+        });
+        let needed = amount.and_then(|a| thresholds.required_level(a, is_core));
+        let status = match (stage, needed) {
+            (0..=2, _) => ApprovalStatus::Pending,
+            (3, None) => ApprovalStatus::Pending,
+            (3, Some(_)) if i % 9 == 4 => ApprovalStatus::Rejected,
+            (3, Some(turns::ApprovalLevel::Ho)) if i % 2 == 0 => ApprovalStatus::HoApprovalNeeded,
+            (3, Some(_)) => ApprovalStatus::DfoApprovalNeeded,
+            (_, None) => ApprovalStatus::Pending,
+            (_, Some(turns::ApprovalLevel::Dfo)) => ApprovalStatus::DfoApproved,
+            (_, Some(turns::ApprovalLevel::Ho)) => ApprovalStatus::HoApproved,
+        };
+        let approved = (stage >= 4).then_some(amount).flatten();
+        let vendor = (stage >= 4 || (stage == 3 && i % 2 == 1)).then(|| vendors[i % vendors.len()]);
+        let complete = STAGES[stage].5;
+        let completion = complete.then(|| (move_out + Days::new(6 + i as u64 % 5)).min(today));
+        let expected = (stage >= 3).then(|| move_out + Days::new(10 + i as u64 % 6));
+        let turn: Uuid = sqlx::query_scalar(
+            "INSERT INTO turns (turn_id, property_id, stage_id, wo_number, move_out_date, turn_amount,
+                 approved_turn_amount, vendor_id, expected_completion_date, turn_completion_date,
+                 approval_status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(format!("T-{:05}", 20001 + i))
+        .bind(property)
+        .bind(stages[stage])
+        .bind((stage >= 3).then(|| format!("WO-{}", 88000 + i)))
+        .bind(move_out)
+        .bind(amount)
+        .bind(approved)
+        .bind(vendor)
+        .bind(expected)
+        .bind(completion)
+        .bind(status)
+        .fetch_one(&mut **tx)
+        .await?;
+        // Decisions behind the approved and rejected states, so the history is consistent.
+        let decisions: &[(&str, &str, Uuid, Role)] = match status {
+            ApprovalStatus::DfoApproved => &[("DFO", "APPROVED", dfo, Role::DfoApprover)],
+            ApprovalStatus::HoApprovalNeeded => &[("DFO", "APPROVED", dfo, Role::DfoApprover)],
+            ApprovalStatus::HoApproved => &[
+                ("DFO", "APPROVED", dfo, Role::DfoApprover),
+                ("HO", "APPROVED", ho, Role::HoApprover),
+            ],
+            ApprovalStatus::Rejected => &[("DFO", "REJECTED", dfo, Role::DfoApprover)],
+            _ => &[],
+        };
+        for (level, decision, actor, role) in decisions {
+            sqlx::query(
+                "INSERT INTO approval_decisions (turn_id, level, decision, amount, reason, actor_id, actor_role, decided_at)
+                 VALUES ($1, $2::approval_level, $3::approval_decision, $4, $5, $6, $7, $8)",
+            )
+            .bind(turn)
+            .bind(level)
+            .bind(decision)
+            .bind(amount)
+            .bind((*decision == "REJECTED").then_some("Scope includes items the resident damage deposit should cover."))
+            .bind(actor)
+            .bind(role)
+            .bind((move_out + Days::new(3)).and_hms_opt(15, 0, 0).map(|d| d.and_utc()))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

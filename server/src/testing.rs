@@ -1,0 +1,127 @@
+//! Test support: one private PostgreSQL cluster per test process, a fresh database per test.
+use crate::config::Config;
+use crate::db::{connect, create_database_if_missing, MIGRATOR};
+use crate::pg::{ClusterOptions, LocalPostgres};
+use crate::AppState;
+use sqlx::PgPool;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
+
+fn cluster() -> &'static LocalPostgres {
+    CLUSTER.get_or_init(|| {
+        let root = std::env::temp_dir();
+        // Clusters of earlier test processes die with them; remove their directories.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(pid) = name.strip_prefix("turns-test-pg-") {
+                    if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = root.join(format!("turns-test-pg-{}", std::process::id()));
+        LocalPostgres::start(&ClusterOptions { dir, port: None, durable: false })
+            .unwrap_or_else(|e| panic!("test cluster: {e}"))
+    })
+}
+
+/// A new, migrated database in the test cluster, and its URL.
+pub async fn fresh_database() -> (PgPool, String) {
+    let cluster = tokio::task::spawn_blocking(cluster)
+        .await
+        .unwrap_or_else(|e| panic!("start test cluster: {e}"));
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    create_database_if_missing(&cluster.url("postgres"), &name)
+        .await
+        .unwrap_or_else(|e| panic!("create database: {e}"));
+    let url = cluster.url(&name);
+    let pool = connect(&url, 5).await.unwrap_or_else(|e| panic!("connect: {e}"));
+    MIGRATOR.run(&pool).await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    (pool, url)
+}
+
+/// App state on a fresh database with the demo data loaded.
+pub async fn demo_state() -> AppState {
+    let (pool, _) = fresh_database().await;
+    crate::seed::seed_demo_if_empty(&pool, chrono::Utc::now().date_naive())
+        .await
+        .unwrap_or_else(|e| panic!("seed: {e}"));
+    AppState::new(pool, Config::for_tests())
+}
+
+/// The plain routes behind the session layer, as the app mounts them (without Leptos).
+pub fn plain_router(state: AppState) -> axum::Router {
+    crate::http::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::session_layer))
+        .with_state(state)
+}
+
+/// A response read whole.
+pub struct Reply {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The session cookie's `name=value` this response sets, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(axum::http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(crate::auth::SESSION_COOKIE))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(axum::http::header::LOCATION).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Send one request through a router in-process.
+pub async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    body: Option<(&str, String)>,
+) -> Reply {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(axum::http::header::COOKIE, c);
+    }
+    let body = match body {
+        Some((content_type, b)) => {
+            req = req.header(axum::http::header::CONTENT_TYPE, content_type);
+            axum::body::Body::from(b)
+        }
+        None => axum::body::Body::empty(),
+    };
+    let req = req.body(body).unwrap_or_else(|e| panic!("request: {e}"));
+    let res = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("body: {e}"));
+    Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+/// Log in through the JSON login endpoint; returns the cookie pair to send back.
+pub async fn login(router: &axum::Router, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": crate::seed::DEMO_PASSWORD}).to_string();
+    let reply = send(router, "POST", "/auth/login", None, Some(("application/json", body))).await;
+    assert_eq!(reply.status, 200, "login {email}: {}", reply.body);
+    reply.session_cookie().unwrap_or_else(|| panic!("no session cookie for {email}"))
+}
