@@ -137,7 +137,10 @@ mod tests {
     fn levels_follow_the_default_thresholds() {
         let t = Thresholds::default();
         assert_eq!(t.required_level(d(1000), true), None);
-        assert_eq!(t.required_level(Decimal::new(100001, 2), true), Some(ApprovalLevel::Dfo));
+        assert_eq!(
+            t.required_level(Decimal::new(100001, 2), true),
+            Some(ApprovalLevel::Dfo)
+        );
         assert_eq!(t.required_level(d(5000), true), Some(ApprovalLevel::Dfo));
         assert_eq!(t.required_level(d(5001), true), Some(ApprovalLevel::Ho));
         assert_eq!(t.required_level(d(1001), false), Some(ApprovalLevel::Ho));

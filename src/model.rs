@@ -24,7 +24,11 @@ pub struct SessionUser {
 
 impl SessionUser {
     pub fn actor(&self) -> Actor {
-        Actor { user_id: self.id, role: self.role, vendor_id: self.vendor_id }
+        Actor {
+            user_id: self.id,
+            role: self.role,
+            vendor_id: self.vendor_id,
+        }
     }
 
     pub fn display_name(&self) -> String {
@@ -34,7 +38,11 @@ impl SessionUser {
 }
 
 pub fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let name = [first, last].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let name = [first, last]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
     (!name.trim().is_empty()).then_some(name)
 }
 
@@ -102,7 +110,9 @@ impl TurnCard {
         if self.turn_completion_date.is_some() {
             return false;
         }
-        let late_vs_target = self.days_vacant(today).is_some_and(|d| d > OVERDUE_AFTER_DAYS);
+        let late_vs_target = self
+            .days_vacant(today)
+            .is_some_and(|d| d > OVERDUE_AFTER_DAYS);
         let late_vs_plan = self.expected_completion_date.is_some_and(|d| d < today);
         late_vs_target || late_vs_plan
     }
@@ -189,17 +199,30 @@ mod tests {
         assert_eq!(c.days_vacant(day(15)), Some(14));
         assert!(!c.is_overdue(day(15)));
         assert!(c.is_overdue(day(16)));
-        let planned = TurnCard { expected_completion_date: Some(day(5)), ..card() };
+        let planned = TurnCard {
+            expected_completion_date: Some(day(5)),
+            ..card()
+        };
         assert!(planned.is_overdue(day(6)));
-        let done = TurnCard { turn_completion_date: Some(day(20)), ..card() };
+        let done = TurnCard {
+            turn_completion_date: Some(day(20)),
+            ..card()
+        };
         assert!(!done.is_overdue(day(28)));
         assert_eq!(done.days_vacant(day(28)), Some(19));
     }
 
     #[test]
     fn vendors_do_not_see_scope_amounts_or_approval_state() {
-        let vendor = Actor { user_id: Uuid::nil(), role: Role::Vendor, vendor_id: None };
-        let pm = Actor { role: Role::PropertyManager, ..vendor };
+        let vendor = Actor {
+            user_id: Uuid::nil(),
+            role: Role::Vendor,
+            vendor_id: None,
+        };
+        let pm = Actor {
+            role: Role::PropertyManager,
+            ..vendor
+        };
         let v = card().redact_for(&vendor);
         assert_eq!((v.turn_amount, v.approval_status), (None, None));
         assert_eq!(v.approved_turn_amount, card().approved_turn_amount);

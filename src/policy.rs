@@ -84,8 +84,7 @@ impl Actor {
 
     /// Create properties (admins and managers; a PM's new property is assigned to that PM).
     pub fn can_create_property(&self) -> bool {
-        self.role.is_admin()
-            || matches!(self.role, Role::PropertyManager | Role::SrPropertyManager)
+        self.role.is_admin() || matches!(self.role, Role::PropertyManager | Role::SrPropertyManager)
     }
 
     /// Edit a property, or open and edit turns on it (scope, amount, vendor, stage).
@@ -164,19 +163,33 @@ mod tests {
             _ => Uuid::new_v4(),
         };
         let vendor_id = (role == Role::Vendor).then_some(w.vendor);
-        Actor { user_id, role, vendor_id }
+        Actor {
+            user_id,
+            role,
+            vendor_id,
+        }
     }
 
     /// Kinds of rows: own property (PM = pm, senior = senior), another PM's property under
     /// another senior, turns on each with each vendor and approval status.
     fn own_property(w: &World) -> PropertyFacts {
-        PropertyFacts { property_manager_id: Some(w.pm), sr_property_manager_id: Some(w.senior) }
+        PropertyFacts {
+            property_manager_id: Some(w.pm),
+            sr_property_manager_id: Some(w.senior),
+        }
     }
     fn foreign_property(w: &World) -> PropertyFacts {
-        PropertyFacts { property_manager_id: Some(w.other_pm), sr_property_manager_id: None }
+        PropertyFacts {
+            property_manager_id: Some(w.other_pm),
+            sr_property_manager_id: None,
+        }
     }
     fn turn(p: PropertyFacts, vendor: Option<Uuid>, s: ApprovalStatus) -> TurnFacts {
-        TurnFacts { property: p, vendor_id: vendor, approval_status: s }
+        TurnFacts {
+            property: p,
+            vendor_id: vendor,
+            approval_status: s,
+        }
     }
 
     #[test]
@@ -187,11 +200,26 @@ mod tests {
         let foreign = foreign_property(&w);
         // (turn, readable by: PM, SR, Vendor, DFO, HO)
         let cases = [
-            (turn(own, Some(w.vendor), Pending), [true, true, true, false, false]),
-            (turn(own, Some(w.other_vendor), DfoApprovalNeeded), [true, true, false, true, false]),
-            (turn(foreign, Some(w.vendor), HoApprovalNeeded), [false, false, true, false, true]),
-            (turn(foreign, None, DfoApproved), [false, false, false, false, false]),
-            (turn(foreign, Some(w.other_vendor), Rejected), [false, false, false, false, false]),
+            (
+                turn(own, Some(w.vendor), Pending),
+                [true, true, true, false, false],
+            ),
+            (
+                turn(own, Some(w.other_vendor), DfoApprovalNeeded),
+                [true, true, false, true, false],
+            ),
+            (
+                turn(foreign, Some(w.vendor), HoApprovalNeeded),
+                [false, false, true, false, true],
+            ),
+            (
+                turn(foreign, None, DfoApproved),
+                [false, false, false, false, false],
+            ),
+            (
+                turn(foreign, Some(w.other_vendor), Rejected),
+                [false, false, false, false, false],
+            ),
         ];
         for role in Role::ALL {
             let a = actor(&w, role);
@@ -216,7 +244,11 @@ mod tests {
                 Role::HoApprover => (false, true),
                 _ => (true, true),
             };
-            assert_eq!(a.can_read_property(&own, &own_turns), own_ok, "{role} own property");
+            assert_eq!(
+                a.can_read_property(&own, &own_turns),
+                own_ok,
+                "{role} own property"
+            );
             assert_eq!(
                 a.can_read_property(&foreign, &foreign_turns),
                 foreign_ok,
@@ -248,12 +280,30 @@ mod tests {
             let admin = role.is_admin();
             let manager = matches!(role, Role::PropertyManager | Role::SrPropertyManager);
             assert_eq!(a.can_create_property(), admin || manager, "{role} create");
-            assert_eq!(a.can_manage_turn(&own), admin || manager, "{role} manage own");
+            assert_eq!(
+                a.can_manage_turn(&own),
+                admin || manager,
+                "{role} manage own"
+            );
             assert_eq!(a.can_manage_turn(&foreign), admin, "{role} manage foreign");
-            assert_eq!(a.can_record_progress(&own), admin || role == Role::Vendor, "{role}");
-            assert_eq!(a.can_record_progress(&foreign), admin, "{role} progress foreign");
-            assert_eq!(a.can_decide_approval(&own), admin || role == Role::DfoApprover);
-            assert_eq!(a.can_decide_approval(&foreign), admin || role == Role::HoApprover);
+            assert_eq!(
+                a.can_record_progress(&own),
+                admin || role == Role::Vendor,
+                "{role}"
+            );
+            assert_eq!(
+                a.can_record_progress(&foreign),
+                admin,
+                "{role} progress foreign"
+            );
+            assert_eq!(
+                a.can_decide_approval(&own),
+                admin || role == Role::DfoApprover
+            );
+            assert_eq!(
+                a.can_decide_approval(&foreign),
+                admin || role == Role::HoApprover
+            );
             assert_eq!(a.sees_turn_financials(), role != Role::Vendor);
         }
         let settled = turn(own_property(&w), None, HoApproved);
@@ -262,7 +312,11 @@ mod tests {
 
     #[test]
     fn a_vendor_user_without_a_vendor_sees_nothing() {
-        let a = Actor { user_id: Uuid::new_v4(), role: Role::Vendor, vendor_id: None };
+        let a = Actor {
+            user_id: Uuid::new_v4(),
+            role: Role::Vendor,
+            vendor_id: None,
+        };
         let t = turn(PropertyFacts::default(), None, ApprovalStatus::Pending);
         assert_eq!(a.scope(), Scope::Nothing);
         assert!(!a.can_read_turn(&t));

@@ -56,8 +56,14 @@ fn heading(role: Role) -> &'static str {
 pub fn BoardPage() -> impl IntoView {
     let board = Resource::new(|| (), |_| turn_board());
     let query = use_query_map();
-    let init = move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
-    let filters = Filters { search: init("q"), stage: init("stage"), pm: init("pm"), vendor: init("vendor") };
+    let init =
+        move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
+    let filters = Filters {
+        search: init("q"),
+        stage: init("stage"),
+        pm: init("pm"),
+        vendor: init("vendor"),
+    };
     view! {
         <Title text="Board · Turns"/>
         <Frame>
@@ -75,7 +81,14 @@ pub fn BoardPage() -> impl IntoView {
 
 #[component]
 fn BoardView(board: Board, filters: Filters) -> impl IntoView {
-    let Board { role, stages, turns, managers, vendors, today } = board;
+    let Board {
+        role,
+        stages,
+        turns,
+        managers,
+        vendors,
+        today,
+    } = board;
     let total = turns.len();
     let turns = StoredValue::new(turns);
     // Indices of the cards that pass the filters, grouped by stage.
@@ -104,7 +117,11 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
         let is_selected = value == selected.get_untracked();
         view! { <option value=value selected=is_selected>{name}</option> }
     };
-    let select = |name: &'static str, label: &'static str, all: &'static str, signal: RwSignal<String>, options: Vec<(Uuid, String)>| {
+    let select = |name: &'static str,
+                  label: &'static str,
+                  all: &'static str,
+                  signal: RwSignal<String>,
+                  options: Vec<(Uuid, String)>| {
         view! {
             <label class="filter">{label}
                 <select name=name data-testid=format!("filter-{name}")
@@ -180,14 +197,19 @@ fn Card(turn: TurnCard, today: chrono::NaiveDate) -> impl IntoView {
     let overdue = turn.is_overdue(today);
     let days = turn.days_vacant(today);
     let money = match (turn.turn_amount, turn.approved_turn_amount) {
-        (Some(a), Some(ap)) if a != ap => Some(format!("{} · approved {}", format_usd(a), format_usd(ap))),
+        (Some(a), Some(ap)) if a != ap => {
+            Some(format!("{} · approved {}", format_usd(a), format_usd(ap)))
+        }
         (Some(a), Some(_)) => Some(format!("{} approved", format_usd(a))),
         (Some(a), None) => Some(format_usd(a)),
         (None, Some(ap)) => Some(format!("{} approved", format_usd(ap))),
         (None, None) => None,
     };
     let status = turn.approval_status.map(|s| {
-        let class = format!("badge status-{}", s.as_str().to_lowercase().replace('_', "-"));
+        let class = format!(
+            "badge status-{}",
+            s.as_str().to_lowercase().replace('_', "-")
+        );
         view! { <span class=class data-testid="approval-status">{s.label()}</span> }
     });
     view! {

@@ -12,7 +12,7 @@ pub mod server;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
 pub const PROTECTED_PAGES: [&str; 2] = ["/board", "/properties"];
@@ -25,6 +25,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light"/>
+                <link rel="icon" href="/favicon.ico"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -49,8 +50,10 @@ pub fn App() -> impl IntoView {
             <Router>
                 <Routes fallback=layout::NotFound>
                     <Route path=path!("/login") view=login::LoginPage/>
-                    <Route path=path!("/board") view=board::BoardPage/>
-                    <Route path=path!("/properties") view=properties::PropertiesPage/>
+                    // Async: the whole page (and its status code) is ready before the first byte,
+                    // so it works without JavaScript; streaming out of order needs a script.
+                    <Route path=path!("/board") view=board::BoardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/properties") view=properties::PropertiesPage ssr=SsrMode::Async/>
                 </Routes>
             </Router>
         </div>

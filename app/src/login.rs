@@ -7,11 +7,19 @@ use leptos_router::hooks::use_query_map;
 fn message(error: Option<&str>, notice: Option<&str>) -> Option<(&'static str, u16, bool)> {
     let m = match (error, notice) {
         (Some("invalid"), _) => ("Wrong email or password.", 401, true),
-        (Some("locked"), _) => ("Too many failed attempts. Wait a few minutes, then try again.", 429, true),
+        (Some("locked"), _) => (
+            "Too many failed attempts. Wait a few minutes, then try again.",
+            429,
+            true,
+        ),
         (Some("input"), _) => ("Enter your email address and password.", 400, true),
         (Some("expired"), _) => ("Your session expired. Please log in again.", 401, true),
         (Some("required"), _) => ("Please log in to continue.", 200, false),
-        (Some("server"), _) => ("Something went wrong on our side. Please try again.", 500, true),
+        (Some("server"), _) => (
+            "Something went wrong on our side. Please try again.",
+            500,
+            true,
+        ),
         (_, Some("logged_out")) => ("You have been logged out.", 200, false),
         _ => return None,
     };
@@ -21,10 +29,12 @@ fn message(error: Option<&str>, notice: Option<&str>) -> Option<(&'static str, u
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
-    let (error, notice, next) = query.with_untracked(|q| (q.get("error"), q.get("notice"), q.get("next")));
+    let (error, notice, next) =
+        query.with_untracked(|q| (q.get("error"), q.get("notice"), q.get("next")));
     let msg = message(error.as_deref(), notice.as_deref());
     #[cfg(feature = "ssr")]
-    if let (Some((_, status, _)), Some(res)) = (msg, use_context::<leptos_axum::ResponseOptions>()) {
+    if let (Some((_, status, _)), Some(res)) = (msg, use_context::<leptos_axum::ResponseOptions>())
+    {
         if let Ok(code) = axum::http::StatusCode::from_u16(status) {
             res.set_status(code);
         }

@@ -13,7 +13,8 @@ const ROWS_SHOWN: usize = 200;
 pub fn PropertiesPage() -> impl IntoView {
     let properties = Resource::new(|| (), |_| list_properties());
     let query = use_query_map();
-    let init = move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
+    let init =
+        move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
     let (search, kind, pm) = (init("q"), init("kind"), init("pm"));
     view! {
         <Title text="Properties · Turns"/>
@@ -32,10 +33,16 @@ pub fn PropertiesPage() -> impl IntoView {
 
 fn matches(p: &PropertySummary, q: &str, kind: &str, pm: &str) -> bool {
     let text = q.is_empty()
-        || [Some(&p.name), Some(&p.property_id), Some(&p.street_address), p.city.as_ref(), p.pm_name.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|f| f.to_lowercase().contains(q));
+        || [
+            Some(&p.name),
+            Some(&p.property_id),
+            Some(&p.street_address),
+            p.city.as_ref(),
+            p.pm_name.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|f| f.to_lowercase().contains(q));
     let kind_ok = match kind {
         "core" => p.is_core,
         "non-core" => !p.is_core,

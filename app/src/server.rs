@@ -31,7 +31,9 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
     Router::new()
         .merge(turns_server::http::routes().with_state(state.clone()))
         .merge(pages)
-        .layer(from_fn(|req, next| require_login_for_pages(req, next, &PROTECTED_PAGES)))
+        .layer(from_fn(|req, next| {
+            require_login_for_pages(req, next, &PROTECTED_PAGES)
+        }))
         .layer(from_fn_with_state(state, session_layer))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

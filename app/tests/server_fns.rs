@@ -9,8 +9,19 @@ fn app(state: turns_server::AppState) -> axum::Router {
     turns_app::server::router(state, LeptosOptions::builder().output_name("turns").build())
 }
 
-async fn call<T: serde::de::DeserializeOwned>(router: &axum::Router, cookie: &str, endpoint: &str) -> T {
-    let r = send(router, "POST", &format!("/api/{endpoint}"), Some(cookie), Some(("application/x-www-form-urlencoded", String::new()))).await;
+async fn call<T: serde::de::DeserializeOwned>(
+    router: &axum::Router,
+    cookie: &str,
+    endpoint: &str,
+) -> T {
+    let r = send(
+        router,
+        "POST",
+        &format!("/api/{endpoint}"),
+        Some(cookie),
+        Some(("application/x-www-form-urlencoded", String::new())),
+    )
+    .await;
     assert_eq!(r.status, 200, "{endpoint}: {}", r.body);
     serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{endpoint} ({e}): {}", r.body))
 }
@@ -19,13 +30,34 @@ async fn call<T: serde::de::DeserializeOwned>(router: &axum::Router, cookie: &st
 async fn server_functions_refuse_calls_without_a_session() {
     let router = app(demo_state().await);
     for endpoint in ["board", "properties"] {
-        let r = send(&router, "POST", &format!("/api/{endpoint}"), None, Some(("application/x-www-form-urlencoded", String::new()))).await;
+        let r = send(
+            &router,
+            "POST",
+            &format!("/api/{endpoint}"),
+            None,
+            Some(("application/x-www-form-urlencoded", String::new())),
+        )
+        .await;
         assert_eq!(r.status, 401, "{endpoint}: {}", r.body);
         assert!(r.body.contains("Unauthorized"), "{}", r.body);
-        let bogus = send(&router, "POST", &format!("/api/{endpoint}"), Some("turns_session=forged"), Some(("application/x-www-form-urlencoded", String::new()))).await;
+        let bogus = send(
+            &router,
+            "POST",
+            &format!("/api/{endpoint}"),
+            Some("turns_session=forged"),
+            Some(("application/x-www-form-urlencoded", String::new())),
+        )
+        .await;
         assert_eq!(bogus.status, 401);
     }
-    let me = send(&router, "POST", "/api/me", None, Some(("application/x-www-form-urlencoded", String::new()))).await;
+    let me = send(
+        &router,
+        "POST",
+        "/api/me",
+        None,
+        Some(("application/x-www-form-urlencoded", String::new())),
+    )
+    .await;
     assert_eq!((me.status.as_u16(), me.body.as_str()), (200, "null"));
 }
 
@@ -37,17 +69,26 @@ async fn a_vendor_never_reads_another_vendors_turns() {
     for email in ["vendor@turns.demo", "vendor2@turns.demo"] {
         let cookie = login(&router, email).await;
         let board: Board = call(&router, &cookie, "board").await;
-        let vendor_id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT vendor_id FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_one(&state.pool)
-            .await
-            .expect("vendor id");
+        let vendor_id: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT vendor_id FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_one(&state.pool)
+                .await
+                .expect("vendor id");
         assert!(!board.turns.is_empty(), "{email} has work");
-        assert!(board.turns.iter().all(|t| t.vendor_id == vendor_id), "{email} saw another vendor's turn");
-        assert!(board.turns.iter().all(|t| t.turn_amount.is_none()), "vendors see no scope amounts");
+        assert!(
+            board.turns.iter().all(|t| t.vendor_id == vendor_id),
+            "{email} saw another vendor's turn"
+        );
+        assert!(
+            board.turns.iter().all(|t| t.turn_amount.is_none()),
+            "vendors see no scope amounts"
+        );
         let props: Vec<PropertySummary> = call(&router, &cookie, "properties").await;
         let turn_props: BTreeSet<_> = board.turns.iter().map(|t| t.property_id).collect();
-        assert!(props.iter().all(|p| turn_props.contains(&p.id) || p.open_turns == 0));
+        assert!(props
+            .iter()
+            .all(|p| turn_props.contains(&p.id) || p.open_turns == 0));
         seen.push(board.turns.iter().map(|t| t.id).collect::<BTreeSet<_>>());
     }
     assert!(seen[0].is_disjoint(&seen[1]));
@@ -58,25 +99,36 @@ async fn a_pm_never_reads_another_pms_properties() {
     let state = demo_state().await;
     let router = app(state.clone());
     let cookie = login(&router, "pm@turns.demo").await;
-    let me: turns::model::SessionUser = call::<Option<_>>(&router, &cookie, "me").await.expect("signed in");
+    let me: turns::model::SessionUser = call::<Option<_>>(&router, &cookie, "me")
+        .await
+        .expect("signed in");
     let props: Vec<PropertySummary> = call(&router, &cookie, "properties").await;
     assert_eq!(props.len(), 15);
     assert!(props.iter().all(|p| p.property_manager_id == Some(me.id)));
     let board: Board = call(&router, &cookie, "board").await;
     assert!(board.turns.iter().all(|t| t.pm_id == Some(me.id)));
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM properties").fetch_one(&state.pool).await.expect("count");
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM properties")
+        .fetch_one(&state.pool)
+        .await
+        .expect("count");
     assert!(total > 15, "others' properties exist and stay hidden");
 }
 
 #[tokio::test]
 async fn approvers_see_their_queue_and_admins_everything() {
     let router = app(demo_state().await);
-    for (email, status) in [("dfo@turns.demo", "DFO_APPROVAL_NEEDED"), ("ho@turns.demo", "HO_APPROVAL_NEEDED")] {
+    for (email, status) in [
+        ("dfo@turns.demo", "DFO_APPROVAL_NEEDED"),
+        ("ho@turns.demo", "HO_APPROVAL_NEEDED"),
+    ] {
         let cookie = login(&router, email).await;
         let board: Board = call(&router, &cookie, "board").await;
         assert!(!board.turns.is_empty());
         for t in &board.turns {
-            assert_eq!(serde_json::to_value(t.approval_status).expect("json"), status);
+            assert_eq!(
+                serde_json::to_value(t.approval_status).expect("json"),
+                status
+            );
         }
     }
     let cookie = login(&router, "admin@turns.demo").await;
@@ -89,7 +141,10 @@ async fn pages_redirect_to_login_and_explain_errors() {
     let router = app(demo_state().await);
     let board = send(&router, "GET", "/board", None, None).await;
     assert_eq!(board.status, 303);
-    assert_eq!(board.location(), Some("/login?error=required&next=%2Fboard"));
+    assert_eq!(
+        board.location(),
+        Some("/login?error=required&next=%2Fboard")
+    );
 
     let login_page = send(&router, "GET", "/login?error=invalid", None, None).await;
     assert_eq!(login_page.status, 401);

@@ -4,7 +4,9 @@
 //! browser once (HttpOnly cookie); only their SHA-256 is stored, so a database leak yields no
 //! usable tokens. Failed logins are counted per email and per client address.
 use crate::error::ApiError;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -154,7 +156,12 @@ impl Default for LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(window: Duration, per_email: usize, per_client: usize) -> Self {
-        LoginLimiter { window, per_email, per_client, failures: Mutex::new(HashMap::new()) }
+        LoginLimiter {
+            window,
+            per_email,
+            per_client,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     fn keys(email: &str, client: &str) -> [String; 2] {
@@ -177,7 +184,11 @@ impl LoginLimiter {
                 }
             }
         }
-        if retry > 0 { Err(retry) } else { Ok(()) }
+        if retry > 0 {
+            Err(retry)
+        } else {
+            Ok(())
+        }
     }
 
     fn record_failure(&self, email: &str, client: &str) {
@@ -186,7 +197,11 @@ impl LoginLimiter {
         if map.len() > 100_000 {
             // Bound memory under a spray of distinct keys: forget windows that have passed.
             let window = self.window;
-            map.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < window));
+            map.retain(|_, times| {
+                times
+                    .last()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
         }
         for key in Self::keys(email, client) {
             map.entry(key).or_default().push(now);
@@ -277,7 +292,10 @@ mod tests {
             assert!(l.check("a@x", "c1").is_ok());
             l.record_failure("a@x", "c1");
         }
-        assert!(l.check("a@x", "c2").is_err(), "email key blocks from any client");
+        assert!(
+            l.check("a@x", "c2").is_err(),
+            "email key blocks from any client"
+        );
         assert!(l.check("b@x", "c1").is_ok(), "other emails unaffected");
         l.record_success("a@x");
         assert!(l.check("a@x", "c1").is_ok());
@@ -296,7 +314,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_nonsense_refused() {
-        assert_eq!(normalize_email("  PM@Turns.Demo ").ok().as_deref(), Some("pm@turns.demo"));
+        assert_eq!(
+            normalize_email("  PM@Turns.Demo ").ok().as_deref(),
+            Some("pm@turns.demo")
+        );
         assert!(normalize_email("nobody").is_err());
         assert!(normalize_email("@x").is_err());
     }

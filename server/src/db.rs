@@ -78,9 +78,12 @@ pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<(
             .await?;
     if !exists {
         // Identifiers cannot be bound; `name` comes from our code, quoted all the same.
-        sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")))
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(&format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+        .execute(&mut conn)
+        .await?;
     }
     Ok(())
 }

@@ -58,23 +58,37 @@ async fn copy_rows(pool: &PgPool, statement: &str, data: String) -> Result<(), A
     Ok(())
 }
 
-pub async fn generate(pool: &PgPool, opts: &GenerateOptions, today: NaiveDate) -> Result<GenerateReport, ApiError> {
+pub async fn generate(
+    pool: &PgPool,
+    opts: &GenerateOptions,
+    today: NaiveDate,
+) -> Result<GenerateReport, ApiError> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let prefix = format!("G{:04x}", rng.gen::<u16>());
-    let stages: Vec<(Uuid, bool)> =
-        sqlx::query_as("SELECT id, is_complete_stage FROM turn_stages WHERE is_active ORDER BY display_order")
+    let stages: Vec<(Uuid, bool)> = sqlx::query_as(
+        "SELECT id, is_complete_stage FROM turn_stages WHERE is_active ORDER BY display_order",
+    )
+    .fetch_all(pool)
+    .await?;
+    let vendors: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM vendors WHERE is_active AND is_approved")
             .fetch_all(pool)
             .await?;
-    let vendors: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM vendors WHERE is_active AND is_approved")
-        .fetch_all(pool)
-        .await?;
     let Some(&(complete_stage, _)) = stages.iter().find(|(_, complete)| *complete) else {
-        return Err(ApiError::BadRequest("no complete stage: load the demo data first".into()));
+        return Err(ApiError::BadRequest(
+            "no complete stage: load the demo data first".into(),
+        ));
     };
-    let open_stages: Vec<Uuid> = stages.iter().filter(|(_, c)| !c).map(|(id, _)| *id).collect();
+    let open_stages: Vec<Uuid> = stages
+        .iter()
+        .filter(|(_, c)| !c)
+        .map(|(id, _)| *id)
+        .collect();
     if vendors.is_empty() || open_stages.is_empty() {
-        return Err(ApiError::BadRequest("no vendors or stages: load the demo data first".into()));
+        return Err(ApiError::BadRequest(
+            "no vendors or stages: load the demo data first".into(),
+        ));
     }
 
     // Managers: one senior PM per five PMs; all share one hash of the demo password.
@@ -89,17 +103,34 @@ pub async fn generate(pool: &PgPool, opts: &GenerateOptions, today: NaiveDate) -
         let id = Uuid::new_v4();
         let (role, email) = if i < seniors {
             senior_ids.push(id);
-            ("SR_PROPERTY_MANAGER", format!("{lower}-srpm{}@turns.demo", i + 1))
+            (
+                "SR_PROPERTY_MANAGER",
+                format!("{lower}-srpm{}@turns.demo", i + 1),
+            )
         } else {
             pm_ids.push(id);
-            ("PROPERTY_MANAGER", format!("{lower}-pm{}@turns.demo", i - seniors + 1))
+            (
+                "PROPERTY_MANAGER",
+                format!("{lower}-pm{}@turns.demo", i - seniors + 1),
+            )
         };
-        for v in [id.to_string(), email, hash.clone(), "Gen".into(), format!("Manager {}", i + 1)] {
+        for v in [
+            id.to_string(),
+            email,
+            hash.clone(),
+            "Gen".into(),
+            format!("Manager {}", i + 1),
+        ] {
             field(&mut users, Some(v), false);
         }
         field(&mut users, Some(role), true);
     }
-    copy_rows(pool, "COPY users (id, email, password_hash, first_name, last_name, role) FROM STDIN", users).await?;
+    copy_rows(
+        pool,
+        "COPY users (id, email, password_hash, first_name, last_name, role) FROM STDIN",
+        users,
+    )
+    .await?;
 
     let mut props = String::new();
     let mut property_ids = Vec::with_capacity(opts.properties);
@@ -131,7 +162,11 @@ pub async fn generate(pool: &PgPool, opts: &GenerateOptions, today: NaiveDate) -
         let property = property_ids[n % property_ids.len().max(1)];
         let generation = n / property_ids.len().max(1);
         let open = generation + 1 == per_property && rng.gen_bool(0.5);
-        let days_ago = if open { rng.gen_range(1..30) } else { 40 + (per_property - generation) as u64 * 60 };
+        let days_ago = if open {
+            rng.gen_range(1..30)
+        } else {
+            40 + (per_property - generation) as u64 * 60
+        };
         let move_out = today - Days::new(days_ago);
         let amount = rng.gen_range(400..6000) * 100;
         let (stage, completion, approved, status) = if open {
@@ -139,15 +174,28 @@ pub async fn generate(pool: &PgPool, opts: &GenerateOptions, today: NaiveDate) -
             let stage = open_stages[rng.gen_range(0..open_stages.len())];
             (stage, None, None, "PENDING")
         } else {
-            (complete_stage, Some(move_out + Days::new(rng.gen_range(3..20))), Some(amount), "DFO_APPROVED")
+            (
+                complete_stage,
+                Some(move_out + Days::new(rng.gen_range(3..20))),
+                Some(amount),
+                "DFO_APPROVED",
+            )
         };
         field(&mut turns, Some(Uuid::new_v4()), false);
         field(&mut turns, Some(format!("{prefix}-T{n:07}")), false);
         field(&mut turns, Some(property), false);
         field(&mut turns, Some(stage), false);
         field(&mut turns, Some(move_out), false);
-        field(&mut turns, Some(format!("{}.{:02}", amount / 100, amount % 100)), false);
-        field(&mut turns, approved.map(|a| format!("{}.{:02}", a / 100, a % 100)), false);
+        field(
+            &mut turns,
+            Some(format!("{}.{:02}", amount / 100, amount % 100)),
+            false,
+        );
+        field(
+            &mut turns,
+            approved.map(|a| format!("{}.{:02}", a / 100, a % 100)),
+            false,
+        );
         field(&mut turns, Some(vendors[n % vendors.len()]), false);
         field(&mut turns, completion, false);
         field(&mut turns, Some(status), true);
@@ -158,7 +206,9 @@ pub async fn generate(pool: &PgPool, opts: &GenerateOptions, today: NaiveDate) -
         turns,
     )
     .await?;
-    sqlx::query("ANALYZE users; ANALYZE properties; ANALYZE turns").execute(pool).await?;
+    sqlx::query("ANALYZE users; ANALYZE properties; ANALYZE turns")
+        .execute(pool)
+        .await?;
 
     Ok(GenerateReport {
         first_manager: format!("{lower}-pm1@turns.demo"),

@@ -24,7 +24,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await {
+    match sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.pool)
+        .await
+    {
         Ok(_) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
@@ -67,7 +70,11 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Resolve the session cookie once per request and store the result in the request extensions.
-pub async fn session_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn session_layer(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     let is_asset = path.starts_with("/pkg/") || path == "/favicon.ico" || path == "/health";
     let session = match cookie_token(req.headers()) {
@@ -81,8 +88,10 @@ pub async fn session_layer(State(state): State<AppState>, mut req: Request, next
     req.extensions_mut().insert(session);
     let mut res = next.run(req).await;
     if clear_cookie {
-        res.headers_mut()
-            .append(header::SET_COOKIE, session_cookie("", 0, state.config.secure_cookies));
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            session_cookie("", 0, state.config.secure_cookies),
+        );
     }
     res
 }
@@ -90,9 +99,12 @@ pub async fn session_layer(State(state): State<AppState>, mut req: Request, next
 /// Pages that need a signed-in user redirect to the login page (saying why) without one.
 pub async fn require_login_for_pages(req: Request, next: Next, pages: &[&str]) -> Response {
     let path = req.uri().path();
-    let protected = pages
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
+    let protected = pages.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    });
     if protected && req.method() == axum::http::Method::GET {
         let reason = match session_of(&req) {
             SessionState::Valid(_) => None,
@@ -167,15 +179,27 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             serde_urlencoded::from_bytes(&bytes).ok()
         }
         .ok_or_else(|| ApiError::BadRequest("Enter your email and password.".into()))?;
-        let user = auth::authenticate(&state.pool, &state.limiter, &input.email, &input.password, &client).await?;
-        let (token, _) = auth::create_session(&state.pool, user.id, state.config.session_ttl).await?;
+        let user = auth::authenticate(
+            &state.pool,
+            &state.limiter,
+            &input.email,
+            &input.password,
+            &client,
+        )
+        .await?;
+        let (token, _) =
+            auth::create_session(&state.pool, user.id, state.config.session_ttl).await?;
         Ok::<_, ApiError>((user, token, input.next))
     }
     .await;
 
     match result {
         Ok((user, token, next)) => {
-            let cookie = session_cookie(&token, state.config.session_ttl.as_secs(), state.config.secure_cookies);
+            let cookie = session_cookie(
+                &token,
+                state.config.session_ttl.as_secs(),
+                state.config.secure_cookies,
+            );
             let mut res = if json {
                 Json(user).into_response()
             } else {
@@ -199,7 +223,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
-    let json = wants_json(req.headers()) || req.headers().get(header::ACCEPT).is_some_and(|v| v == "application/json");
+    let json = wants_json(req.headers())
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .is_some_and(|v| v == "application/json");
     if let Some(token) = cookie_token(req.headers()) {
         if let Err(e) = auth::delete_session(&state.pool, &token).await {
             return e.into_response();
@@ -210,7 +238,9 @@ async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
     } else {
         Redirect::to("/login?notice=logged_out").into_response()
     };
-    res.headers_mut()
-        .append(header::SET_COOKIE, session_cookie("", 0, state.config.secure_cookies));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        session_cookie("", 0, state.config.secure_cookies),
+    );
     res
 }

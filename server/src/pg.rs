@@ -23,7 +23,10 @@ pub enum PgError {
     #[error("running as root and there is no `postgres` user to run the cluster as (install the `postgresql` package)")]
     NoUnprivilegedUser,
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -322,7 +325,10 @@ fn init_cluster(
         .arg(pgdata)
         .args(["-U", "turns", "-E", "UTF8", "--no-locale"])
         .args(["--auth-local=scram-sha-256", "--auth-host=scram-sha-256"])
-        .arg(format!("--pwfile={}", dir.join("superuser-password").display()));
+        .arg(format!(
+            "--pwfile={}",
+            dir.join("superuser-password").display()
+        ));
     if !durable {
         cmd.arg("--no-sync");
     }
@@ -339,7 +345,10 @@ fn init_cluster(
 
 fn free_port() -> Result<u16, PgError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
-    let port = listener.local_addr().map_err(io("find a free port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io("find a free port"))?
+        .port();
     Ok(port)
 }
 
@@ -347,9 +356,7 @@ fn absolute(p: &Path) -> Result<PathBuf, PgError> {
     if p.is_absolute() {
         return Ok(p.to_path_buf());
     }
-    Ok(std::env::current_dir()
-        .map_err(io("current dir"))?
-        .join(p))
+    Ok(std::env::current_dir().map_err(io("current dir"))?.join(p))
 }
 
 fn tail(path: &Path) -> String {

@@ -42,7 +42,12 @@ fn scope_sql(scope: Scope) -> ScopeSql {
         ),
         Scope::Nothing => ("false", "false", None, None),
     };
-    ScopeSql { turn_filter, property_filter, id, status }
+    ScopeSql {
+        turn_filter,
+        property_filter,
+        id,
+        status,
+    }
 }
 
 pub async fn active_stages(pool: &PgPool) -> Result<Vec<Stage>, sqlx::Error> {
@@ -74,29 +79,51 @@ pub async fn properties(pool: &PgPool, actor: &Actor) -> Result<Vec<PropertySumm
         turn = s.turn_filter,
         prop = s.property_filter,
     );
-    sqlx::query_as(&sql).bind(s.id).bind(s.status).fetch_all(pool).await
+    sqlx::query_as(&sql)
+        .bind(s.id)
+        .bind(s.status)
+        .fetch_all(pool)
+        .await
 }
 
 /// The turn board: active stages, and the active turns this actor may read that are open or
 /// completed recently, with money redacted where the policy says so.
 pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Board, sqlx::Error> {
     let stages = active_stages(pool).await?;
-    let turns = turns_in_scope(pool, actor, Some(today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64))).await?;
+    let turns = turns_in_scope(
+        pool,
+        actor,
+        Some(today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64)),
+    )
+    .await?;
     let mut managers = Vec::new();
     let mut vendors = Vec::new();
     for t in &turns {
         if let (Some(id), Some(name)) = (t.pm_id, &t.pm_name) {
-            managers.push(Named { id, name: name.clone() });
+            managers.push(Named {
+                id,
+                name: name.clone(),
+            });
         }
         if let (Some(id), Some(name)) = (t.vendor_id, &t.vendor_name) {
-            vendors.push(Named { id, name: name.clone() });
+            vendors.push(Named {
+                id,
+                name: name.clone(),
+            });
         }
     }
     for list in [&mut managers, &mut vendors] {
         list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         list.dedup();
     }
-    Ok(Board { role: actor.role, stages, turns, managers, vendors, today })
+    Ok(Board {
+        role: actor.role,
+        stages,
+        turns,
+        managers,
+        vendors,
+        today,
+    })
 }
 
 /// Active turns in the actor's scope; with `completed_since`, completed ones only from that date.

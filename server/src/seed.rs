@@ -48,7 +48,8 @@ const VENDORS: [(&str, &str, bool); 5] = [
 ];
 
 const STREETS: [&str; 10] = [
-    "Maple", "Oak", "Cedar", "Willow", "Birch", "Aspen", "Juniper", "Magnolia", "Sycamore", "Hickory",
+    "Maple", "Oak", "Cedar", "Willow", "Birch", "Aspen", "Juniper", "Magnolia", "Sycamore",
+    "Hickory",
 ];
 const CITIES: [(&str, &str); 5] = [
     ("Atlanta", "GA"),
@@ -60,14 +61,20 @@ const CITIES: [(&str, &str); 5] = [
 
 /// Load the demo set if the database has no users yet. Returns whether it loaded.
 pub async fn seed_demo_if_empty(pool: &PgPool, today: NaiveDate) -> Result<bool, ApiError> {
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await?;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(pool)
+        .await?;
     if users > 0 {
         return Ok(false);
     }
     let mut tx = pool.begin().await?;
     // Serialise concurrent starters: the second one finds users and stops.
-    sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await?;
+    sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut *tx)
+        .await?;
     if users > 0 {
         return Ok(false);
     }
@@ -129,7 +136,11 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
 
     let mut vendors = Vec::new();
     for (i, (name, trade, approved)) in VENDORS.iter().enumerate() {
-        let slug = name.split_whitespace().next().unwrap_or("vendor").to_lowercase();
+        let slug = name
+            .split_whitespace()
+            .next()
+            .unwrap_or("vendor")
+            .to_lowercase();
         let id: Uuid = sqlx::query_scalar(
             "INSERT INTO vendors (name, trade, contact_email, contact_phone, is_approved)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -141,8 +152,20 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         .bind(approved)
         .fetch_one(&mut **tx)
         .await?;
-        let email = if i == 0 { "vendor@turns.demo".to_string() } else { format!("vendor{}@turns.demo", i + 1) };
-        insert_user(tx, &email, "Crew", &format!("Lead {}", i + 1), Role::Vendor, Some(id)).await?;
+        let email = if i == 0 {
+            "vendor@turns.demo".to_string()
+        } else {
+            format!("vendor{}@turns.demo", i + 1)
+        };
+        insert_user(
+            tx,
+            &email,
+            "Crew",
+            &format!("Lead {}", i + 1),
+            Role::Vendor,
+            Some(id),
+        )
+        .await?;
         if *approved {
             vendors.push(id);
         }
@@ -162,14 +185,41 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
     ];
     for ((email, role), (first, last)) in DEMO_LOGINS.iter().zip(names) {
         if *role != Role::Vendor {
-            by_role.insert(*role, insert_user(tx, email, first, last, *role, None).await?);
+            by_role.insert(
+                *role,
+                insert_user(tx, email, first, last, *role, None).await?,
+            );
         }
     }
     let pm = by_role[&Role::PropertyManager];
     let senior = by_role[&Role::SrPropertyManager];
-    let pm2 = insert_user(tx, "pm2@turns.demo", "Jordan", "Blake", Role::PropertyManager, None).await?;
-    let pm3 = insert_user(tx, "pm3@turns.demo", "Casey", "Nguyen", Role::PropertyManager, None).await?;
-    let senior2 = insert_user(tx, "srpm2@turns.demo", "Robin", "Hale", Role::SrPropertyManager, None).await?;
+    let pm2 = insert_user(
+        tx,
+        "pm2@turns.demo",
+        "Jordan",
+        "Blake",
+        Role::PropertyManager,
+        None,
+    )
+    .await?;
+    let pm3 = insert_user(
+        tx,
+        "pm3@turns.demo",
+        "Casey",
+        "Nguyen",
+        Role::PropertyManager,
+        None,
+    )
+    .await?;
+    let senior2 = insert_user(
+        tx,
+        "srpm2@turns.demo",
+        "Robin",
+        "Hale",
+        Role::SrPropertyManager,
+        None,
+    )
+    .await?;
     // (PM, senior PM, number of properties)
     let portfolios = [(pm, senior, 15), (pm2, senior, 13), (pm3, senior2, 12)];
 
@@ -188,7 +238,11 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .bind(format!("P-{:04}", 1000 + n))
-            .bind(format!("{street} {} #{}", if n % 2 == 0 { "Court" } else { "Grove" }, n))
+            .bind(format!(
+                "{street} {} #{}",
+                if n % 2 == 0 { "Court" } else { "Grove" },
+                n
+            ))
             .bind(format!("{} {street} St", 100 + n * 7))
             .bind(city)
             .bind(state)

@@ -24,8 +24,12 @@ fn cluster() -> &'static LocalPostgres {
             }
         }
         let dir = root.join(format!("turns-test-pg-{}", std::process::id()));
-        LocalPostgres::start(&ClusterOptions { dir, port: None, durable: false })
-            .unwrap_or_else(|e| panic!("test cluster: {e}"))
+        LocalPostgres::start(&ClusterOptions {
+            dir,
+            port: None,
+            durable: false,
+        })
+        .unwrap_or_else(|e| panic!("test cluster: {e}"))
     })
 }
 
@@ -39,8 +43,13 @@ pub async fn fresh_database() -> (PgPool, String) {
         .await
         .unwrap_or_else(|e| panic!("create database: {e}"));
     let url = cluster.url(&name);
-    let pool = connect(&url, 5).await.unwrap_or_else(|e| panic!("connect: {e}"));
-    MIGRATOR.run(&pool).await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    let pool = connect(&url, 5)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    MIGRATOR
+        .run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("migrate: {e}"));
     (pool, url)
 }
 
@@ -56,7 +65,10 @@ pub async fn demo_state() -> AppState {
 /// The plain routes behind the session layer, as the app mounts them (without Leptos).
 pub fn plain_router(state: AppState) -> axum::Router {
     crate::http::routes()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::session_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::session_layer,
+        ))
         .with_state(state)
 }
 
@@ -84,7 +96,9 @@ impl Reply {
     }
 
     pub fn location(&self) -> Option<&str> {
-        self.headers.get(axum::http::header::LOCATION).and_then(|v| v.to_str().ok())
+        self.headers
+            .get(axum::http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -109,19 +123,37 @@ pub async fn send(
         None => axum::body::Body::empty(),
     };
     let req = req.body(body).unwrap_or_else(|e| panic!("request: {e}"));
-    let res = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    let res = router
+        .clone()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| match e {});
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
         .unwrap_or_else(|e| panic!("body: {e}"));
-    Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
 }
 
 /// Log in through the JSON login endpoint; returns the cookie pair to send back.
 pub async fn login(router: &axum::Router, email: &str) -> String {
-    let body = serde_json::json!({"email": email, "password": crate::seed::DEMO_PASSWORD}).to_string();
-    let reply = send(router, "POST", "/auth/login", None, Some(("application/json", body))).await;
+    let body =
+        serde_json::json!({"email": email, "password": crate::seed::DEMO_PASSWORD}).to_string();
+    let reply = send(
+        router,
+        "POST",
+        "/auth/login",
+        None,
+        Some(("application/json", body)),
+    )
+    .await;
     assert_eq!(reply.status, 200, "login {email}: {}", reply.body);
-    reply.session_cookie().unwrap_or_else(|| panic!("no session cookie for {email}"))
+    reply
+        .session_cookie()
+        .unwrap_or_else(|| panic!("no session cookie for {email}"))
 }

@@ -11,18 +11,33 @@ async fn migrations_create_every_table_with_named_constraints() {
     .await
     .expect("tables");
     for t in [
-        "approval_decisions", "approval_thresholds", "audit_logs", "mutation_receipts", "properties",
-        "sessions", "turn_stages", "turns", "users", "vendors",
+        "approval_decisions",
+        "approval_thresholds",
+        "audit_logs",
+        "mutation_receipts",
+        "properties",
+        "sessions",
+        "turn_stages",
+        "turns",
+        "users",
+        "vendors",
     ] {
-        assert!(tables.iter().any(|x| x == t), "missing table {t} in {tables:?}");
+        assert!(
+            tables.iter().any(|x| x == t),
+            "missing table {t} in {tables:?}"
+        );
     }
     let constraints: Vec<String> = sqlx::query_scalar("SELECT conname::text FROM pg_constraint")
         .fetch_all(&pool)
         .await
         .expect("constraints");
     for c in [
-        "users_vendor_matches_role", "users_email_normalized", "turns_amount_non_negative",
-        "turn_stages_display_order_key", "approval_decisions_reason_required", "vendors_name_key",
+        "users_vendor_matches_role",
+        "users_email_normalized",
+        "turns_amount_non_negative",
+        "turn_stages_display_order_key",
+        "approval_decisions_reason_required",
+        "vendors_name_key",
     ] {
         assert!(constraints.iter().any(|x| x == c), "missing constraint {c}");
     }
@@ -57,14 +72,18 @@ async fn money_is_exact_and_constraints_refuse_bad_rows() {
             .await
             .expect("thresholds row");
     assert_eq!(limit, turns::Thresholds::default().pm_self_approve_limit);
-    let second = sqlx::query("INSERT INTO approval_thresholds DEFAULT VALUES").execute(&pool).await;
+    let second = sqlx::query("INSERT INTO approval_thresholds DEFAULT VALUES")
+        .execute(&pool)
+        .await;
     assert!(second.is_err(), "thresholds are a single row");
 
     let err = sqlx::query("INSERT INTO users (email, role) VALUES ('v@x.io', 'VENDOR')")
         .execute(&pool)
         .await
         .expect_err("a vendor user needs a vendor");
-    let name = err.as_database_error().and_then(|e| e.constraint().map(str::to_string));
+    let name = err
+        .as_database_error()
+        .and_then(|e| e.constraint().map(str::to_string));
     assert_eq!(name.as_deref(), Some("users_vendor_matches_role"));
 
     let err = sqlx::query("INSERT INTO users (email) VALUES ('Mixed@Case.io')")
@@ -72,7 +91,9 @@ async fn money_is_exact_and_constraints_refuse_bad_rows() {
         .await
         .expect_err("emails are stored normalised");
     assert_eq!(
-        err.as_database_error().and_then(|e| e.constraint().map(str::to_string)).as_deref(),
+        err.as_database_error()
+            .and_then(|e| e.constraint().map(str::to_string))
+            .as_deref(),
         Some("users_email_normalized")
     );
 }
@@ -93,7 +114,13 @@ async fn synced_tables_have_full_replica_identity_and_a_publication() {
     for t in ["properties", "turn_stages", "turns", "users", "vendors"] {
         assert!(names.contains(&t), "{t} not published: {names:?}");
     }
-    assert!(rows.iter().all(|(_, ident)| ident == "f"), "replica identity: {rows:?}");
-    let wal_level: String = sqlx::query_scalar("SHOW wal_level").fetch_one(&pool).await.expect("wal_level");
+    assert!(
+        rows.iter().all(|(_, ident)| ident == "f"),
+        "replica identity: {rows:?}"
+    );
+    let wal_level: String = sqlx::query_scalar("SHOW wal_level")
+        .fetch_one(&pool)
+        .await
+        .expect("wal_level");
     assert_eq!(wal_level, "logical");
 }

@@ -43,6 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.elapsed.as_secs_f64(),
         report.rows_per_sec()
     );
-    println!("first generated PM: {} (password: {})", report.first_manager, turns_server::seed::DEMO_PASSWORD);
+    println!(
+        "first generated PM: {} (password: {})",
+        report.first_manager,
+        turns_server::seed::DEMO_PASSWORD
+    );
     Ok(())
 }

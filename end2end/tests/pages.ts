@@ -1,0 +1,72 @@
+// Page objects: one per screen, so tests read as what a user does.
+import { expect, Page, TestInfo } from "@playwright/test";
+
+export const PASSWORD = "turns-demo";
+
+export class LoginPage {
+  constructor(private page: Page) {}
+
+  async open(query = "") {
+    return this.page.goto(`/login${query}`);
+  }
+
+  async logIn(email: string, password = PASSWORD) {
+    await this.page.getByLabel("Email").fill(email);
+    await this.page.getByLabel("Password").fill(password);
+    await this.page.getByRole("button", { name: "Log in" }).click();
+  }
+
+  message() {
+    return this.page.getByTestId("login-message");
+  }
+}
+
+export class BoardPage {
+  constructor(private page: Page) {}
+
+  heading() {
+    return this.page.getByRole("heading", { level: 1 });
+  }
+  cards() {
+    return this.page.getByTestId("turn-card");
+  }
+  visibleCount() {
+    return this.page.getByTestId("visible-count");
+  }
+  search() {
+    return this.page.getByTestId("search");
+  }
+  column(stage: string) {
+    return this.page.locator(`section.column[data-stage="${stage}"]`);
+  }
+  async hydrated() {
+    await expect(this.page.locator("#app")).toHaveAttribute("data-hydrated", "true");
+  }
+  async logOut() {
+    await this.page.getByRole("button", { name: "Log out" }).click();
+  }
+}
+
+export class PropertiesPage {
+  constructor(private page: Page) {}
+
+  async open() {
+    return this.page.goto("/properties");
+  }
+  rows() {
+    return this.page.getByTestId("property-row");
+  }
+}
+
+/** Log in through the form and land on the board. */
+export async function logInAs(page: Page, email: string) {
+  await new LoginPage(page).open();
+  await new LoginPage(page).logIn(email);
+  await expect(page).toHaveURL(/\/board$/);
+  return new BoardPage(page);
+}
+
+/** Full-page screenshot kept as a test artifact (end2end/screenshots, not committed). */
+export async function snap(page: Page, info: TestInfo, name: string) {
+  await page.screenshot({ path: `screenshots/${info.project.name}-${name}.png`, fullPage: true });
+}

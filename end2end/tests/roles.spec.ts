@@ -1,0 +1,100 @@
+// Each role logs in and sees exactly its scope, at phone, tablet and desktop sizes (the three
+// Playwright projects), on the release build with the demo data.
+import { expect, test } from "@playwright/test";
+import { BoardPage, LoginPage, PropertiesPage, logInAs, snap } from "./pages";
+
+test("a property manager sees their own turns and properties", async ({ page }, info) => {
+  const board = await logInAs(page, "pm@turns.demo");
+  await expect(board.heading()).toHaveText("Turn board");
+  await expect(page.getByTestId("user-role")).toHaveText("Property manager");
+  await expect(board.cards().first()).toBeVisible();
+  // Columns are the active stages, in display order.
+  const stages = await page.locator("section.column .stage-name").allTextContents();
+  expect(stages).toEqual([
+    "Notice", "Move-out inspection", "Scope & bid", "Approval", "In progress", "QC inspection", "Rent ready",
+  ]);
+  await expect(page.getByTestId("overdue").first()).toBeVisible();
+  await snap(page, info, "pm-board");
+
+  const properties = new PropertiesPage(page);
+  await properties.open();
+  await expect(properties.rows()).toHaveCount(15);
+  const managers = await properties.rows().locator('td[data-label="PM"]').allTextContents();
+  expect(new Set(managers)).toEqual(new Set(["Pat Morgan"]));
+  await snap(page, info, "pm-properties");
+});
+
+test("a vendor sees only their company's work orders, without scope amounts", async ({ page }, info) => {
+  const board = await logInAs(page, "vendor@turns.demo");
+  await expect(board.heading()).toHaveText("My work orders");
+  const vendors = await board.cards().locator(".vendor").allTextContents();
+  expect(vendors.length).toBeGreaterThan(0);
+  expect(new Set(vendors)).toEqual(new Set(["Brightline Painting"]));
+  await expect(page.getByTestId("approval-status")).toHaveCount(0);
+  await expect(page.getByTestId("filter-vendor")).toHaveCount(0);
+  await snap(page, info, "vendor-board");
+});
+
+test("a DFO approver sees the turns waiting for DFO approval", async ({ page }, info) => {
+  const board = await logInAs(page, "dfo@turns.demo");
+  await expect(board.heading()).toHaveText("Approval queue");
+  const statuses = await page.getByTestId("approval-status").allTextContents();
+  expect(statuses.length).toBeGreaterThan(0);
+  expect(new Set(statuses)).toEqual(new Set(["Needs DFO approval"]));
+  await snap(page, info, "dfo-board");
+});
+
+test("filters work in the browser after hydration, without a round trip", async ({ page }) => {
+  const board = await logInAs(page, "srpm@turns.demo");
+  await board.hydrated();
+  const total = await board.cards().count();
+  expect(total).toBeGreaterThan(1);
+  const first = (await board.cards().first().getAttribute("data-turn"))!;
+  let requests = 0;
+  page.on("request", () => requests++);
+  await board.search().fill(first);
+  await expect(board.cards()).toHaveCount(1);
+  await expect(board.cards().first()).toHaveAttribute("data-turn", first);
+  await expect(board.visibleCount()).toHaveText(`1 of ${total} turns`);
+  expect(page.url()).toMatch(/\/board$/);
+  await board.search().fill("");
+  await expect(board.cards()).toHaveCount(total);
+  // Stage filter: only that column stays.
+  await page.getByTestId("filter-stage").selectOption({ label: "Approval" });
+  await expect(page.locator("section.column:not(.hidden)")).toHaveCount(1);
+  await expect(board.column("Approval")).toBeVisible();
+  expect(requests).toBe(0);
+});
+
+test("the board renders filtered on the server without JavaScript", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await new LoginPage(page).open();
+  await new LoginPage(page).logIn("pm@turns.demo");
+  await expect(page).toHaveURL(/\/board$/);
+  const board = new BoardPage(page);
+  const first = (await board.cards().first().getAttribute("data-turn"))!;
+  await page.goto(`/board?q=${encodeURIComponent(first)}`);
+  await expect(board.cards()).toHaveCount(1);
+  await context.close();
+});
+
+test("wrong password, unknown page and logout each say what happened", async ({ page }) => {
+  const login = new LoginPage(page);
+  await login.open();
+  await login.logIn("pm@turns.demo", "not-the-password");
+  await expect(login.message()).toHaveText("Wrong email or password.");
+
+  const board = await logInAs(page, "ho@turns.demo");
+  await expect(board.heading()).toHaveText("Approval queue");
+  const missing = await page.goto("/no-such-page");
+  expect(missing?.status()).toBe(404);
+  await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+
+  await page.goto("/board");
+  await board.logOut();
+  await expect(page).toHaveURL(/\/login\?notice=logged_out/);
+  await expect(login.message()).toHaveText("You have been logged out.");
+  await page.goto("/board");
+  await expect(page).toHaveURL(/\/login\?error=required/);
+});
