@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use std::collections::HashMap;
 use turns::model::{format_usd, Board, TurnCard};
-use turns::Role;
+use turns::{ApprovalStatus, Role};
 use uuid::Uuid;
 
 /// Cards rendered per column; the rest are counted (search narrows them down).
@@ -142,7 +142,8 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
             let hidden = move || filters.stage.with(|s| !s.is_empty() && *s != id.to_string());
             let ids = move || visible.with(|v| v.get(&id).cloned().unwrap_or_default());
             view! {
-                <section class="column" style=style data-stage=stage.name.clone() class:hidden=hidden>
+                <section class="column" style=style data-stage=stage.name.clone() class:hidden=hidden
+                    class:empty=move || ids().is_empty()>
                     <h2>
                         <span class="dot"></span>
                         <span class="stage-name">{stage.name.clone()}</span>
@@ -210,7 +211,12 @@ fn Card(turn: TurnCard, today: chrono::NaiveDate) -> impl IntoView {
             "badge status-{}",
             s.as_str().to_lowercase().replace('_', "-")
         );
-        view! { <span class=class data-testid="approval-status">{s.label()}</span> }
+        // Within the PM's limit no level approves: an approved amount means self-approved.
+        let label = match (s, turn.approved_turn_amount) {
+            (ApprovalStatus::Pending, Some(_)) => "PM approved",
+            _ => s.label(),
+        };
+        view! { <span class=class data-testid="approval-status">{label}</span> }
     });
     view! {
         <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()>
