@@ -206,7 +206,7 @@ pub async fn generate(
         turns,
     )
     .await?;
-    sqlx::query("ANALYZE users; ANALYZE properties; ANALYZE turns")
+    sqlx::raw_sql("ANALYZE users; ANALYZE properties; ANALYZE turns")
         .execute(pool)
         .await?;
 
