@@ -35,7 +35,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("loaded the demo data");
     }
 
-    let app = router(AppState::new(db.pool.clone(), config), leptos_options);
+    let state = AppState::new(db.pool.clone(), config)
+        .start_shapes(&db.url)
+        .await?;
+    let app = router(state, leptos_options);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("\nTurns is running at http://{addr}");
     println!("Demo logins (password for all: {DEMO_PASSWORD}):");

@@ -20,6 +20,10 @@ pub struct Config {
     /// Load the demo data set on start when the database has no users.
     pub seed_demo: bool,
     pub max_db_connections: u32,
+    /// Enables `GET /v1/shape` (any table/where) for trusted callers that send it; unset = off.
+    pub shape_secret: Option<String>,
+    /// How long a live shape request waits for changes.
+    pub long_poll: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,12 @@ impl Config {
             trust_proxy: parse(var("TRUST_PROXY"), "TRUST_PROXY", false)?,
             seed_demo: parse(var("SEED_DEMO"), "SEED_DEMO", true)?,
             max_db_connections: parse(var("DB_MAX_CONNECTIONS"), "DB_MAX_CONNECTIONS", 20)?,
+            shape_secret: var("SHAPE_SECRET"),
+            long_poll: Duration::from_secs(parse(
+                var("SHAPE_LONG_POLL_SECS"),
+                "SHAPE_LONG_POLL_SECS",
+                20,
+            )?),
         })
     }
 
@@ -58,6 +68,8 @@ impl Config {
             trust_proxy: false,
             seed_demo: false,
             max_db_connections: 5,
+            shape_secret: None,
+            long_poll: Duration::from_secs(20),
         }
     }
 }

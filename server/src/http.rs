@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/", get(home))
+        .merge(crate::shapes::http::routes())
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod pg;
 pub mod queries;
 pub mod seed;
+pub mod shapes;
 pub mod testing;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub pool: sqlx::PgPool,
     pub config: Arc<config::Config>,
     pub limiter: Arc<auth::LoginLimiter>,
+    /// The shape server, once its change stream runs.
+    pub shapes: Option<Arc<shapes::ShapeServer>>,
 }
 
 impl AppState {
@@ -28,7 +31,21 @@ impl AppState {
             pool,
             config: Arc::new(config),
             limiter: Arc::new(auth::LoginLimiter::default()),
+            shapes: None,
         }
+    }
+
+    /// Open the shape server on this database and start its replication consumer.
+    pub async fn start_shapes(mut self, database_url: &str) -> Result<Self, shapes::ShapeError> {
+        let server = shapes::ShapeServer::open(self.pool.clone(), self.config.long_poll).await?;
+        // The slot must exist before the first snapshot, or changes in between would be missed.
+        let slot = shapes::wal::slot_name(&self.pool).await?;
+        shapes::wal::ensure_slot(&server, &slot)
+            .await
+            .map_err(|e| shapes::ShapeError::Db(sqlx::Error::Protocol(e.to_string())))?;
+        server.set_consumer(shapes::wal::spawn(server.clone(), database_url.to_string()));
+        self.shapes = Some(server);
+        Ok(self)
     }
 }
 

@@ -53,13 +53,19 @@ pub async fn fresh_database() -> (PgPool, String) {
     (pool, url)
 }
 
-/// App state on a fresh database with the demo data loaded.
+/// App state on a fresh database with the demo data loaded (`config.database_url` is its URL).
 pub async fn demo_state() -> AppState {
-    let (pool, _) = fresh_database().await;
+    let (pool, url) = fresh_database().await;
     crate::seed::seed_demo_if_empty(&pool, chrono::Utc::now().date_naive())
         .await
         .unwrap_or_else(|e| panic!("seed: {e}"));
-    AppState::new(pool, Config::for_tests())
+    AppState::new(
+        pool,
+        Config {
+            database_url: Some(url),
+            ..Config::for_tests()
+        },
+    )
 }
 
 /// The plain routes behind the session layer, as the app mounts them (without Leptos).

@@ -1,0 +1,568 @@
+//! HTTP for shapes, Electric v1 protocol: `GET /v1/shape` for trusted callers (with the
+//! `SHAPE_SECRET`), `GET /api/shapes/{name}` for browsers (the server fixes table, where, params
+//! and columns from the session's policy scope), and `GET /v1/health`.
+use super::{snapshot_message, Handle, Offset, ShapeDef, ShapeError, ShapeServer};
+use crate::auth::SessionState;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use turns::policy::Scope;
+use turns::Actor;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/shape", get(generic_shape))
+        .route("/v1/health", get(health))
+        .route("/api/shapes/{name}", get(authorized_shape))
+}
+
+const EXPOSE: &str =
+    "electric-handle, electric-offset, electric-schema, electric-cursor, electric-up-to-date, etag";
+/// Changes scanned per response before answering (the client continues from the offset).
+const CHANGES_PER_RESPONSE: usize = 10_000;
+
+async fn health(State(state): State<AppState>) -> Response {
+    match &state.shapes {
+        Some(_) => axum::Json(json!({"status": "active"})).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "stopped"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Where to start reading.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Snapshot,
+    Now,
+    At(Offset),
+}
+
+/// The protocol parameters every caller may send.
+struct Protocol {
+    start: Start,
+    handle: Option<String>,
+    live: bool,
+    cursor: Option<String>,
+    changes_only: bool,
+}
+
+/// Why a shape request is refused, before any shape work.
+enum Refusal {
+    /// 400 with the field and reason, in Electric's error format.
+    Invalid(String, String),
+    Status(StatusCode, String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Refusal::Invalid(field, reason) => (
+                StatusCode::BAD_REQUEST,
+                json!({"message": "Invalid request", "errors": {field: [reason]}}),
+            ),
+            Refusal::Status(status, message) => (status, json!({ "message": message })),
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> Refusal {
+    Refusal::Invalid(field.to_string(), reason.into())
+}
+
+fn protocol(params: &[(String, String)]) -> Result<Protocol, Refusal> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let flag = |k: &str| get(k).is_some_and(|v| v == "true");
+    let start =
+        match get("offset") {
+            None => return Err(invalid("offset", "required")),
+            Some("-1") => Start::Snapshot,
+            Some("now") => Start::Now,
+            Some(o) => Start::At(Offset::parse(o).ok_or_else(|| {
+                invalid("offset", format!("{o:?} is not -1, now or {{lsn}}_{{op}}"))
+            })?),
+        };
+    let handle = get("handle").map(str::to_string);
+    if let Some(h) = &handle {
+        if h.len() > 100 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(invalid("handle", "malformed handle"));
+        }
+    }
+    if matches!(start, Start::At(_)) && handle.is_none() {
+        return Err(invalid("handle", "required unless offset is -1 or now"));
+    }
+    if flag("live_sse") || flag("experimental_live_sse") {
+        return Err(invalid(
+            "live_sse",
+            "server-sent events are not supported yet; use long-polling",
+        ));
+    }
+    let changes_only = match get("log") {
+        None | Some("full") => false,
+        Some("changes_only") => true,
+        Some(other) => {
+            return Err(invalid(
+                "log",
+                format!("{other:?} is not full or changes_only"),
+            ))
+        }
+    };
+    Ok(Protocol {
+        start,
+        handle,
+        live: flag("live"),
+        cursor: get("cursor").map(str::to_string),
+        changes_only,
+    })
+}
+
+/// `GET /v1/shape`: any synced table, where, params and columns — for trusted callers only.
+async fn generic_shape(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(secret) = state.config.shape_secret.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "the generic shape endpoint is off (no SHAPE_SECRET)"})),
+        )
+            .into_response();
+    };
+    let given = params
+        .iter()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "a valid secret is required"})),
+        )
+            .into_response();
+    }
+    let def = match generic_definition(&params) {
+        Ok(d) => d,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut res = serve(&state, def, &params, &headers).await;
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
+}
+
+fn generic_definition(params: &[(String, String)]) -> Result<ShapeDef, Refusal> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let table = get("table").ok_or_else(|| invalid("table", "required"))?;
+    let (schema, name) = match table.split_once('.') {
+        Some((s, n)) => (unquote(s), unquote(n)),
+        None => ("public".to_string(), unquote(&table)),
+    };
+    let mut numbered: Vec<(usize, String)> = Vec::new();
+    for (k, v) in params {
+        if let Some(n) = k.strip_prefix("params[").and_then(|r| r.strip_suffix(']')) {
+            let n: usize = n
+                .parse()
+                .map_err(|_| invalid("params", format!("bad parameter name {k:?}")))?;
+            numbered.push((n, v.clone()));
+        }
+    }
+    numbered.sort();
+    if numbered.iter().enumerate().any(|(i, (n, _))| *n != i + 1) {
+        return Err(invalid("params", "parameters must be numbered 1..n"));
+    }
+    let columns =
+        get("columns").map(|c| c.split(',').map(|s| unquote(s.trim())).collect::<Vec<_>>());
+    let replica_full = match get("replica").as_deref() {
+        None | Some("default") => false,
+        Some("full") => true,
+        Some(other) => {
+            return Err(invalid(
+                "replica",
+                format!("{other:?} is not default or full"),
+            ))
+        }
+    };
+    Ok(ShapeDef {
+        schema,
+        table: name,
+        where_clause: get("where").filter(|w| !w.trim().is_empty()),
+        params: numbered.into_iter().map(|(_, v)| v).collect(),
+        columns,
+        replica_full,
+    })
+}
+
+fn unquote(s: &str) -> String {
+    s.strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .map_or_else(|| s.to_string(), |x| x.replace("\"\"", "\""))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /api/shapes/{name}`: the session's own view; only protocol parameters are accepted.
+async fn authorized_shape(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(session): Extension<SessionState>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(user) = session.user() else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Please log in to continue."})),
+        )
+            .into_response();
+    };
+    const PROTOCOL: [&str; 9] = [
+        "offset",
+        "handle",
+        "live",
+        "live_sse",
+        "experimental_live_sse",
+        "cursor",
+        "log",
+        "expired_handle",
+        "cache-buster",
+    ];
+    if let Some((k, _)) = params.iter().find(|(k, _)| !PROTOCOL.contains(&k.as_str())) {
+        return invalid(
+            k,
+            "not allowed: this shape's table, filter and columns are fixed by the server",
+        )
+        .into_response();
+    }
+    let def = match authorized_definition(&name, &user.actor()) {
+        Ok(d) => d,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut res = serve(&state, def, &params, &headers).await;
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Cookie"));
+    res
+}
+
+/// The shape each named view is, for this actor — from the policy's scope.
+fn authorized_definition(name: &str, actor: &Actor) -> Result<ShapeDef, Refusal> {
+    let def = |table: &str,
+               where_clause: Option<&str>,
+               params: Vec<String>,
+               columns: Option<&[&str]>| ShapeDef {
+        schema: "public".into(),
+        table: table.into(),
+        where_clause: where_clause.map(str::to_string),
+        params,
+        columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        replica_full: false,
+    };
+    let scope = actor.scope();
+    Ok(match name {
+        "properties" => match scope {
+            Scope::All => def("properties", None, vec![], None),
+            Scope::ManagedBy(u) => def(
+                "properties",
+                Some("property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::OverseenBy(u) => def(
+                "properties",
+                Some("property_manager_id = $1 OR sr_property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            // Vendors and approvers read properties through their turns (board server function).
+            Scope::Vendor(_) | Scope::Awaiting(_) | Scope::Nothing => {
+                def("properties", Some("false"), vec![], None)
+            }
+        },
+        "turns" => {
+            const VENDOR_COLUMNS: &[&str] = &[
+                "id",
+                "turn_id",
+                "property_id",
+                "stage_id",
+                "wo_number",
+                "move_out_date",
+                "approved_turn_amount",
+                "vendor_id",
+                "expected_completion_date",
+                "turn_completion_date",
+                "is_active",
+                "version",
+                "updated_at",
+            ];
+            match scope {
+                Scope::All => def("turns", Some("is_active"), vec![], None),
+                Scope::ManagedBy(u) => def(
+                    "turns",
+                    Some("is_active AND property_manager_id = $1"),
+                    vec![u.to_string()],
+                    None,
+                ),
+                Scope::OverseenBy(u) => def(
+                    "turns",
+                    Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
+                    vec![u.to_string()],
+                    None,
+                ),
+                Scope::Vendor(v) => def(
+                    "turns",
+                    Some("is_active AND vendor_id = $1"),
+                    vec![v.to_string()],
+                    Some(VENDOR_COLUMNS),
+                ),
+                Scope::Awaiting(level) => def(
+                    "turns",
+                    Some("is_active AND approval_status = $1"),
+                    vec![level.needed_status().as_str().to_string()],
+                    None,
+                ),
+                Scope::Nothing => def("turns", Some("false"), vec![], None),
+            }
+        }
+        "stages" => def("turn_stages", Some("is_active"), vec![], None),
+        "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
+        "vendors" => def("vendors", Some("is_active AND is_approved"), vec![], None),
+        "users" if actor.role.is_admin() => def(
+            "users",
+            None,
+            vec![],
+            Some(&[
+                "id",
+                "email",
+                "first_name",
+                "last_name",
+                "phone",
+                "role",
+                "is_active",
+                "email_verified",
+                "last_login",
+                "vendor_id",
+                "version",
+                "updated_at",
+            ]),
+        ),
+        "users" => {
+            return Err(Refusal::Status(
+                StatusCode::FORBIDDEN,
+                "You do not have access to this.".into(),
+            ))
+        }
+        _ => {
+            return Err(Refusal::Status(
+                StatusCode::NOT_FOUND,
+                format!("no shape named {name:?}"),
+            ))
+        }
+    })
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn shape_error(e: ShapeError) -> Response {
+    match e {
+        ShapeError::Invalid { field, reason } => invalid(field, reason).into_response(),
+        ShapeError::MustRefetch => {
+            let mut res = (
+                StatusCode::CONFLICT,
+                axum::Json(json!([{"headers": {"control": "must-refetch"}}])),
+            )
+                .into_response();
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=60, must-revalidate"),
+            );
+            res
+        }
+        ShapeError::NotReady => {
+            let mut res = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "the change stream is catching up; retry"})),
+            )
+                .into_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
+        ShapeError::Db(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// Seconds since 2024-10-09, rounded up to a multiple of the long-poll timeout (cache busting
+/// between long-polls, as Electric does); moved on if it equals the client's.
+fn cursor(long_poll: Duration, previous: Option<&str>) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let interval = long_poll.as_secs().max(1);
+    let mut c = (now.saturating_sub(1_728_432_000) / interval + 1) * interval;
+    if previous == Some(c.to_string().as_str()) {
+        c += interval;
+    }
+    c.to_string()
+}
+
+async fn serve(
+    state: &AppState,
+    def: ShapeDef,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
+    let Some(server) = state.shapes.clone() else {
+        return shape_error(ShapeError::NotReady);
+    };
+    let p = match protocol(params) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match respond(&server, def, &p, headers).await {
+        Ok(res) => res,
+        Err(e) => shape_error(e),
+    }
+}
+
+async fn respond(
+    server: &Arc<ShapeServer>,
+    def: ShapeDef,
+    p: &Protocol,
+    req_headers: &HeaderMap,
+) -> Result<Response, ShapeError> {
+    let mut h = HeaderMap::new();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
+        h.insert(HeaderName::from_static(k), header_value(v));
+    };
+    set(&mut h, "access-control-expose-headers", EXPOSE);
+    let up_to_date = |server: &ShapeServer| json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": server.head().lsn.to_string()}});
+
+    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<Value>, Offset, bool) =
+        match p.start {
+            Start::Snapshot => {
+                let shape = server.resolve(def).await?;
+                let (handle, rows) = server.create_handle(shape, !p.changes_only).await?;
+                let body = rows
+                    .iter()
+                    .map(|r| snapshot_message(&handle.shape, r))
+                    .collect();
+                set(
+                    &mut h,
+                    "cache-control",
+                    "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
+                );
+                (handle, body, Offset::BEFORE_ALL, false)
+            }
+            Start::Now => {
+                let shape = server.resolve(def).await?;
+                let (handle, _) = server.create_handle(shape, false).await?;
+                let offset = Offset {
+                    lsn: handle.start_lsn,
+                    op: u64::MAX,
+                };
+                set(
+                    &mut h,
+                    "cache-control",
+                    "public, max-age=60, stale-while-revalidate=300",
+                );
+                (handle, vec![up_to_date(server)], offset, true)
+            }
+            Start::At(after) => {
+                let id = p.handle.as_deref().unwrap_or_default();
+                let handle = server.handle(id).await?;
+                if handle.shape.def != def {
+                    return Err(ShapeError::MustRefetch);
+                }
+                let deadline = tokio::time::Instant::now() + server.long_poll;
+                let mut from = after;
+                let (messages, offset, utd) = loop {
+                    let mut head = server.subscribe();
+                    let (messages, last, utd) =
+                        server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
+                    if !messages.is_empty() || !p.live || !utd {
+                        break (messages, last, utd);
+                    }
+                    from = last;
+                    if tokio::time::timeout_at(deadline, head.changed())
+                        .await
+                        .is_err()
+                    {
+                        break (messages, last, utd);
+                    }
+                };
+                let mut body = messages;
+                if utd {
+                    body.push(up_to_date(server));
+                }
+                if p.live {
+                    set(
+                        &mut h,
+                        "cache-control",
+                        "public, max-age=5, stale-while-revalidate=5",
+                    );
+                    set(
+                        &mut h,
+                        "electric-cursor",
+                        &cursor(server.long_poll, p.cursor.as_deref()),
+                    );
+                } else {
+                    set(
+                        &mut h,
+                        "cache-control",
+                        "public, max-age=60, stale-while-revalidate=300",
+                    );
+                }
+                (handle, body, offset, utd)
+            }
+        };
+    set(&mut h, "electric-handle", &handle.id);
+    set(&mut h, "electric-offset", &offset.to_string());
+    if !p.live {
+        set(
+            &mut h,
+            "electric-schema",
+            &ShapeServer::schema_json(&handle.shape),
+        );
+    }
+    if is_up_to_date {
+        set(&mut h, "electric-up-to-date", "");
+    }
+    let req_offset = match p.start {
+        Start::Snapshot => "-1".to_string(),
+        Start::Now => "now".to_string(),
+        Start::At(o) => o.to_string(),
+    };
+    let etag = format!("\"{}:{}:{}\"", handle.id, req_offset, offset);
+    if req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        *res.headers_mut() = h;
+        return Ok(res);
+    }
+    set(&mut h, "etag", &etag);
+    let mut res = axum::Json(Value::Array(body)).into_response();
+    res.headers_mut().extend(h);
+    Ok(res)
+}
