@@ -6,6 +6,11 @@ import path from "node:path";
 const port = process.env.E2E_PORT ?? "3100";
 const root = path.resolve(__dirname, "..");
 const dataDir = path.join(root, "target", "e2e-data");
+// Fixed so tests can write with psql; the secret enables the generic /v1/shape endpoint.
+export const pgPort = process.env.E2E_PG_PORT ?? "54329";
+export const shapeSecret = "e2e-shape-secret";
+export const databaseUrl = () =>
+  `postgres://turns:${require("node:fs").readFileSync(path.join(dataDir, "postgres", "superuser-password"), "utf8").trim()}@127.0.0.1:${pgPort}/turns`;
 
 const chromium = {
   browserName: "chromium" as const,
@@ -51,6 +56,9 @@ export default defineConfig({
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_ENV: "PROD",
       TURNS_DATA_DIR: dataDir,
+      TURNS_PG_PORT: pgPort,
+      SHAPE_SECRET: shapeSecret,
+      SHAPE_LONG_POLL_SECS: "5",
       DATABASE_URL: "",
       RUST_LOG: "warn",
     },

@@ -1,0 +1,112 @@
+// The official Electric client (@electric-sql/client from npm) against our shape server: the
+// generic endpoint (with the secret) and the authorized per-user shapes (with a session cookie).
+// Changes are made with psql, as any Postgres client would. Runs once (desktop project).
+import { expect, test } from "@playwright/test";
+import { Shape, ShapeStream } from "@electric-sql/client";
+import { execFileSync } from "node:child_process";
+import { databaseUrl, shapeSecret } from "../playwright.config";
+
+test.beforeEach(({}, info) => {
+  test.skip(info.project.name !== "desktop", "protocol tests run once");
+});
+
+const base = () => `${test.info().project.use.baseURL}`;
+const psql = (sql: string) =>
+  execFileSync("psql", [databaseUrl(), "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" }).trim();
+
+type Row = Record<string, unknown>;
+
+function turnsShape(extra: Record<string, unknown> = {}, more: Partial<ConstructorParameters<typeof ShapeStream>[0]> = {}) {
+  return new ShapeStream<Row>({
+    url: `${base()}/v1/shape`,
+    params: { table: "turns", secret: shapeSecret, ...extra } as never,
+    ...more,
+  });
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string) {
+  await expect.poll(check, { message: what, timeout: 15_000 }).toBe(true);
+}
+
+test("initial sync, then live insert, update and delete made with psql", async () => {
+  const shape = new Shape(turnsShape());
+  const rows = await shape.rows;
+  expect(rows.length).toBe(Number(psql("SELECT count(*) FROM turns")));
+  expect(typeof rows[0].turn_amount === "string" || rows[0].turn_amount === null).toBe(true);
+
+  const property = psql("SELECT id FROM properties ORDER BY property_id LIMIT 1");
+  const stage = psql("SELECT id FROM turn_stages ORDER BY display_order LIMIT 1");
+  psql(`INSERT INTO turns (turn_id, property_id, stage_id) VALUES ('E2E-LIVE-1', '${property}', '${stage}')`);
+  await until(() => shape.currentRows.some((r) => r.turn_id === "E2E-LIVE-1"), "insert arrives");
+  psql("UPDATE turns SET wo_number = 'WO-E2E' WHERE turn_id = 'E2E-LIVE-1'");
+  await until(() => shape.currentRows.some((r) => r.turn_id === "E2E-LIVE-1" && r.wo_number === "WO-E2E"), "update arrives");
+  psql("DELETE FROM turns WHERE turn_id = 'E2E-LIVE-1'");
+  await until(() => !shape.currentRows.some((r) => r.turn_id === "E2E-LIVE-1"), "delete arrives");
+  shape.unsubscribeAll();
+});
+
+test("where with params and a column list; rows move in and out", async () => {
+  const shape = new Shape(
+    turnsShape({ where: "turn_amount > $1", params: ["5000"], columns: ["id", "turn_id", "turn_amount"] }),
+  );
+  const rows = await shape.rows;
+  expect(rows.length).toBe(Number(psql("SELECT count(*) FROM turns WHERE turn_amount > 5000")));
+  expect(Object.keys(rows[0]).sort()).toEqual(["id", "turn_amount", "turn_id"]);
+  const cheap = psql("SELECT turn_id FROM turns WHERE turn_amount < 1000 ORDER BY turn_id LIMIT 1");
+  psql(`UPDATE turns SET turn_amount = 6000 WHERE turn_id = '${cheap}'`);
+  await until(() => shape.currentRows.some((r) => r.turn_id === cheap), "row moves in");
+  psql(`UPDATE turns SET turn_amount = 900 WHERE turn_id = '${cheap}'`);
+  await until(() => !shape.currentRows.some((r) => r.turn_id === cheap), "row moves out");
+  shape.unsubscribeAll();
+});
+
+test("a client resumes from its stored offset and handle", async () => {
+  const first = turnsShape({ where: "wo_number = $1", params: ["WO-RESUME"] });
+  const shape = new Shape(first);
+  await shape.rows;
+  const handle = first.shapeHandle!;
+  const offset = first.lastOffset;
+  shape.unsubscribeAll();
+
+  psql("UPDATE turns SET wo_number = 'WO-RESUME' WHERE turn_id = (SELECT min(turn_id) FROM turns)");
+  const seen: string[] = [];
+  const resumed = turnsShape({ where: "wo_number = $1", params: ["WO-RESUME"] }, { handle, offset });
+  const stop = resumed.subscribe((messages) => {
+    for (const m of messages) if ("key" in m) seen.push(String((m as { headers: { operation: string } }).headers.operation));
+  });
+  await until(() => seen.includes("insert"), "the change made while away arrives after resuming");
+  expect(resumed.shapeHandle).toBe(handle);
+  stop();
+});
+
+test("several clients at once see the same rows", async () => {
+  const shapes = [0, 1, 2, 3].map(() => new Shape(turnsShape({ where: "is_active" })));
+  const all = await Promise.all(shapes.map((s) => s.rows));
+  const count = Number(psql("SELECT count(*) FROM turns WHERE is_active"));
+  for (const rows of all) expect(rows.length).toBe(count);
+  psql("UPDATE turns SET expected_completion_date = DATE '2030-01-01' WHERE turn_id = (SELECT max(turn_id) FROM turns WHERE is_active)");
+  for (const s of shapes) {
+    await until(() => s.currentRows.some((r) => r.expected_completion_date === "2030-01-01"), "every client sees it");
+    s.unsubscribeAll();
+  }
+});
+
+test("authorized shapes with a session cookie hold the user's scope only", async ({ request }) => {
+  const login = await request.post("/auth/login", { data: { email: "vendor@turns.demo", password: "turns-demo" } });
+  expect(login.ok()).toBe(true);
+  const cookie = (login.headers()["set-cookie"] ?? "").split(";")[0];
+  const stream = new ShapeStream<Row>({ url: `${base()}/api/shapes/turns`, headers: { cookie } });
+  const rows = await new Shape(stream).rows;
+  const expected = Number(
+    psql("SELECT count(*) FROM turns t JOIN users u ON u.vendor_id = t.vendor_id WHERE t.is_active AND u.email = 'vendor@turns.demo'"),
+  );
+  expect(rows.length).toBe(expected);
+  for (const r of rows) {
+    expect(r).not.toHaveProperty("turn_amount");
+    expect(r).not.toHaveProperty("approval_status");
+  }
+  const widened = await fetch(`${base()}/api/shapes/turns?offset=-1&table=users`, { headers: { cookie } });
+  expect(widened.status).toBe(400);
+  const anonymous = await fetch(`${base()}/api/shapes/turns?offset=-1`);
+  expect(anonymous.status).toBe(401);
+});
