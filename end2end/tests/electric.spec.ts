@@ -6,6 +6,9 @@ import { Shape, ShapeStream } from "@electric-sql/client";
 import { execFileSync } from "node:child_process";
 import { databaseUrl, shapeSecret } from "../playwright.config";
 
+// One at a time: the rotation test makes every shape refetch.
+test.describe.configure({ mode: "serial" });
+
 test.beforeEach(({}, info) => {
   test.skip(info.project.name !== "desktop", "protocol tests run once");
 });
@@ -109,4 +112,29 @@ test("authorized shapes with a session cookie hold the user's scope only", async
   expect(widened.status).toBe(400);
   const anonymous = await fetch(`${base()}/api/shapes/turns?offset=-1`);
   expect(anonymous.status).toBe(401);
+});
+
+test("live changes over Server-Sent Events", async () => {
+  const stream = turnsShape({ where: "wo_number = $1", params: ["WO-SSE"] }, { liveSse: true });
+  const shape = new Shape(stream);
+  await shape.rows;
+  psql("UPDATE turns SET wo_number = 'WO-SSE' WHERE turn_id = (SELECT min(turn_id) FROM turns WHERE wo_number IS NULL)");
+  await until(() => shape.currentRows.length === 1, "the change arrives as an event");
+  psql("UPDATE turns SET wo_number = NULL WHERE wo_number = 'WO-SSE'");
+  await until(() => shape.currentRows.length === 0, "and moves out again");
+  shape.unsubscribeAll();
+});
+
+test("after the log is rotated, clients get 409 and recover by refetching", async () => {
+  const stream = new ShapeStream<Row>({ url: `${base()}/v1/shape`, params: { table: "vendors", secret: shapeSecret } as never });
+  const shape = new Shape(stream);
+  await shape.rows;
+  const before = stream.shapeHandle;
+  // TRUNCATE cannot be followed row by row: the server starts a new log epoch.
+  psql("BEGIN; TRUNCATE approval_thresholds; INSERT INTO approval_thresholds DEFAULT VALUES; COMMIT;");
+  psql("INSERT INTO vendors (name, trade, is_approved) VALUES ('After Rotation LLC', 'HVAC', true)");
+  await until(() => shape.currentRows.some((r) => r.name === "After Rotation LLC"), "the client recovers");
+  expect(stream.shapeHandle).not.toBe(before);
+  expect(shape.currentRows.length).toBe(Number(psql("SELECT count(*) FROM vendors")));
+  shape.unsubscribeAll();
 });

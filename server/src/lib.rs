@@ -44,6 +44,17 @@ impl AppState {
             .await
             .map_err(|e| shapes::ShapeError::Db(sqlx::Error::Protocol(e.to_string())))?;
         server.set_consumer(shapes::wal::spawn(server.clone(), database_url.to_string()));
+        let housekeeping = server.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                every.tick().await;
+                let week = std::time::Duration::from_secs(7 * 24 * 3600);
+                if let Err(e) = housekeeping.maintain(week, 1_000_000).await {
+                    tracing::warn!(error = %e, "shape housekeeping failed");
+                }
+            }
+        });
         self.shapes = Some(server);
         Ok(self)
     }

@@ -339,3 +339,200 @@ async fn bad_input_is_refused_cleanly() {
     assert_eq!(ok.status, 200, "the server keeps serving");
     assert_eq!(ok.headers["vary"], "Cookie");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_in_commit_order_under_concurrent_writers_and_a_restart() {
+    let (state, router) = app().await;
+    let pool = state.pool.clone();
+    let all = generic("turns", "&columns=id,turn_id,turn_amount,version");
+    let moving = generic(
+        "turns",
+        "&where=turn_amount%20%3E%3D%202500&columns=id,turn_amount,version",
+    );
+    let mut whole = Follower::start(&router, &all, None).await;
+    let mut part = Follower::start(&router, &moving, None).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM turns ORDER BY turn_id")
+        .fetch_all(&pool)
+        .await
+        .expect("ids");
+    let (property, stage): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT (SELECT id FROM properties LIMIT 1), (SELECT id FROM turn_stages ORDER BY display_order LIMIT 1)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("refs");
+
+    let writers = |round: usize| {
+        (0..6)
+            .map(|w| {
+                let (pool, ids) = (pool.clone(), ids.clone());
+                tokio::spawn(async move {
+                    for i in 0..25usize {
+                        let mut tx = pool.begin().await.expect("begin");
+                        // Multi-row transactions over overlapping rows, crossing the 2500 line.
+                        for k in 0..3 {
+                            let id = ids[(w * 7 + i * 3 + k + round * 11) % ids.len()];
+                            let amount = rust_decimal::Decimal::from(((w * 997 + i * 389 + k * 131 + round) % 50) as i64 * 100);
+                            sqlx::query("UPDATE turns SET turn_amount = $1 WHERE id = $2")
+                                .bind(amount)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await
+                                .expect("update");
+                        }
+                        let turn_id = format!("X-{round}-{w}-{i}");
+                        sqlx::query("INSERT INTO turns (turn_id, property_id, stage_id, turn_amount) VALUES ($1, $2, $3, 3000)")
+                            .bind(&turn_id)
+                            .bind(property)
+                            .bind(stage)
+                            .execute(&mut *tx)
+                            .await
+                            .expect("insert");
+                        if i % 3 == 0 {
+                            sqlx::query("DELETE FROM turns WHERE turn_id = $1").bind(&turn_id).execute(&mut *tx).await.expect("delete");
+                        }
+                        tx.commit().await.expect("commit");
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Round one while the followers read live.
+    let round = writers(0);
+    for _ in 0..5 {
+        whole.poll(&router, false).await;
+        part.poll(&router, false).await;
+    }
+    for w in round {
+        w.await.expect("writer");
+    }
+    // Restart the shape server mid-stream: writers keep going while it is down and after.
+    state.shapes.as_ref().expect("shapes").stop();
+    let round = writers(1);
+    let fresh = turns_server::AppState::new(state.pool.clone(), (*state.config).clone());
+    let again = fresh
+        .start_shapes(state.config.database_url.as_deref().expect("url"))
+        .await
+        .expect("shapes");
+    let router = plain_router(again.clone());
+    for w in round {
+        w.await.expect("writer");
+    }
+    whole.catch_up(&again, &router).await;
+    part.catch_up(&again, &router).await;
+
+    let truth: BTreeMap<String, String> = sqlx::query_as::<_, (uuid::Uuid, Option<String>)>(
+        "SELECT id, turn_amount::text FROM turns",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("truth")
+    .into_iter()
+    .map(|(id, a)| {
+        (
+            format!("\"public\".\"turns\"/\"{id}\""),
+            a.unwrap_or_default(),
+        )
+    })
+    .collect();
+    let seen = |f: &Follower| -> BTreeMap<String, String> {
+        f.rows
+            .iter()
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    r["turn_amount"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_same(
+        &seen(&whole),
+        &truth,
+        "the whole-table shape equals the table",
+    );
+    let expected_part: BTreeMap<String, String> = truth
+        .iter()
+        .filter(|(_, a)| {
+            a.parse::<rust_decimal::Decimal>()
+                .is_ok_and(|a| a >= rust_decimal::Decimal::from(2500))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_same(
+        &seen(&part),
+        &expected_part,
+        "the where shape equals its query",
+    );
+
+    let metrics = send(&router, "GET", "/metrics", None, None).await;
+    assert!(
+        metrics.body.contains("turns_shape_changes_total"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trimmed_log_sends_lagging_clients_to_refetch() {
+    let (state, router) = app().await;
+    let server = state.shapes.clone().expect("shapes");
+    let mut f = Follower::start(&router, &generic("vendors", ""), None).await;
+    f.catch_up(&state, &router).await;
+    let old_offset = f.offset.clone();
+    for i in 0..5 {
+        sqlx::query("UPDATE vendors SET trade = $1 WHERE name = 'Brightline Painting'")
+            .bind(format!("Painting {i}"))
+            .execute(&state.pool)
+            .await
+            .expect("update");
+    }
+    server.caught_up().await.expect("caught up");
+    server
+        .maintain(Duration::from_secs(3600), 1)
+        .await
+        .expect("maintain");
+    // A fresh server (no in-memory tail) must refuse the trimmed offset.
+    let fresh = turns_server::AppState::new(state.pool.clone(), (*state.config).clone());
+    server.stop();
+    let again = plain_router(
+        fresh
+            .start_shapes(state.config.database_url.as_deref().expect("url"))
+            .await
+            .expect("shapes"),
+    );
+    let r = send(
+        &again,
+        "GET",
+        &format!(
+            "{}handle={}&offset={old_offset}",
+            generic("vendors", ""),
+            f.handle
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.headers.contains_key("electric-handle"));
+}
+
+fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, what: &str) {
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: want {v:?}, got {:?}", got.get(k)))
+        .chain(
+            got.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|k| format!("{k}: should not be there")),
+        )
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: {} differences, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}

@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/shape", get(generic_shape))
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/shapes/{name}", get(authorized_shape))
 }
 
@@ -38,6 +39,33 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.shapes {
+        Some(s) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            s.metrics_text().await,
+        )
+            .into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Counts a live request as waiting while it exists.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+        gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Where to start reading.
 #[derive(Clone, Copy, Debug)]
 enum Start {
@@ -51,6 +79,8 @@ struct Protocol {
     start: Start,
     handle: Option<String>,
     live: bool,
+    /// Live changes as Server-Sent Events on one long response.
+    sse: bool,
     cursor: Option<String>,
     changes_only: bool,
 }
@@ -103,12 +133,6 @@ fn protocol(params: &[(String, String)]) -> Result<Protocol, Refusal> {
     if matches!(start, Start::At(_)) && handle.is_none() {
         return Err(invalid("handle", "required unless offset is -1 or now"));
     }
-    if flag("live_sse") || flag("experimental_live_sse") {
-        return Err(invalid(
-            "live_sse",
-            "server-sent events are not supported yet; use long-polling",
-        ));
-    }
     let changes_only = match get("log") {
         None | Some("full") => false,
         Some("changes_only") => true,
@@ -123,6 +147,7 @@ fn protocol(params: &[(String, String)]) -> Result<Protocol, Refusal> {
         start,
         handle,
         live: flag("live"),
+        sse: flag("live") && (flag("live_sse") || flag("experimental_live_sse")),
         cursor: get("cursor").map(str::to_string),
         changes_only,
     })
@@ -437,10 +462,109 @@ async fn serve(
         Ok(p) => p,
         Err(refusal) => return refusal.into_response(),
     };
+    let fresh_handle = super::new_handle_id(&def);
     match respond(&server, def, &p, headers).await {
         Ok(res) => res,
-        Err(e) => shape_error(e),
+        Err(e) => {
+            let refetch = matches!(e, ShapeError::MustRefetch);
+            if matches!(e, ShapeError::Db(_)) {
+                server
+                    .metrics
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let mut res = shape_error(e);
+            if refetch {
+                // Where to go next: a handle the client's refetch (offset -1) will replace.
+                res.headers_mut().insert(
+                    HeaderName::from_static("electric-handle"),
+                    header_value(&fresh_handle),
+                );
+                res.headers_mut().insert(
+                    HeaderName::from_static("access-control-expose-headers"),
+                    HeaderValue::from_static(EXPOSE),
+                );
+            }
+            res
+        }
     }
+}
+
+/// The up-to-date control message. Its `global_last_seen_lsn` is the response offset's LSN: SSE
+/// clients continue from `{it}_0`, which (offsets being transaction-granular) is exactly there.
+fn up_to_date(offset: Offset) -> Value {
+    json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": offset.lsn.to_string()}})
+}
+
+/// Live changes as Server-Sent Events: each message an event, each batch ending in up-to-date,
+/// until a few long-poll periods have passed (the client then reconnects from its offset).
+fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &str) -> Response {
+    let deadline = tokio::time::Instant::now() + server.long_poll * 3;
+    let id = handle.id.clone();
+    let events = futures_util::stream::unfold(Some(after), move |from| {
+        let (server, handle) = (server.clone(), handle.clone());
+        async move {
+            let mut from = from?;
+            loop {
+                let mut head = server.subscribe();
+                let (messages, last, utd) =
+                    match server.changes(&handle, from, CHANGES_PER_RESPONSE).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "shape SSE stream ended");
+                            return None;
+                        }
+                    };
+                from = last;
+                if !messages.is_empty() {
+                    let mut chunk = String::new();
+                    for m in messages.iter().chain(utd.then(|| up_to_date(last)).iter()) {
+                        chunk.push_str("data: ");
+                        chunk.push_str(&m.to_string());
+                        chunk.push_str("\n\n");
+                    }
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
+                        Some(from),
+                    ));
+                }
+                if tokio::time::timeout_at(deadline, head.changed())
+                    .await
+                    .is_err()
+                {
+                    return None;
+                }
+            }
+        }
+    });
+    let mut res = axum::body::Body::from_stream(events).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    h.insert(
+        HeaderName::from_static("access-control-expose-headers"),
+        HeaderValue::from_static(EXPOSE),
+    );
+    h.insert(
+        HeaderName::from_static("electric-handle"),
+        header_value(&id),
+    );
+    h.insert(
+        HeaderName::from_static("electric-offset"),
+        header_value(&after.to_string()),
+    );
+    h.insert(
+        HeaderName::from_static("electric-cursor"),
+        header_value(cursor),
+    );
+    res
 }
 
 async fn respond(
@@ -454,7 +578,6 @@ async fn respond(
         h.insert(HeaderName::from_static(k), header_value(v));
     };
     set(&mut h, "access-control-expose-headers", EXPOSE);
-    let up_to_date = |server: &ShapeServer| json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": server.head().lsn.to_string()}});
 
     let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<Value>, Offset, bool) =
         match p.start {
@@ -484,7 +607,7 @@ async fn respond(
                     "cache-control",
                     "public, max-age=60, stale-while-revalidate=300",
                 );
-                (handle, vec![up_to_date(server)], offset, true)
+                (handle, vec![up_to_date(offset)], offset, true)
             }
             Start::At(after) => {
                 let id = p.handle.as_deref().unwrap_or_default();
@@ -492,7 +615,12 @@ async fn respond(
                 if handle.shape.def != def {
                     return Err(ShapeError::MustRefetch);
                 }
+                if p.sse {
+                    let cursor = cursor(server.long_poll, p.cursor.as_deref());
+                    return Ok(sse(server.clone(), handle, after, &cursor));
+                }
                 let deadline = tokio::time::Instant::now() + server.long_poll;
+                let _waiting = p.live.then(|| Waiting::new(&server.metrics.live_waiting));
                 let mut from = after;
                 let (messages, offset, utd) = loop {
                     let mut head = server.subscribe();
@@ -511,7 +639,7 @@ async fn respond(
                 };
                 let mut body = messages;
                 if utd {
-                    body.push(up_to_date(server));
+                    body.push(up_to_date(offset));
                 }
                 if p.live {
                     set(

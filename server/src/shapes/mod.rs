@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -228,6 +229,30 @@ pub struct Handle {
     /// The first read waits until the log has seen this position, so every commit at or below
     /// `start_lsn` (including the snapshot's in-progress ones) is in the log.
     pub barrier: u64,
+    /// Unix seconds of the last request for this handle (idle handles expire).
+    pub last_used: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counters and gauges for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub transactions: AtomicU64,
+    pub changes: AtomicU64,
+    pub errors: AtomicU64,
+    pub live_waiting: AtomicI64,
+    pub snapshots: AtomicU64,
+    pub snapshot_rows: AtomicU64,
+    /// Commit time (unix ms) of the newest logged transaction, for the lag in ms.
+    pub last_commit_ms: AtomicU64,
+    /// Unix ms when it was logged.
+    pub last_logged_ms: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +297,7 @@ pub struct ShapeServer {
     handles: RwLock<HashMap<String, Arc<Handle>>>,
     tables: RwLock<HashMap<(String, String), Arc<TableInfo>>>,
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub metrics: Metrics,
 }
 
 impl ShapeServer {
@@ -300,6 +326,7 @@ impl ShapeServer {
             handles: RwLock::new(HashMap::new()),
             tables: RwLock::new(HashMap::new()),
             consumer: std::sync::Mutex::new(None),
+            metrics: Metrics::default(),
         }))
     }
 
@@ -351,6 +378,13 @@ impl ShapeServer {
     /// Append a stored transaction to the tail and wake waiters (called by the WAL consumer after
     /// the transaction is durable in `sync_log`).
     pub fn publish(&self, tx: Tx) {
+        self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .changes
+            .fetch_add(tx.changes.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .last_logged_ms
+            .store(unix_now() * 1000, Ordering::Relaxed);
         let head = Offset {
             lsn: tx.lsn,
             op: tx.changes.len().saturating_sub(1) as u64,
@@ -593,7 +627,7 @@ impl ShapeServer {
             (None, self.head().lsn)
         };
         let barrier = self.emit_barrier().await?;
-        let id = format!("{}-{}", short_hash(&shape.def), Uuid::new_v4().simple());
+        let id = new_handle_id(&shape.def);
         let snap = snapshot.clone().unwrap_or(Snapshot {
             xmin: 0,
             xmax: 0,
@@ -612,6 +646,10 @@ impl ShapeServer {
         .bind(start_lsn as i64)
         .execute(&self.pool)
         .await?;
+        self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .snapshot_rows
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             id: id.clone(),
             epoch,
@@ -619,6 +657,7 @@ impl ShapeServer {
             snapshot,
             start_lsn,
             barrier: barrier as u64,
+            last_used: AtomicU64::new(unix_now()),
         });
         self.handles
             .write()
@@ -649,6 +688,140 @@ impl ShapeServer {
         Ok(())
     }
 
+    /// Housekeeping: remember when in-memory handles were last used, forget idle ones, expire
+    /// handles unused for `handle_ttl`, and bound the log to its newest `keep_changes` changes
+    /// (clients behind the trimmed part get 409 and refetch).
+    pub async fn maintain(
+        &self,
+        handle_ttl: Duration,
+        keep_changes: i64,
+    ) -> Result<(), ShapeError> {
+        let now = unix_now();
+        let (ids, times): (Vec<String>, Vec<i64>) = {
+            let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
+            let used: Vec<(String, i64)> = handles
+                .values()
+                .map(|h| (h.id.clone(), h.last_used.load(Ordering::Relaxed) as i64))
+                .collect();
+            handles.retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < 3600);
+            used.into_iter().unzip()
+        };
+        sqlx::query(
+            "UPDATE shape_handles h SET last_used_at = greatest(h.last_used_at, to_timestamp(u.t))
+               FROM unnest($1::text[], $2::bigint[]) AS u(id, t) WHERE h.handle = u.id",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM shape_handles WHERE last_used_at < now() - $1::interval")
+            .bind(format!("{} seconds", handle_ttl.as_secs()))
+            .execute(&self.pool)
+            .await?;
+        let cut: Option<i64> = sqlx::query_scalar(
+            "SELECT lsn FROM sync_log ORDER BY lsn DESC, op DESC OFFSET $1 LIMIT 1",
+        )
+        .bind(keep_changes)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(cut) = cut {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM sync_log WHERE lsn <= $1")
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE sync_state SET floor_lsn = greatest(floor_lsn, $1 + 1)")
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
+            tail.retain(|t| t.lsn as i64 > cut);
+        }
+        Ok(())
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let m = &self.metrics;
+        let lag_bytes: Option<i64> =
+            sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0')::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .ok()
+                .map(|wal: i64| wal - *self.seen.borrow() as i64);
+        let lag_ms = m.last_logged_ms.load(Ordering::Relaxed) as i64
+            - m.last_commit_ms.load(Ordering::Relaxed) as i64;
+        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        metric(
+            "turns_replication_lag_bytes",
+            "gauge",
+            "WAL bytes not yet read by the shape log",
+            lag_bytes.unwrap_or(-1).to_string(),
+        );
+        metric(
+            "turns_replication_lag_ms",
+            "gauge",
+            "Commit to logged delay of the newest transaction",
+            lag_ms.max(0).to_string(),
+        );
+        metric(
+            "turns_shape_transactions_total",
+            "counter",
+            "Transactions logged",
+            m.transactions.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_changes_total",
+            "counter",
+            "Row changes logged",
+            m.changes.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_errors_total",
+            "counter",
+            "Shape requests that failed on our side",
+            m.errors.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_live_requests_waiting",
+            "gauge",
+            "Live requests held open",
+            m.live_waiting.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_handles",
+            "gauge",
+            "Shape handles in memory",
+            handles.to_string(),
+        );
+        metric(
+            "turns_shape_snapshots_total",
+            "counter",
+            "Initial snapshots served",
+            m.snapshots.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_snapshot_rows_total",
+            "counter",
+            "Rows in initial snapshots (rows per shape = this / snapshots)",
+            m.snapshot_rows.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "turns_shape_log_head_lsn",
+            "gauge",
+            "LSN of the newest logged transaction",
+            self.head().lsn.to_string(),
+        );
+        out
+    }
+
     /// Find a handle (memory, then the database: handles survive restarts).
     pub async fn handle(&self, id: &str) -> Result<Arc<Handle>, ShapeError> {
         if let Some(h) = self
@@ -657,6 +830,7 @@ impl ShapeServer {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
         {
+            h.last_used.store(unix_now(), Ordering::Relaxed);
             return if h.epoch == self.epoch() {
                 Ok(h.clone())
             } else {
@@ -690,6 +864,7 @@ impl ShapeServer {
             snapshot,
             start_lsn: start as u64,
             barrier: start as u64,
+            last_used: AtomicU64::new(unix_now()),
         });
         self.handles
             .write()
@@ -704,7 +879,7 @@ impl ShapeServer {
         after: Offset,
         limit: usize,
     ) -> Result<Vec<Arc<Tx>>, ShapeError> {
-        if self.head() <= after {
+        if self.head().lsn <= after.lsn {
             return Ok(Vec::new());
         }
         {
@@ -712,7 +887,7 @@ impl ShapeServer {
             if tail.front().is_some_and(|front| front.lsn <= after.lsn) {
                 let mut out = Vec::new();
                 let mut n = 0;
-                for tx in tail.iter().filter(|t| t.lsn >= after.lsn) {
+                for tx in tail.iter().filter(|t| t.lsn > after.lsn) {
                     if n >= limit {
                         break;
                     }
@@ -728,17 +903,14 @@ impl ShapeServer {
         if (after.lsn as i64) < floor {
             return Err(ShapeError::MustRefetch);
         }
+        // Whole transactions only: a response never ends inside one.
         let rows = sqlx::query_as(
             "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
-              WHERE lsn > $1 OR (lsn = $1 AND op > $2)
-              ORDER BY lsn, op LIMIT $3",
+              WHERE lsn > $1
+                AND lsn <= (SELECT max(lsn) FROM (SELECT lsn FROM sync_log WHERE lsn > $1 ORDER BY lsn, op LIMIT $2) AS page)
+              ORDER BY lsn, op",
         )
         .bind(after.lsn as i64)
-        .bind(if after.op == u64::MAX {
-            i64::MAX
-        } else {
-            after.op as i64
-        })
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
@@ -784,7 +956,9 @@ impl ShapeServer {
         };
         let mut txs = Vec::new();
         let mut from = after;
-        if after < start {
+        // Offsets are transaction-granular: `{lsn}_{op}` means transaction `lsn` was delivered
+        // whole (responses never split one), which also makes SSE's `{global_last_seen_lsn}_0` exact.
+        if after.lsn < handle.start_lsn || after == Offset::BEFORE_ALL {
             // First read after the snapshot: wait until the log holds every commit up to the
             // snapshot's WAL position, then add the snapshot's in-progress transactions that
             // committed before that position.
@@ -811,14 +985,14 @@ impl ShapeServer {
         let mut last = after.max(start);
         for tx in txs {
             let in_snapshot = handle.snapshot.as_ref().is_some_and(|s| s.contains(tx.xid));
+            if tx.lsn <= after.lsn {
+                continue;
+            }
             for (i, change) in tx.changes.iter().enumerate() {
                 let at = Offset {
                     lsn: tx.lsn,
                     op: i as u64,
                 };
-                if at <= after {
-                    continue;
-                }
                 last = last.max(at);
                 if in_snapshot || change.relation != relation {
                     continue;
@@ -828,12 +1002,9 @@ impl ShapeServer {
                 }
             }
         }
-        let up_to_date = last >= head;
-        Ok((
-            messages,
-            last.max(if up_to_date { head } else { last }),
-            up_to_date,
-        ))
+        let up_to_date = last.lsn >= head.lsn;
+        let offset = if up_to_date { last.max(head) } else { last };
+        Ok((messages, offset, up_to_date))
     }
 }
 
@@ -943,6 +1114,11 @@ fn key_only(shape: &Shape, row: &Row) -> Row {
 
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A fresh handle id: the definition's hash (readable in logs) and a random part.
+pub fn new_handle_id(def: &ShapeDef) -> String {
+    format!("{}-{}", short_hash(def), Uuid::new_v4().simple())
 }
 
 fn short_hash(def: &ShapeDef) -> String {

@@ -201,7 +201,17 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
                 }
                 _ => {}
             },
-            ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+            ReplicationEvent::Commit {
+                lsn,
+                end_lsn,
+                commit_time_micros,
+            } => {
+                // Postgres epoch (2000-01-01) microseconds → unix milliseconds.
+                let commit_ms = (commit_time_micros / 1000 + 946_684_800_000).max(0) as u64;
+                server
+                    .metrics
+                    .last_commit_ms
+                    .store(commit_ms, std::sync::atomic::Ordering::Relaxed);
                 let (xid, changes) = open.take().unwrap_or_default();
                 let lsn = lsn.as_u64();
                 if lsn > last_stored && !changes.is_empty() {
