@@ -1,0 +1,327 @@
+//! Shape server benchmarks, run by `tools/bench` (numbers go to BENCHMARKS.md).
+//!
+//! `turns-shape-bench <path to turns-app> [--quick]` starts a private PostgreSQL cluster with the
+//! demo data plus 100,000 generated turns, starts the release app against it as a separate
+//! process, and measures from this process (the load generator shares the 2 cores):
+//! commit → change received by waiting live clients (1/100/1,000), change throughput with 1,000
+//! `col = const` shapes against `pgbench` in the same run, a 100,000-row snapshot against `COPY`,
+//! and server memory per waiting live request (10,000 held).
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
+use turns_server::generate::{generate, GenerateOptions};
+use turns_server::pg::{ClusterOptions, LocalPostgres};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+const SECRET: &str = "bench-secret";
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// One HTTP/1.1 request on its own connection (the server sends content-length bodies).
+async fn get(addr: &str, path: &str) -> Result<Reply, Error> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).ok_or("status")?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Reply { status, headers, body: body.to_string() })
+}
+
+fn shape_url(table: &str, where_clause: Option<&str>, rest: &str) -> String {
+    let w = where_clause.map(|w| format!("&where={}", w.replace(' ', "%20").replace('\'', "%27").replace('=', "%3D"))).unwrap_or_default();
+    format!("/v1/shape?secret={SECRET}&table={table}{w}{rest}")
+}
+
+/// Follow a shape to up-to-date; returns (handle, offset).
+async fn follow_to_now(addr: &str, base: &str) -> Result<(String, String), Error> {
+    let r = get(addr, &format!("{base}&offset=-1")).await?;
+    let mut handle = r.headers.get("electric-handle").cloned().ok_or("handle")?;
+    let mut offset = r.headers.get("electric-offset").cloned().ok_or("offset")?;
+    loop {
+        let r = get(addr, &format!("{base}&handle={handle}&offset={offset}")).await?;
+        if r.status != 200 {
+            return Err(format!("catch-up status {}: {}", r.status, r.body).into());
+        }
+        handle = r.headers.get("electric-handle").cloned().ok_or("handle")?;
+        offset = r.headers.get("electric-offset").cloned().ok_or("offset")?;
+        if r.headers.contains_key("electric-up-to-date") {
+            return Ok((handle, offset));
+        }
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Commit → received latency (ms) for `n` clients waiting live on one shape.
+async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Result<Vec<f64>, Error> {
+    let base = shape_url("vendors", Some("trade = 'bench-latency'"), "");
+    let start = Instant::now();
+    let committed_at = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (handle, mut offset) = follow_to_now(addr, &base).await?;
+        let (addr, base) = (addr.to_string(), base.clone());
+        let (committed_at, received, samples) = (committed_at.clone(), received.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                loop {
+                    let Ok(r) = get(&addr, &format!("{base}&handle={handle}&offset={offset}&live=true")).await else { return };
+                    if let Some(o) = r.headers.get("electric-offset") {
+                        offset = o.clone();
+                    }
+                    if r.body.contains("\"operation\"") {
+                        let now = start.elapsed().as_nanos() as u64;
+                        let at = committed_at.load(Ordering::SeqCst);
+                        samples.lock().unwrap_or_else(|e| e.into_inner()).push((now.saturating_sub(at)) as f64 / 1e6);
+                        received.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    sqlx::query("INSERT INTO vendors (name, trade, is_approved) VALUES ('Bench Latency Co', 'bench-latency', true) ON CONFLICT (name) DO NOTHING")
+        .execute(pool)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The insert above is the first change each client sees; count from the updates.
+    let first = received.load(Ordering::SeqCst);
+    let _ = first;
+    for round in 0..rounds {
+        let target = (round + 1) * n;
+        tokio::time::sleep(Duration::from_millis(if n > 100 { 300 } else { 60 })).await;
+        committed_at.store(u64::MAX, Ordering::SeqCst);
+        sqlx::query("UPDATE vendors SET contact_phone = $1 WHERE trade = 'bench-latency'")
+            .bind(format!("{round}"))
+            .execute(pool)
+            .await?;
+        committed_at.store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    sqlx::query("DELETE FROM vendors WHERE trade = 'bench-latency'").execute(pool).await?;
+    let mut v = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let app = args.get(1).ok_or("usage: turns-shape-bench <turns-app binary>")?.clone();
+    let quick = args.iter().any(|a| a == "--quick");
+    let dir = std::path::absolute("target/shape-bench")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = tokio::task::spawn_blocking({
+        let dir = dir.join("pg");
+        move || LocalPostgres::start(&ClusterOptions { dir, port: None, durable: true })
+    })
+    .await??;
+    create_database_if_missing(&cluster.url("postgres"), "bench").await?;
+    let url = cluster.url("bench");
+    let pool = connect(&url, 10).await?;
+    MIGRATOR.run(&pool).await?;
+    let today = chrono::Utc::now().date_naive();
+    turns_server::seed::seed_demo_if_empty(&pool, today).await.map_err(|e| e.to_string())?;
+    let turns = if quick { 10_000 } else { 100_000 };
+    generate(&pool, &GenerateOptions { properties: turns / 10, turns, managers: 10, seed: 7 }, today)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(&app)
+        .env("DATABASE_URL", &url)
+        .env("SHAPE_SECRET", SECRET)
+        .env("SHAPE_LONG_POLL_SECS", "60")
+        .env("SEED_DEMO", "false")
+        .env("DB_MAX_CONNECTIONS", "20")
+        .env("LEPTOS_OUTPUT_NAME", "turns")
+        .env("LEPTOS_SITE_ROOT", "target/site")
+        .env("LEPTOS_SITE_PKG_DIR", "pkg")
+        .env("LEPTOS_SITE_ADDR", &addr)
+        .env("LEPTOS_ENV", "PROD")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&addr, "/v1/health").await.map(|r| r.status != 200).unwrap_or(true) {
+        if Instant::now() > deadline {
+            return Err("server did not start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = server.id();
+    let mut out = String::new();
+
+    // Snapshot of the whole turns table against COPY of the same rows.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns").fetch_one(&pool).await?;
+    let mut snap_s = f64::MAX;
+    let mut copy_s = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = get(&addr, &shape_url("turns", None, "&offset=-1")).await?;
+        snap_s = snap_s.min(t.elapsed().as_secs_f64());
+        assert_eq!(r.body.matches("\"key\"").count() as i64, rows, "snapshot row count");
+        let t = Instant::now();
+        let status = Command::new("psql")
+            .arg(&url)
+            .args(["-qAt", "-c", "COPY (SELECT * FROM turns) TO STDOUT"])
+            .stdout(Stdio::null())
+            .status()?;
+        copy_s = copy_s.min(t.elapsed().as_secs_f64());
+        assert!(status.success());
+    }
+    out.push_str(&format!(
+        "| snapshot of {rows} rows (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.5× |\n",
+        rows as f64 / snap_s,
+        rows as f64 / copy_s,
+        copy_s / snap_s
+    ));
+
+    // Commit → received, waiting live clients.
+    for n in [1usize, 100, 1000] {
+        let v = latency(&addr, &pool, n, if n >= 1000 { 10 } else { 30 }).await?;
+        out.push_str(&format!(
+            "| commit → change received, {n} live client(s) ({} samples) | p50 {:.1} ms, p99 {:.1} ms | | p50 ≤ 10 ms, p99 ≤ 50 ms at 1,000 |\n",
+            v.len(),
+            percentile(&v, 0.5),
+            percentile(&v, 0.99)
+        ));
+    }
+
+    // Throughput: 1,000 shapes `wo_number = const`, pgbench single-row updates committing.
+    let shapes = 1000usize;
+    sqlx::query("UPDATE turns SET wo_number = 'B-' || n FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM turns LIMIT 1000) x WHERE turns.id = x.id")
+        .execute(&pool)
+        .await?;
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let mut followers = Vec::new();
+    for i in 0..shapes {
+        let base = shape_url("turns", Some(&format!("wo_number = 'B-{i}'")), "&columns=id,turn_amount");
+        let (handle, mut offset) = follow_to_now(&addr, &base).await?;
+        let (addr, delivered) = (addr.clone(), delivered.clone());
+        followers.push(tokio::spawn(async move {
+            loop {
+                let Ok(r) = get(&addr, &format!("{base}&handle={handle}&offset={offset}&live=true")).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if let Some(o) = r.headers.get("electric-offset") {
+                    offset = o.clone();
+                }
+                delivered.fetch_add(r.body.matches("\"operation\"").count(), Ordering::SeqCst);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let script = dir.join("update.sql");
+    std::fs::write(&script, "\\set i random(0, 999)\nUPDATE turns SET turn_amount = :i WHERE wo_number = 'B-' || :i;\n")?;
+    let secs = if quick { 5 } else { 10 };
+    let t0 = Instant::now();
+    let bench = Command::new("pgbench")
+        .args(["-n", "-c", "4", "-j", "2", "-T", &secs.to_string(), "-f"])
+        .arg(&script)
+        .arg(&url)
+        .output()?;
+    let text = String::from_utf8_lossy(&bench.stdout);
+    let committed: usize = text
+        .lines()
+        .find(|l| l.contains("number of transactions actually processed"))
+        .and_then(|l| l.split(':').nth(1)?.trim().split('/').next()?.trim().parse().ok())
+        .ok_or_else(|| format!("pgbench output: {text}{}", String::from_utf8_lossy(&bench.stderr)))?;
+    let pgbench_secs = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while delivered.load(Ordering::SeqCst) < committed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done_secs = t0.elapsed().as_secs_f64();
+    let got = delivered.load(Ordering::SeqCst);
+    for f in followers {
+        f.abort();
+    }
+    let commit_rate = committed as f64 / pgbench_secs;
+    let deliver_rate = got as f64 / done_secs;
+    out.push_str(&format!(
+        "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing single-row updates ({committed} in {pgbench_secs:.1} s) | {deliver_rate:.0} changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} commits/s | {:.2}× | ≥ 10,000/s and ≥ 0.9× |\n",
+        deliver_rate / commit_rate
+    ));
+
+    // Memory per waiting live request.
+    let held = if quick { 2000 } else { 10_000 };
+    let base = shape_url("vendors", None, "");
+    let (handle, offset) = follow_to_now(&addr, &base).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kb(pid);
+    let mut conns = Vec::with_capacity(held);
+    for _ in 0..held {
+        let mut s = TcpStream::connect(&addr).await?;
+        s.write_all(format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+            .await?;
+        conns.push(s);
+    }
+    let metrics = loop {
+        let m = get(&addr, "/metrics").await?;
+        let waiting: usize = m
+            .body
+            .lines()
+            .find(|l| l.starts_with("turns_shape_live_requests_waiting "))
+            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+            .unwrap_or(0);
+        if waiting >= held {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kb(pid);
+    drop(conns);
+    out.push_str(&format!(
+        "| server memory per waiting live request ({metrics} held; RSS {} MB → {} MB) | {:.1} KB | | ≤ 16 KB |\n",
+        before / 1024,
+        after / 1024,
+        (after.saturating_sub(before)) as f64 / held as f64
+    ));
+
+    let _ = server.kill();
+    let _ = server.wait();
+    pool.close().await;
+    tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    print!("{out}");
+    Ok(())
+}
