@@ -26,35 +26,103 @@ struct Reply {
     body: String,
 }
 
-/// One HTTP/1.1 request on its own connection (the server sends content-length bodies).
+/// A keep-alive HTTP/1.1 connection (as browsers use); responses carry content-length.
+struct Client {
+    addr: String,
+    conn: Option<tokio::io::BufReader<TcpStream>>,
+}
+
+impl Client {
+    fn new(addr: &str) -> Client {
+        Client {
+            addr: addr.to_string(),
+            conn: None,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Reply, Error> {
+        match self.try_get(path).await {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.conn = None;
+                self.try_get(path).await
+            }
+        }
+    }
+
+    async fn try_get(&mut self, path: &str) -> Result<Reply, Error> {
+        use tokio::io::AsyncBufReadExt;
+        if self.conn.is_none() {
+            self.conn = Some(tokio::io::BufReader::new(
+                TcpStream::connect(&self.addr).await?,
+            ));
+        }
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        conn.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+            .await?;
+        let mut line = String::new();
+        conn.read_line(&mut line).await?;
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("status")?;
+        let mut headers = HashMap::new();
+        loop {
+            line.clear();
+            if conn.read_line(&mut line).await? == 0 {
+                return Err("closed".into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).await?;
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
 async fn get(addr: &str, path: &str) -> Result<Reply, Error> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).ok_or("status")?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok(Reply { status, headers, body: body.to_string() })
+    Client::new(addr).get(path).await
 }
 
 fn shape_url(table: &str, where_clause: Option<&str>, rest: &str) -> String {
-    let w = where_clause.map(|w| format!("&where={}", w.replace(' ', "%20").replace('\'', "%27").replace('=', "%3D"))).unwrap_or_default();
+    let w = where_clause
+        .map(|w| {
+            format!(
+                "&where={}",
+                w.replace(' ', "%20")
+                    .replace('\'', "%27")
+                    .replace('=', "%3D")
+            )
+        })
+        .unwrap_or_default();
     format!("/v1/shape?secret={SECRET}&table={table}{w}{rest}")
 }
 
 /// Follow a shape to up-to-date; returns (handle, offset).
-async fn follow_to_now(addr: &str, base: &str) -> Result<(String, String), Error> {
-    let r = get(addr, &format!("{base}&offset=-1")).await?;
+async fn follow_to_now(client: &mut Client, base: &str) -> Result<(String, String), Error> {
+    let r = client.get(&format!("{base}&offset=-1")).await?;
     let mut handle = r.headers.get("electric-handle").cloned().ok_or("handle")?;
     let mut offset = r.headers.get("electric-offset").cloned().ok_or("offset")?;
     loop {
-        let r = get(addr, &format!("{base}&handle={handle}&offset={offset}")).await?;
+        let r = client
+            .get(&format!("{base}&handle={handle}&offset={offset}"))
+            .await?;
         if r.status != 200 {
             return Err(format!("catch-up status {}: {}", r.status, r.body).into());
         }
@@ -69,7 +137,11 @@ async fn follow_to_now(addr: &str, base: &str) -> Result<(String, String), Error
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -81,7 +153,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Commit → received latency (ms) for `n` clients waiting live on one shape.
-async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Result<Vec<f64>, Error> {
+async fn latency(
+    addr: &str,
+    pool: &sqlx::PgPool,
+    n: usize,
+    rounds: usize,
+) -> Result<Vec<f64>, Error> {
     let base = shape_url("vendors", Some("trade = 'bench-latency'"), "");
     let start = Instant::now();
     let committed_at = Arc::new(AtomicU64::new(0));
@@ -89,20 +166,30 @@ async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Re
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (handle, mut offset) = follow_to_now(addr, &base).await?;
-        let (addr, base) = (addr.to_string(), base.clone());
-        let (committed_at, received, samples) = (committed_at.clone(), received.clone(), samples.clone());
+        let mut client = Client::new(addr);
+        let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
+        let base = base.clone();
+        let (committed_at, received, samples) =
+            (committed_at.clone(), received.clone(), samples.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..rounds {
                 loop {
-                    let Ok(r) = get(&addr, &format!("{base}&handle={handle}&offset={offset}&live=true")).await else { return };
+                    let Ok(r) = client
+                        .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
+                        .await
+                    else {
+                        return;
+                    };
                     if let Some(o) = r.headers.get("electric-offset") {
                         offset = o.clone();
                     }
                     if r.body.contains("\"operation\"") {
                         let now = start.elapsed().as_nanos() as u64;
                         let at = committed_at.load(Ordering::SeqCst);
-                        samples.lock().unwrap_or_else(|e| e.into_inner()).push((now.saturating_sub(at)) as f64 / 1e6);
+                        samples
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((now.saturating_sub(at)) as f64 / 1e6);
                         received.fetch_add(1, Ordering::SeqCst);
                         break;
                     }
@@ -114,9 +201,6 @@ async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Re
         .execute(pool)
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The insert above is the first change each client sees; count from the updates.
-    let first = received.load(Ordering::SeqCst);
-    let _ = first;
     for round in 0..rounds {
         let target = (round + 1) * n;
         tokio::time::sleep(Duration::from_millis(if n > 100 { 300 } else { 60 })).await;
@@ -134,7 +218,9 @@ async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Re
     for t in tasks {
         t.abort();
     }
-    sqlx::query("DELETE FROM vendors WHERE trade = 'bench-latency'").execute(pool).await?;
+    sqlx::query("DELETE FROM vendors WHERE trade = 'bench-latency'")
+        .execute(pool)
+        .await?;
     let mut v = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     v.sort_by(|a, b| a.total_cmp(b));
     Ok(v)
@@ -143,13 +229,22 @@ async fn latency(addr: &str, pool: &sqlx::PgPool, n: usize, rounds: usize) -> Re
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let app = args.get(1).ok_or("usage: turns-shape-bench <turns-app binary>")?.clone();
+    let app = args
+        .get(1)
+        .ok_or("usage: turns-shape-bench <turns-app binary>")?
+        .clone();
     let quick = args.iter().any(|a| a == "--quick");
     let dir = std::path::absolute("target/shape-bench")?;
     let _ = std::fs::remove_dir_all(&dir);
     let cluster = tokio::task::spawn_blocking({
         let dir = dir.join("pg");
-        move || LocalPostgres::start(&ClusterOptions { dir, port: None, durable: true })
+        move || {
+            LocalPostgres::start(&ClusterOptions {
+                dir,
+                port: None,
+                durable: true,
+            })
+        }
     })
     .await??;
     create_database_if_missing(&cluster.url("postgres"), "bench").await?;
@@ -157,13 +252,26 @@ async fn main() -> Result<(), Error> {
     let pool = connect(&url, 10).await?;
     MIGRATOR.run(&pool).await?;
     let today = chrono::Utc::now().date_naive();
-    turns_server::seed::seed_demo_if_empty(&pool, today).await.map_err(|e| e.to_string())?;
-    let turns = if quick { 10_000 } else { 100_000 };
-    generate(&pool, &GenerateOptions { properties: turns / 10, turns, managers: 10, seed: 7 }, today)
+    turns_server::seed::seed_demo_if_empty(&pool, today)
         .await
         .map_err(|e| e.to_string())?;
+    let turns = if quick { 10_000 } else { 100_000 };
+    generate(
+        &pool,
+        &GenerateOptions {
+            properties: turns / 10,
+            turns,
+            managers: 10,
+            seed: 7,
+        },
+        today,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let mut server = Command::new(&app)
         .env("DATABASE_URL", &url)
@@ -180,7 +288,11 @@ async fn main() -> Result<(), Error> {
         .stdout(Stdio::null())
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&addr, "/v1/health").await.map(|r| r.status != 200).unwrap_or(true) {
+    while get(&addr, "/v1/health")
+        .await
+        .map(|r| r.status != 200)
+        .unwrap_or(true)
+    {
         if Instant::now() > deadline {
             return Err("server did not start".into());
         }
@@ -190,14 +302,20 @@ async fn main() -> Result<(), Error> {
     let mut out = String::new();
 
     // Snapshot of the whole turns table against COPY of the same rows.
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns").fetch_one(&pool).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns")
+        .fetch_one(&pool)
+        .await?;
     let mut snap_s = f64::MAX;
     let mut copy_s = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
         let r = get(&addr, &shape_url("turns", None, "&offset=-1")).await?;
         snap_s = snap_s.min(t.elapsed().as_secs_f64());
-        assert_eq!(r.body.matches("\"key\"").count() as i64, rows, "snapshot row count");
+        assert_eq!(
+            r.body.matches("\"key\"").count() as i64,
+            rows,
+            "snapshot row count"
+        );
         let t = Instant::now();
         let status = Command::new("psql")
             .arg(&url)
@@ -233,12 +351,20 @@ async fn main() -> Result<(), Error> {
     let delivered = Arc::new(AtomicUsize::new(0));
     let mut followers = Vec::new();
     for i in 0..shapes {
-        let base = shape_url("turns", Some(&format!("wo_number = 'B-{i}'")), "&columns=id,turn_amount");
-        let (handle, mut offset) = follow_to_now(&addr, &base).await?;
-        let (addr, delivered) = (addr.clone(), delivered.clone());
+        let base = shape_url(
+            "turns",
+            Some(&format!("wo_number = 'B-{i}'")),
+            "&columns=id,turn_amount",
+        );
+        let mut client = Client::new(&addr);
+        let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
+        let delivered = delivered.clone();
         followers.push(tokio::spawn(async move {
             loop {
-                let Ok(r) = get(&addr, &format!("{base}&handle={handle}&offset={offset}&live=true")).await else {
+                let Ok(r) = client
+                    .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
+                    .await
+                else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
@@ -251,7 +377,10 @@ async fn main() -> Result<(), Error> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let script = dir.join("update.sql");
-    std::fs::write(&script, "\\set i random(0, 999)\nUPDATE turns SET turn_amount = :i WHERE wo_number = 'B-' || :i;\n")?;
+    std::fs::write(
+        &script,
+        "\\set i random(0, 999)\nUPDATE turns SET turn_amount = :i WHERE wo_number = 'B-' || :i;\n",
+    )?;
     let secs = if quick { 5 } else { 10 };
     let t0 = Instant::now();
     let bench = Command::new("pgbench")
@@ -263,8 +392,22 @@ async fn main() -> Result<(), Error> {
     let committed: usize = text
         .lines()
         .find(|l| l.contains("number of transactions actually processed"))
-        .and_then(|l| l.split(':').nth(1)?.trim().split('/').next()?.trim().parse().ok())
-        .ok_or_else(|| format!("pgbench output: {text}{}", String::from_utf8_lossy(&bench.stderr)))?;
+        .and_then(|l| {
+            l.split(':')
+                .nth(1)?
+                .trim()
+                .split('/')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "pgbench output: {text}{}",
+                String::from_utf8_lossy(&bench.stderr)
+            )
+        })?;
     let pgbench_secs = t0.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(120);
     while delivered.load(Ordering::SeqCst) < committed && Instant::now() < deadline {
@@ -285,7 +428,7 @@ async fn main() -> Result<(), Error> {
     // Memory per waiting live request.
     let held = if quick { 2000 } else { 10_000 };
     let base = shape_url("vendors", None, "");
-    let (handle, offset) = follow_to_now(&addr, &base).await?;
+    let (handle, offset) = follow_to_now(&mut Client::new(&addr), &base).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kb(pid);
     let mut conns = Vec::with_capacity(held);

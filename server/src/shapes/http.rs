@@ -506,7 +506,7 @@ fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &st
         async move {
             let mut from = from?;
             loop {
-                let mut head = server.subscribe();
+                let waiter = server.wait_for_shape(&handle.shape);
                 let (messages, last, utd) =
                     match server.changes(&handle, from, CHANGES_PER_RESPONSE).await {
                         Ok(r) => r,
@@ -528,7 +528,7 @@ fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &st
                         Some(from),
                     ));
                 }
-                if tokio::time::timeout_at(deadline, head.changed())
+                if tokio::time::timeout_at(deadline, waiter.notify.notified())
                     .await
                     .is_err()
                 {
@@ -579,89 +579,94 @@ async fn respond(
     };
     set(&mut h, "access-control-expose-headers", EXPOSE);
 
-    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<Value>, Offset, bool) =
-        match p.start {
-            Start::Snapshot => {
-                let shape = server.resolve(def).await?;
-                let (handle, rows) = server.create_handle(shape, !p.changes_only).await?;
-                let body = rows
-                    .iter()
-                    .map(|r| snapshot_message(&handle.shape, r))
-                    .collect();
+    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<Value>, Offset, bool) = match p
+        .start
+    {
+        Start::Snapshot => {
+            let shape = server.resolve(def).await?;
+            let (handle, rows) = server.create_handle(shape, !p.changes_only).await?;
+            let body = rows
+                .iter()
+                .map(|r| snapshot_message(&handle.shape, r))
+                .collect();
+            set(
+                &mut h,
+                "cache-control",
+                "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
+            );
+            (handle, body, Offset::BEFORE_ALL, false)
+        }
+        Start::Now => {
+            let shape = server.resolve(def).await?;
+            let (handle, _) = server.create_handle(shape, false).await?;
+            let offset = Offset {
+                lsn: handle.start_lsn,
+                op: u64::MAX,
+            };
+            set(
+                &mut h,
+                "cache-control",
+                "public, max-age=60, stale-while-revalidate=300",
+            );
+            (handle, vec![up_to_date(offset)], offset, true)
+        }
+        Start::At(after) => {
+            let id = p.handle.as_deref().unwrap_or_default();
+            let handle = server.handle(id).await?;
+            if handle.shape.def != def {
+                return Err(ShapeError::MustRefetch);
+            }
+            if p.sse {
+                let cursor = cursor(server.long_poll, p.cursor.as_deref());
+                return Ok(sse(server.clone(), handle, after, &cursor));
+            }
+            let deadline = tokio::time::Instant::now() + server.long_poll;
+            let _waiting = p.live.then(|| Waiting::new(&server.metrics.live_waiting));
+            let mut from = after;
+            // Registered before reading, so a change logged in between is not missed.
+            let waiter = p.live.then(|| server.wait_for_shape(&handle.shape));
+            let (messages, offset, utd) = loop {
+                let (messages, last, utd) =
+                    server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
+                let Some(waiter) = waiter.as_ref().filter(|_| messages.is_empty() && utd) else {
+                    break (messages, last, utd);
+                };
+                from = last;
+                if tokio::time::timeout_at(deadline, waiter.notify.notified())
+                    .await
+                    .is_err()
+                {
+                    // Nothing for this shape: answer at the newest offset.
+                    let (_, last, utd) =
+                        server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
+                    break (Vec::new(), last, utd);
+                }
+            };
+            let mut body = messages;
+            if utd {
+                body.push(up_to_date(offset));
+            }
+            if p.live {
                 set(
                     &mut h,
                     "cache-control",
-                    "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
+                    "public, max-age=5, stale-while-revalidate=5",
                 );
-                (handle, body, Offset::BEFORE_ALL, false)
-            }
-            Start::Now => {
-                let shape = server.resolve(def).await?;
-                let (handle, _) = server.create_handle(shape, false).await?;
-                let offset = Offset {
-                    lsn: handle.start_lsn,
-                    op: u64::MAX,
-                };
+                set(
+                    &mut h,
+                    "electric-cursor",
+                    &cursor(server.long_poll, p.cursor.as_deref()),
+                );
+            } else {
                 set(
                     &mut h,
                     "cache-control",
                     "public, max-age=60, stale-while-revalidate=300",
                 );
-                (handle, vec![up_to_date(offset)], offset, true)
             }
-            Start::At(after) => {
-                let id = p.handle.as_deref().unwrap_or_default();
-                let handle = server.handle(id).await?;
-                if handle.shape.def != def {
-                    return Err(ShapeError::MustRefetch);
-                }
-                if p.sse {
-                    let cursor = cursor(server.long_poll, p.cursor.as_deref());
-                    return Ok(sse(server.clone(), handle, after, &cursor));
-                }
-                let deadline = tokio::time::Instant::now() + server.long_poll;
-                let _waiting = p.live.then(|| Waiting::new(&server.metrics.live_waiting));
-                let mut from = after;
-                let (messages, offset, utd) = loop {
-                    let mut head = server.subscribe();
-                    let (messages, last, utd) =
-                        server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
-                    if !messages.is_empty() || !p.live || !utd {
-                        break (messages, last, utd);
-                    }
-                    from = last;
-                    if tokio::time::timeout_at(deadline, head.changed())
-                        .await
-                        .is_err()
-                    {
-                        break (messages, last, utd);
-                    }
-                };
-                let mut body = messages;
-                if utd {
-                    body.push(up_to_date(offset));
-                }
-                if p.live {
-                    set(
-                        &mut h,
-                        "cache-control",
-                        "public, max-age=5, stale-while-revalidate=5",
-                    );
-                    set(
-                        &mut h,
-                        "electric-cursor",
-                        &cursor(server.long_poll, p.cursor.as_deref()),
-                    );
-                } else {
-                    set(
-                        &mut h,
-                        "cache-control",
-                        "public, max-age=60, stale-while-revalidate=300",
-                    );
-                }
-                (handle, body, offset, utd)
-            }
-        };
+            (handle, body, offset, utd)
+        }
+    };
     set(&mut h, "electric-handle", &handle.id);
     set(&mut h, "electric-offset", &offset.to_string());
     if !p.live {

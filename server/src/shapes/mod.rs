@@ -290,6 +290,8 @@ pub struct ShapeServer {
     pub long_poll: Duration,
     epoch: RwLock<Uuid>,
     tail: RwLock<VecDeque<Arc<Tx>>>,
+    /// Every logged transaction above this LSN is in `tail` (older ones only in `sync_log`).
+    tail_from: AtomicU64,
     /// The newest logged position; waiters wake when it moves.
     head: watch::Sender<Offset>,
     /// How far the WAL consumer has read (commits, keepalives, barrier messages).
@@ -297,7 +299,31 @@ pub struct ShapeServer {
     handles: RwLock<HashMap<String, Arc<Handle>>>,
     tables: RwLock<HashMap<(String, String), Arc<TableInfo>>>,
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Live requests waiting for a change to their shape; a new transaction wakes only the ones
+    /// it concerns (evaluated once per shape), not every waiting request.
+    waiters: std::sync::Mutex<HashMap<u64, Waiting>>,
+    next_waiter: AtomicU64,
     pub metrics: Metrics,
+}
+
+/// A waiting live request's shape and its wake-up.
+type Waiting = (Arc<Shape>, Arc<tokio::sync::Notify>);
+
+/// A registered live request; deregisters when dropped.
+pub struct Waiter {
+    server: Arc<ShapeServer>,
+    id: u64,
+    pub notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.server
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl ShapeServer {
@@ -321,11 +347,14 @@ impl ShapeServer {
             long_poll,
             epoch: RwLock::new(epoch),
             tail: RwLock::new(VecDeque::new()),
+            tail_from: AtomicU64::new(last_lsn as u64),
             head: watch::channel(head).0,
             seen: watch::channel(last_lsn as u64).0,
             handles: RwLock::new(HashMap::new()),
             tables: RwLock::new(HashMap::new()),
             consumer: std::sync::Mutex::new(None),
+            waiters: std::sync::Mutex::new(HashMap::new()),
+            next_waiter: AtomicU64::new(0),
             metrics: Metrics::default(),
         }))
     }
@@ -389,20 +418,60 @@ impl ShapeServer {
             lsn: tx.lsn,
             op: tx.changes.len().saturating_sub(1) as u64,
         };
+        let tx = Arc::new(tx);
         {
             let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
-            tail.push_back(Arc::new(tx));
+            tail.push_back(tx.clone());
             while tail.len() > TAIL_TRANSACTIONS {
-                tail.pop_front();
+                if let Some(old) = tail.pop_front() {
+                    self.tail_from.store(old.lsn, Ordering::Release);
+                }
             }
         }
         self.head.send_replace(head);
+        self.wake(&tx);
+    }
+
+    /// Wake the live requests whose shape this transaction touches.
+    fn wake(&self, tx: &Tx) {
+        let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut decided: HashMap<*const Shape, bool> = HashMap::new();
+        for (shape, notify) in waiters.values() {
+            let hit = *decided.entry(Arc::as_ptr(shape)).or_insert_with(|| {
+                let relation = shape.table.relation();
+                tx.changes.iter().any(|c| {
+                    c.relation == relation
+                        && (c.new.as_ref().is_some_and(|r| shape.matches(r))
+                            || c.old.as_ref().is_some_and(|r| shape.matches(r)))
+                })
+            });
+            if hit {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Register a live request for `shape`: its `notify` fires when a logged transaction
+    /// concerns the shape (a permit is kept if it fires before anyone waits).
+    pub fn wait_for_shape(self: &Arc<Self>, shape: &Arc<Shape>) -> Waiter {
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (shape.clone(), notify.clone()));
+        Waiter {
+            server: self.clone(),
+            id,
+            notify,
+        }
     }
 
     /// The log was reset (slot lost): forget everything; every handle now answers 409.
     pub fn reset(&self, epoch: Uuid) {
         *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = epoch;
         self.tail.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.tail_from.store(0, Ordering::Release);
         self.handles
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -737,6 +806,7 @@ impl ShapeServer {
             tx.commit().await?;
             let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
             tail.retain(|t| t.lsn as i64 > cut);
+            self.tail_from.fetch_max(cut as u64, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -884,7 +954,7 @@ impl ShapeServer {
         }
         {
             let tail = self.tail.read().unwrap_or_else(|e| e.into_inner());
-            if tail.front().is_some_and(|front| front.lsn <= after.lsn) {
+            if after.lsn >= self.tail_from.load(Ordering::Acquire) {
                 let mut out = Vec::new();
                 let mut n = 0;
                 for tx in tail.iter().filter(|t| t.lsn > after.lsn) {

@@ -167,14 +167,28 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
     // A quiet database still moves the slot: an empty logical message every few seconds.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Transactions that arrive back to back are stored together (one durable write for many),
+    // then acknowledged and published in commit order.
+    let mut batch: Vec<Tx> = Vec::new();
+    let mut batch_end = None;
     loop {
-        let event = tokio::select! {
-            ev = client.recv() => ev?,
-            _ = heartbeat.tick() => {
-                sqlx::query("SELECT pg_logical_emit_message(false, 'turns.heartbeat', '')")
-                    .execute(&server.pool)
-                    .await?;
-                continue;
+        let event = if batch.is_empty() {
+            tokio::select! {
+                ev = client.recv() => ev?,
+                _ = heartbeat.tick() => {
+                    sqlx::query("SELECT pg_logical_emit_message(false, 'turns.heartbeat', '')")
+                        .execute(&server.pool)
+                        .await?;
+                    continue;
+                }
+            }
+        } else {
+            match tokio::time::timeout(Duration::ZERO, client.recv()).await {
+                Ok(ev) => ev?,
+                Err(_) => {
+                    flush(server, &client, &mut batch, &mut batch_end).await?;
+                    continue;
+                }
             }
         };
         let Some(event) = event else { return Ok(()) };
@@ -196,6 +210,7 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
                 Message::Truncate { .. } => {
                     // Rows vanished without per-row deletes: shapes cannot follow; start over.
                     tracing::warn!("TRUNCATE on a synced table: every shape must refetch");
+                    flush(server, &client, &mut batch, &mut batch_end).await?;
                     rotate(server).await?;
                     last_stored = 0;
                 }
@@ -215,16 +230,21 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
                 let (xid, changes) = open.take().unwrap_or_default();
                 let lsn = lsn.as_u64();
                 if lsn > last_stored && !changes.is_empty() {
-                    let tx = Tx { lsn, xid, changes };
-                    store(&server.pool, &tx).await?;
+                    batch.push(Tx { lsn, xid, changes });
                     last_stored = lsn;
-                    server.publish(tx);
                 }
-                client.update_applied_lsn(end_lsn);
-                server.mark_seen(end_lsn.as_u64());
+                batch_end = Some(end_lsn);
+                if batch.len() >= 1000
+                    || batch.iter().map(|t| t.changes.len()).sum::<usize>() >= 20_000
+                {
+                    flush(server, &client, &mut batch, &mut batch_end).await?;
+                } else if batch.is_empty() {
+                    client.update_applied_lsn(end_lsn);
+                    server.mark_seen(end_lsn.as_u64());
+                }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
-                if open.is_none() {
+                if open.is_none() && batch.is_empty() {
                     // Everything before wal_end that concerns us has been stored.
                     client.update_applied_lsn(wal_end);
                     server.mark_seen(wal_end.as_u64());
@@ -235,7 +255,7 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
                 transactional: false,
                 ..
             } => {
-                if open.is_none() {
+                if open.is_none() && batch.is_empty() {
                     client.update_applied_lsn(lsn);
                     server.mark_seen(lsn.as_u64());
                 }
@@ -288,33 +308,60 @@ fn push(
     Ok(())
 }
 
-/// Store one transaction and the new position atomically.
-async fn store(pool: &PgPool, tx: &Tx) -> Result<(), sqlx::Error> {
-    let n = tx.changes.len();
+/// Store a batch of transactions and the new position in one database transaction, then (and
+/// only then) acknowledge the slot and wake readers.
+async fn flush(
+    server: &ShapeServer,
+    client: &ReplicationClient,
+    batch: &mut Vec<Tx>,
+    end: &mut Option<pgwire_replication::Lsn>,
+) -> Result<(), BoxError> {
+    if !batch.is_empty() {
+        store(&server.pool, batch).await?;
+    }
+    if let Some(end) = end.take() {
+        client.update_applied_lsn(end);
+        for tx in batch.drain(..) {
+            server.publish(tx);
+        }
+        server.mark_seen(end.as_u64());
+    }
+    Ok(())
+}
+
+async fn store(pool: &PgPool, txs: &[Tx]) -> Result<(), sqlx::Error> {
+    let n: usize = txs.iter().map(|t| t.changes.len()).sum();
+    let mut lsns = Vec::with_capacity(n);
+    let mut xids = Vec::with_capacity(n);
     let mut ops = Vec::with_capacity(n);
     let mut relations = Vec::with_capacity(n);
     let mut operations = Vec::with_capacity(n);
     let mut news = Vec::with_capacity(n);
     let mut olds = Vec::with_capacity(n);
-    for (i, c) in tx.changes.iter().enumerate() {
-        ops.push(i as i32);
-        relations.push(c.relation.clone());
-        operations.push(match c.op {
-            Op::Insert => "insert",
-            Op::Update => "update",
-            Op::Delete => "delete",
-        });
-        news.push(c.new.clone().map(Value::Object));
-        olds.push(c.old.clone().map(Value::Object));
+    for tx in txs {
+        for (i, c) in tx.changes.iter().enumerate() {
+            lsns.push(tx.lsn as i64);
+            xids.push(i64::from(tx.xid));
+            ops.push(i as i32);
+            relations.push(c.relation.clone());
+            operations.push(match c.op {
+                Op::Insert => "insert",
+                Op::Update => "update",
+                Op::Delete => "delete",
+            });
+            news.push(c.new.clone().map(Value::Object));
+            olds.push(c.old.clone().map(Value::Object));
+        }
     }
+    let last = txs.last().map_or(0, |t| t.lsn as i64);
     let mut db = pool.begin().await?;
     sqlx::query(
         "INSERT INTO sync_log (lsn, op, xid, relation, operation, new_row, old_row)
-         SELECT $1, o, $2, r, k, n, d FROM unnest($3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS u(o, r, k, n, d)",
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
     )
-    .bind(tx.lsn as i64)
-    .bind(i64::from(tx.xid))
+    .bind(lsns)
     .bind(ops)
+    .bind(xids)
     .bind(relations)
     .bind(operations)
     .bind(news)
@@ -322,7 +369,7 @@ async fn store(pool: &PgPool, tx: &Tx) -> Result<(), sqlx::Error> {
     .execute(&mut *db)
     .await?;
     sqlx::query("UPDATE sync_state SET last_lsn = $1, updated_at = now()")
-        .bind(tx.lsn as i64)
+        .bind(last)
         .execute(&mut *db)
         .await?;
     db.commit().await
