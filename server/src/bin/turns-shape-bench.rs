@@ -145,6 +145,14 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -326,20 +334,21 @@ async fn main() -> Result<(), Error> {
         assert!(status.success());
     }
     out.push_str(&format!(
-        "| snapshot of {rows} rows (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.5× |\n",
+        "| snapshot of {rows} rows (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.5× | {} |\n",
         rows as f64 / snap_s,
         rows as f64 / copy_s,
-        copy_s / snap_s
+        copy_s / snap_s,
+        met(copy_s / snap_s >= 0.5)
     ));
 
     // Commit → received, waiting live clients.
     for n in [1usize, 100, 1000] {
         let v = latency(&addr, &pool, n, if n >= 1000 { 10 } else { 30 }).await?;
+        let (p50, p99) = (percentile(&v, 0.5), percentile(&v, 0.99));
         out.push_str(&format!(
-            "| commit → change received, {n} live client(s) ({} samples) | p50 {:.1} ms, p99 {:.1} ms | | p50 ≤ 10 ms, p99 ≤ 50 ms at 1,000 |\n",
+            "| commit → change received, {n} live client(s) ({} samples) | p50 {p50:.1} ms, p99 {p99:.1} ms | | p50 ≤ 10 ms, p99 ≤ 50 ms (at 1,000) | {} |\n",
             v.len(),
-            percentile(&v, 0.5),
-            percentile(&v, 0.99)
+            met(p50 <= 10.0 && p99 <= 50.0)
         ));
     }
 
@@ -421,8 +430,9 @@ async fn main() -> Result<(), Error> {
     let commit_rate = committed as f64 / pgbench_secs;
     let deliver_rate = got as f64 / done_secs;
     out.push_str(&format!(
-        "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing single-row updates ({committed} in {pgbench_secs:.1} s) | {deliver_rate:.0} changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} commits/s | {:.2}× | ≥ 10,000/s and ≥ 0.9× |\n",
-        deliver_rate / commit_rate
+        "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing single-row updates ({committed} in {pgbench_secs:.1} s) | {deliver_rate:.0} changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} commits/s | {:.2}× | ≥ 10,000/s and ≥ 0.9× | {} |\n",
+        deliver_rate / commit_rate,
+        met(deliver_rate >= 10_000.0 && deliver_rate / commit_rate >= 0.9)
     ));
 
     // Memory per waiting live request.
@@ -454,11 +464,13 @@ async fn main() -> Result<(), Error> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kb(pid);
     drop(conns);
+    let per_request_kb = (after.saturating_sub(before)) as f64 / held as f64;
     out.push_str(&format!(
-        "| server memory per waiting live request ({metrics} held; RSS {} MB → {} MB) | {:.1} KB | | ≤ 16 KB |\n",
+        "| server memory per waiting live request ({metrics} held; RSS {} MB → {} MB) | {:.1} KB | | ≤ 16 KB | {} |\n",
         before / 1024,
         after / 1024,
-        (after.saturating_sub(before)) as f64 / held as f64
+        per_request_kb,
+        met(per_request_kb <= 16.0)
     ));
 
     let _ = server.kill();
