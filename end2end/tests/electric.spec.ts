@@ -138,3 +138,26 @@ test("after the log is rotated, clients get 409 and recover by refetching", asyn
   expect(shape.currentRows.length).toBe(Number(psql("SELECT count(*) FROM vendors")));
   shape.unsubscribeAll();
 });
+
+test("authorized shapes follow scope changes live: a turn reassigned between vendors moves", async ({ request }) => {
+  const cookieFor = async (email: string) => {
+    const r = await request.post("/auth/login", { data: { email, password: "turns-demo" } });
+    expect(r.ok()).toBe(true);
+    return (r.headers()["set-cookie"] ?? "").split(";")[0];
+  };
+  const follow = (cookie: string) => new Shape(new ShapeStream<Row>({ url: `${base()}/api/shapes/turns`, headers: { cookie } }));
+  const one = follow(await cookieFor("vendor@turns.demo"));
+  const two = follow(await cookieFor("vendor2@turns.demo"));
+  await Promise.all([one.rows, two.rows]);
+  const turn = psql(
+    "SELECT t.turn_id FROM turns t JOIN users u ON u.vendor_id = t.vendor_id WHERE u.email = 'vendor@turns.demo' AND t.is_active ORDER BY t.turn_id LIMIT 1",
+  );
+  expect(one.currentRows.some((r) => r.turn_id === turn)).toBe(true);
+  psql(`UPDATE turns SET vendor_id = (SELECT vendor_id FROM users WHERE email = 'vendor2@turns.demo') WHERE turn_id = '${turn}'`);
+  await until(() => !one.currentRows.some((r) => r.turn_id === turn), "the turn leaves the first vendor's shape");
+  await until(() => two.currentRows.some((r) => r.turn_id === turn), "and arrives in the second vendor's");
+  psql(`UPDATE turns SET wo_number = 'WO-MOVED' WHERE turn_id = '${turn}'`);
+  await until(() => two.currentRows.some((r) => r.turn_id === turn && r.wo_number === "WO-MOVED"), "later edits follow it");
+  one.unsubscribeAll();
+  two.unsubscribeAll();
+});

@@ -536,3 +536,87 @@ fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, 
         &wrong[..wrong.len().min(5)]
     );
 }
+
+/// The rows each role may read, written independently of the server's code, as SQL.
+fn expected_sql(shape: &str, role: &str) -> Option<&'static str> {
+    let scoped_turns = match role {
+        "PROPERTY_MANAGER" => "SELECT t.id FROM turns t JOIN properties p ON p.id = t.property_id WHERE t.is_active AND p.property_manager_id = $1",
+        "SR_PROPERTY_MANAGER" => "SELECT t.id FROM turns t JOIN properties p ON p.id = t.property_id WHERE t.is_active AND (p.property_manager_id = $1 OR p.sr_property_manager_id = $1)",
+        "VENDOR" => "SELECT t.id FROM turns t WHERE t.is_active AND t.vendor_id = (SELECT vendor_id FROM users WHERE id = $1)",
+        "DFO_APPROVER" => "SELECT id FROM turns WHERE is_active AND approval_status = 'DFO_APPROVAL_NEEDED' AND $1::uuid IS NOT NULL",
+        "HO_APPROVER" => "SELECT id FROM turns WHERE is_active AND approval_status = 'HO_APPROVAL_NEEDED' AND $1::uuid IS NOT NULL",
+        _ => "SELECT id FROM turns WHERE is_active AND $1::uuid IS NOT NULL",
+    };
+    let admin = matches!(role, "ADMIN" | "SUPER_ADMIN");
+    Some(match shape {
+        "turns" => scoped_turns,
+        "properties" => match role {
+            "PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1",
+            "SR_PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1 OR sr_property_manager_id = $1",
+            "VENDOR" | "DFO_APPROVER" | "HO_APPROVER" => "SELECT id FROM properties WHERE false AND $1::uuid IS NOT NULL",
+            _ => "SELECT id FROM properties WHERE $1::uuid IS NOT NULL",
+        },
+        "stages" => "SELECT id FROM turn_stages WHERE is_active AND $1::uuid IS NOT NULL",
+        "vendors" if admin => "SELECT id FROM vendors WHERE $1::uuid IS NOT NULL",
+        "vendors" => "SELECT id FROM vendors WHERE is_active AND is_approved AND $1::uuid IS NOT NULL",
+        "users" if admin => "SELECT id FROM users WHERE $1::uuid IS NOT NULL",
+        _ => return None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
+    let (state, router) = app().await;
+    let pool = &state.pool;
+    let users: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, email, role::text FROM users WHERE email LIKE '%@turns.demo' ORDER BY email",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("users");
+    for (id, email, role) in users {
+        let cookie = login(&router, &email).await;
+        for shape in ["turns", "properties", "stages", "vendors", "users"] {
+            let url = format!("/api/shapes/{shape}?");
+            let Some(sql) = expected_sql(shape, &role) else {
+                let r = send(
+                    &router,
+                    "GET",
+                    &format!("{url}offset=-1"),
+                    Some(&cookie),
+                    None,
+                )
+                .await;
+                assert_eq!(r.status, 403, "{email} {shape}");
+                continue;
+            };
+            let mut f = Follower::start(&router, &url, Some(&cookie)).await;
+            f.catch_up(&state, &router).await;
+            let got: std::collections::BTreeSet<String> = f
+                .rows
+                .values()
+                .map(|r| r["id"].as_str().expect("id").to_string())
+                .collect();
+            let want: std::collections::BTreeSet<String> = sqlx::query_scalar::<_, uuid::Uuid>(sql)
+                .bind(id)
+                .fetch_all(pool)
+                .await
+                .expect("expected rows")
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect();
+            assert_eq!(got, want, "{email} ({role}) shape {shape}");
+            for row in f.rows.values() {
+                assert!(
+                    !row.contains_key("password_hash"),
+                    "{email} {shape}: password hashes never leave"
+                );
+                if role == "VENDOR" && shape == "turns" {
+                    assert!(
+                        !row.contains_key("turn_amount") && !row.contains_key("approval_status")
+                    );
+                }
+            }
+        }
+    }
+}

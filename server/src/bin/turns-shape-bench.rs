@@ -385,6 +385,10 @@ async fn main() -> Result<(), Error> {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // pgbench finds its row by work order number: index it, as a real lookup would be.
+    sqlx::query("CREATE INDEX bench_turns_wo ON turns (wo_number)")
+        .execute(&pool)
+        .await?;
     let script = dir.join("update.sql");
     std::fs::write(
         &script,

@@ -823,72 +823,75 @@ impl ShapeServer {
         let lag_ms = m.last_logged_ms.load(Ordering::Relaxed) as i64
             - m.last_commit_ms.load(Ordering::Relaxed) as i64;
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let rows: [(&str, &str, &str, String); 10] = [
+            (
+                "turns_replication_lag_bytes",
+                "gauge",
+                "WAL bytes not yet read by the shape log",
+                lag_bytes.unwrap_or(-1).to_string(),
+            ),
+            (
+                "turns_replication_lag_ms",
+                "gauge",
+                "Commit to logged delay of the newest transaction",
+                lag_ms.max(0).to_string(),
+            ),
+            (
+                "turns_shape_transactions_total",
+                "counter",
+                "Transactions logged",
+                load(&m.transactions),
+            ),
+            (
+                "turns_shape_changes_total",
+                "counter",
+                "Row changes logged",
+                load(&m.changes),
+            ),
+            (
+                "turns_shape_errors_total",
+                "counter",
+                "Shape requests that failed on our side",
+                load(&m.errors),
+            ),
+            (
+                "turns_shape_live_requests_waiting",
+                "gauge",
+                "Live requests held open",
+                m.live_waiting.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "turns_shape_handles",
+                "gauge",
+                "Shape handles in memory",
+                handles.to_string(),
+            ),
+            (
+                "turns_shape_snapshots_total",
+                "counter",
+                "Initial snapshots served",
+                load(&m.snapshots),
+            ),
+            (
+                "turns_shape_snapshot_rows_total",
+                "counter",
+                "Rows in initial snapshots (rows per shape = this / snapshots)",
+                load(&m.snapshot_rows),
+            ),
+            (
+                "turns_shape_log_head_lsn",
+                "gauge",
+                "LSN of the newest logged transaction",
+                self.head().lsn.to_string(),
+            ),
+        ];
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        for (name, kind, help, value) in rows {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             ));
-        };
-        metric(
-            "turns_replication_lag_bytes",
-            "gauge",
-            "WAL bytes not yet read by the shape log",
-            lag_bytes.unwrap_or(-1).to_string(),
-        );
-        metric(
-            "turns_replication_lag_ms",
-            "gauge",
-            "Commit to logged delay of the newest transaction",
-            lag_ms.max(0).to_string(),
-        );
-        metric(
-            "turns_shape_transactions_total",
-            "counter",
-            "Transactions logged",
-            m.transactions.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_changes_total",
-            "counter",
-            "Row changes logged",
-            m.changes.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_errors_total",
-            "counter",
-            "Shape requests that failed on our side",
-            m.errors.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_live_requests_waiting",
-            "gauge",
-            "Live requests held open",
-            m.live_waiting.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_handles",
-            "gauge",
-            "Shape handles in memory",
-            handles.to_string(),
-        );
-        metric(
-            "turns_shape_snapshots_total",
-            "counter",
-            "Initial snapshots served",
-            m.snapshots.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_snapshot_rows_total",
-            "counter",
-            "Rows in initial snapshots (rows per shape = this / snapshots)",
-            m.snapshot_rows.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "turns_shape_log_head_lsn",
-            "gauge",
-            "LSN of the newest logged transaction",
-            self.head().lsn.to_string(),
-        );
+        }
         out
     }
 

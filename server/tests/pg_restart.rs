@@ -1,0 +1,145 @@
+//! Exactly once across a PostgreSQL restart: the cluster stops mid-stream and comes back on the
+//! same port; the replication stream reconnects and resumes from its slot.
+use std::time::Duration;
+use turns_server::config::Config;
+use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
+use turns_server::pg::{ClusterOptions, LocalPostgres};
+use turns_server::testing::{plain_router, send};
+use turns_server::AppState;
+
+async fn start(dir: std::path::PathBuf, port: Option<u16>) -> LocalPostgres {
+    tokio::task::spawn_blocking(move || {
+        LocalPostgres::start(&ClusterOptions {
+            dir,
+            port,
+            durable: false,
+        })
+    })
+    .await
+    .expect("join")
+    .expect("cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_across_a_postgres_restart_arrive_exactly_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let dir = tmp.path().join("pg");
+    let cluster = start(dir.clone(), None).await;
+    let port = cluster.port();
+    create_database_if_missing(&cluster.url("postgres"), "restart")
+        .await
+        .expect("db");
+    let url = cluster.url("restart");
+    let pool = connect(&url, 5).await.expect("pool");
+    MIGRATOR.run(&pool).await.expect("migrate");
+    let config = Config {
+        database_url: Some(url.clone()),
+        shape_secret: Some("s".into()),
+        ..Config::for_tests()
+    };
+    let state = AppState::new(pool.clone(), config)
+        .start_shapes(&url)
+        .await
+        .expect("shapes");
+    let router = plain_router(state.clone());
+    let base = "/v1/shape?secret=s&table=vendors&";
+
+    let insert = |name: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("INSERT INTO vendors (name) VALUES ($1)")
+                .bind(name)
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+    };
+    for i in 0..10 {
+        insert(format!("before-{i}")).await;
+    }
+    let r = send(&router, "GET", &format!("{base}offset=-1"), None, None).await;
+    let handle = r.headers["electric-handle"]
+        .to_str()
+        .expect("h")
+        .to_string();
+    let mut offset = r.headers["electric-offset"]
+        .to_str()
+        .expect("o")
+        .to_string();
+    let mut names: Vec<String> = r
+        .json()
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|m| m["value"]["name"].as_str().expect("name").to_string())
+        .collect();
+    for i in 0..10 {
+        insert(format!("during-{i}")).await;
+    }
+
+    // Restart PostgreSQL (fast shutdown, same data and port) while changes are in flight.
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop");
+    let cluster = start(dir, Some(port)).await;
+    for i in 0..10 {
+        // The pool reconnects; the first attempts may meet the restart.
+        let mut tries = 0;
+        while sqlx::query("INSERT INTO vendors (name) VALUES ($1)")
+            .bind(format!("after-{i}"))
+            .execute(&pool)
+            .await
+            .is_err()
+        {
+            tries += 1;
+            assert!(tries < 50, "database did not come back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let shapes = state.shapes.clone().expect("shapes");
+    let mut tries = 0;
+    while shapes.caught_up().await.is_err() {
+        tries += 1;
+        assert!(tries < 5, "the change stream did not resume");
+    }
+    loop {
+        let r = send(
+            &router,
+            "GET",
+            &format!("{base}handle={handle}&offset={offset}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        for m in r.json().as_array().expect("messages") {
+            if m["headers"]["operation"] == "insert" {
+                names.push(m["value"]["name"].as_str().expect("name").to_string());
+            }
+        }
+        offset = r.headers["electric-offset"]
+            .to_str()
+            .expect("o")
+            .to_string();
+        if r.headers.contains_key("electric-up-to-date") {
+            break;
+        }
+    }
+    let mut want: Vec<String> = sqlx::query_scalar("SELECT name FROM vendors")
+        .fetch_all(&pool)
+        .await
+        .expect("names");
+    names.sort();
+    want.sort();
+    assert_eq!(names, want, "every row once, none twice");
+    shapes.stop();
+    pool.close().await;
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop");
+}
