@@ -479,13 +479,20 @@ impl Compiler<'_, '_> {
 impl Filter {
     /// Whether the row (text values by column index; `None` = NULL) matches.
     pub fn matches(&self, row: &[Option<&str>], types: &[ColType]) -> bool {
+        self.matches_with(&|i| row.get(i).copied().flatten(), types)
+    }
+
+    /// The same, reading only the columns the clause uses, on demand.
+    pub fn matches_with<'a>(
+        &self,
+        row: &dyn Fn(usize) -> Option<&'a str>,
+        types: &[ColType],
+    ) -> bool {
         self.eval(row, types) == Some(true)
     }
 
-    fn eval(&self, row: &[Option<&str>], types: &[ColType]) -> Option<bool> {
-        let val = |col: usize| -> Option<Val> {
-            Val::parse(types[col], row.get(col).copied().flatten()?)
-        };
+    fn eval<'a>(&self, row: &dyn Fn(usize) -> Option<&'a str>, types: &[ColType]) -> Option<bool> {
+        let val = |col: usize| -> Option<Val> { Val::parse(types[col], row(col)?) };
         match self {
             Filter::Const(b) => Some(*b),
             Filter::And(a, b) => match (a.eval(row, types), b.eval(row, types)) {
@@ -509,16 +516,14 @@ impl Filter {
                 let found = values.iter().any(|x| v.cmp(x) == Some(Ordering::Equal));
                 Some(found != *negated)
             }
-            Filter::IsNull { col, negated } => {
-                Some(row.get(*col).copied().flatten().is_none() != *negated)
-            }
+            Filter::IsNull { col, negated } => Some(row(*col).is_none() != *negated),
             Filter::Like {
                 col,
                 pattern,
                 case_insensitive,
                 negated,
             } => {
-                let text = row.get(*col).copied().flatten()?;
+                let text = row(*col)?;
                 let text = if *case_insensitive {
                     text.to_lowercase()
                 } else {

@@ -1,7 +1,7 @@
 //! HTTP for shapes, Electric v1 protocol: `GET /v1/shape` for trusted callers (with the
 //! `SHAPE_SECRET`), `GET /api/shapes/{name}` for browsers (the server fixes table, where, params
 //! and columns from the session's policy scope), and `GET /v1/health`.
-use super::{snapshot_message, Handle, Offset, ShapeDef, ShapeError, ShapeServer};
+use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::auth::SessionState;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -579,16 +579,15 @@ async fn respond(
     };
     set(&mut h, "access-control-expose-headers", EXPOSE);
 
-    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<Value>, Offset, bool) = match p
-        .start
+    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<u8>, Offset, bool) = match p.start
     {
         Start::Snapshot => {
             let shape = server.resolve(def).await?;
-            let (handle, rows) = server.create_handle(shape, !p.changes_only).await?;
-            let body = rows
-                .iter()
-                .map(|r| snapshot_message(&handle.shape, r))
-                .collect();
+            let (handle, snapshot) = server.create_handle(shape, !p.changes_only).await?;
+            let mut body = Vec::with_capacity(snapshot.json.len() + 2);
+            body.push(b'[');
+            body.extend_from_slice(&snapshot.json);
+            body.push(b']');
             set(
                 &mut h,
                 "cache-control",
@@ -608,7 +607,7 @@ async fn respond(
                 "cache-control",
                 "public, max-age=60, stale-while-revalidate=300",
             );
-            (handle, vec![up_to_date(offset)], offset, true)
+            (handle, json_body(vec![up_to_date(offset)]), offset, true)
         }
         Start::At(after) => {
             let id = p.handle.as_deref().unwrap_or_default();
@@ -664,7 +663,7 @@ async fn respond(
                     "public, max-age=60, stale-while-revalidate=300",
                 );
             }
-            (handle, body, offset, utd)
+            (handle, json_body(body), offset, utd)
         }
     };
     set(&mut h, "electric-handle", &handle.id);
@@ -695,7 +694,11 @@ async fn respond(
         return Ok(res);
     }
     set(&mut h, "etag", &etag);
-    let mut res = axum::Json(Value::Array(body)).into_response();
+    let mut res = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     res.headers_mut().extend(h);
     Ok(res)
+}
+
+fn json_body(messages: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&Value::Array(messages)).unwrap_or_else(|_| b"[]".to_vec())
 }

@@ -143,17 +143,17 @@ pub struct Shape {
     pub filter: Filter,
     pub selected: Vec<usize>,
     types: Vec<ColType>,
+    /// `schema.table`, as changes name their relation.
+    relation: String,
 }
 
 impl Shape {
     fn matches(&self, row: &Row) -> bool {
-        let values: Vec<Option<&str>> = self
-            .table
-            .columns
-            .iter()
-            .map(|c| row.get(&c.name).and_then(Value::as_str))
-            .collect();
-        self.filter.matches(&values, &self.types)
+        let columns = &self.table.columns;
+        self.filter.matches_with(
+            &|i| row.get(&columns[i].name).and_then(Value::as_str),
+            &self.types,
+        )
     }
 
     fn project(&self, row: &Row) -> Row {
@@ -168,9 +168,13 @@ impl Shape {
 
     /// `"schema"."table"/"pk1"/…` with `/` doubled and NULL as `_`.
     fn key(&self, row: &Row) -> String {
+        self.key_with(|c| row.get(&c.name).and_then(Value::as_str))
+    }
+
+    fn key_with<'a>(&self, value_of: impl Fn(&ColumnInfo) -> Option<&'a str>) -> String {
         let mut key = format!("\"{}\".\"{}\"", self.table.schema, self.table.name);
         for c in self.table.pk() {
-            match row.get(&c.name).and_then(Value::as_str) {
+            match value_of(c) {
                 Some(v) => {
                     key.push_str("/\"");
                     key.push_str(&v.replace('/', "//"));
@@ -292,7 +296,7 @@ pub struct ShapeServer {
     tail: RwLock<VecDeque<Arc<Tx>>>,
     /// Every logged transaction above this LSN is in `tail` (older ones only in `sync_log`).
     tail_from: AtomicU64,
-    /// The newest logged position; waiters wake when it moves.
+    /// The newest logged position.
     head: watch::Sender<Offset>,
     /// How far the WAL consumer has read (commits, keepalives, barrier messages).
     seen: watch::Sender<u64>,
@@ -301,13 +305,13 @@ pub struct ShapeServer {
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Live requests waiting for a change to their shape; a new transaction wakes only the ones
     /// it concerns (evaluated once per shape), not every waiting request.
-    waiters: std::sync::Mutex<HashMap<u64, Waiting>>,
+    waiters: std::sync::Mutex<HashMap<u64, Parked>>,
     next_waiter: AtomicU64,
     pub metrics: Metrics,
 }
 
 /// A waiting live request's shape and its wake-up.
-type Waiting = (Arc<Shape>, Arc<tokio::sync::Notify>);
+type Parked = (Arc<Shape>, Arc<tokio::sync::Notify>);
 
 /// A registered live request; deregisters when dropped.
 pub struct Waiter {
@@ -387,10 +391,6 @@ impl ShapeServer {
         *self.head.borrow()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Offset> {
-        self.head.subscribe()
-    }
-
     /// The WAL consumer has read everything up to `lsn`.
     pub fn mark_seen(&self, lsn: u64) {
         self.seen.send_if_modified(|s| {
@@ -438,9 +438,8 @@ impl ShapeServer {
         let mut decided: HashMap<*const Shape, bool> = HashMap::new();
         for (shape, notify) in waiters.values() {
             let hit = *decided.entry(Arc::as_ptr(shape)).or_insert_with(|| {
-                let relation = shape.table.relation();
                 tx.changes.iter().any(|c| {
-                    c.relation == relation
+                    c.relation == shape.relation
                         && (c.new.as_ref().is_some_and(|r| shape.matches(r))
                             || c.old.as_ref().is_some_and(|r| shape.matches(r)))
                 })
@@ -587,6 +586,7 @@ impl ShapeServer {
         let types = table.columns.iter().map(ColumnInfo::kind).collect();
         Ok(Arc::new(Shape {
             def,
+            relation: table.relation(),
             table,
             filter,
             selected,
@@ -631,9 +631,9 @@ impl ShapeServer {
         &self,
         shape: Arc<Shape>,
         with_snapshot: bool,
-    ) -> Result<(Arc<Handle>, Vec<Row>), ShapeError> {
+    ) -> Result<(Arc<Handle>, SnapshotBody), ShapeError> {
         let epoch = self.epoch();
-        let mut rows = Vec::new();
+        let mut body = SnapshotBody::default();
         let (snapshot, start_lsn) = if with_snapshot {
             // Read the WAL position *before* the snapshot: every transaction the snapshot misses
             // commits after it, so scanning the log from here (skipping what the snapshot has)
@@ -677,13 +677,11 @@ impl ShapeServer {
             use futures_util::TryStreamExt;
             use sqlx::Row as _;
             while let Some(r) = stream.try_next().await? {
-                let mut row = Row::new();
-                for (i, c) in cols.iter().enumerate() {
-                    let v: Option<String> = r.try_get(i)?;
-                    row.insert(c.name.clone(), v.map_or(Value::Null, Value::String));
-                }
-                if shape.matches(&row) {
-                    rows.push(row);
+                let values = (0..cols.len())
+                    .map(|i| r.try_get::<Option<&str>, _>(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if shape.filter.matches(&values, &shape.types) {
+                    body.push(&shape, &values);
                 }
             }
             drop(stream);
@@ -718,7 +716,7 @@ impl ShapeServer {
         self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .snapshot_rows
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            .fetch_add(body.rows as u64, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             id: id.clone(),
             epoch,
@@ -732,7 +730,7 @@ impl ShapeServer {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, handle.clone());
-        Ok((handle, rows))
+        Ok((handle, body))
     }
 
     /// A non-transactional logical message: once the consumer has seen it, every commit before
@@ -1053,7 +1051,7 @@ impl ShapeServer {
         let head = self.head();
         txs.extend(self.transactions_after(from, limit).await?);
         let shape = &handle.shape;
-        let relation = shape.table.relation();
+        let relation = &shape.relation;
         let mut messages = Vec::new();
         let mut last = after.max(start);
         for tx in txs {
@@ -1067,7 +1065,7 @@ impl ShapeServer {
                     op: i as u64,
                 };
                 last = last.max(at);
-                if in_snapshot || change.relation != relation {
+                if in_snapshot || change.relation != *relation {
                     continue;
                 }
                 if let Some(m) = message_for(shape, change, &tx, at) {
@@ -1200,13 +1198,50 @@ fn short_hash(def: &ShapeDef) -> String {
     hex::encode(&Sha256::digest(&json)[..6])
 }
 
-/// An insert message for a snapshot row.
-pub fn snapshot_message(shape: &Shape, row: &Row) -> Value {
-    serde_json::json!({
-        "key": shape.key(row),
-        "value": shape.project(row),
-        "headers": { "operation": "insert", "relation": [shape.table.schema, shape.table.name] },
-    })
+/// A snapshot's insert messages, serialised as they are read (comma-separated JSON objects),
+/// so a large snapshot is one buffer rather than a map per row.
+#[derive(Default)]
+pub struct SnapshotBody {
+    pub rows: usize,
+    pub json: Vec<u8>,
+}
+
+impl SnapshotBody {
+    fn push(&mut self, shape: &Shape, values: &[Option<&str>]) {
+        let out = &mut self.json;
+        if self.rows > 0 {
+            out.push(b',');
+        }
+        self.rows += 1;
+        let key = shape.key_with(|c| {
+            let i = shape.table.columns.iter().position(|x| x.name == c.name)?;
+            values[i]
+        });
+        out.extend_from_slice(b"{\"key\":");
+        json_str(out, &key);
+        out.extend_from_slice(b",\"value\":{");
+        for (n, &i) in shape.selected.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json_str(out, &shape.table.columns[i].name);
+            out.push(b':');
+            match values[i] {
+                Some(v) => json_str(out, v),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"},\"headers\":{\"operation\":\"insert\",\"relation\":[");
+        json_str(out, &shape.table.schema);
+        out.push(b',');
+        json_str(out, &shape.table.name);
+        out.extend_from_slice(b"]}}");
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
