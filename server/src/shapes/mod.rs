@@ -958,7 +958,9 @@ impl ShapeServer {
             if after.lsn >= self.tail_from.load(Ordering::Acquire) {
                 let mut out = Vec::new();
                 let mut n = 0;
-                for tx in tail.iter().filter(|t| t.lsn > after.lsn) {
+                // The tail is in commit (LSN) order: find the first newer transaction by bisection.
+                let first = tail.partition_point(|t| t.lsn <= after.lsn);
+                for tx in tail.range(first..) {
                     if n >= limit {
                         break;
                     }
