@@ -160,11 +160,11 @@ async fn generic_shape(
     headers: HeaderMap,
 ) -> Response {
     let Some(secret) = state.config.shape_secret.as_deref() else {
-        return (
+        return Refusal::Status(
             StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "the generic shape endpoint is off (no SHAPE_SECRET)"})),
+            "the generic shape endpoint is off (no SHAPE_SECRET)".into(),
         )
-            .into_response();
+        .into_response();
     };
     let given = params
         .iter()
@@ -172,11 +172,11 @@ async fn generic_shape(
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
-        return (
+        return Refusal::Status(
             StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "a valid secret is required"})),
+            "a valid secret is required".into(),
         )
-            .into_response();
+        .into_response();
     }
     let def = match generic_definition(&params) {
         Ok(d) => d,
@@ -251,11 +251,11 @@ async fn authorized_shape(
     headers: HeaderMap,
 ) -> Response {
     let Some(user) = session.user() else {
-        return (
+        return Refusal::Status(
             StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "Please log in to continue."})),
+            "Please log in to continue.".into(),
         )
-            .into_response();
+        .into_response();
     };
     const PROTOCOL: [&str; 9] = [
         "offset",

@@ -1,7 +1,7 @@
 //! The replication consumer: reads the `turns_sync` publication through a logical replication
-//! slot (pgoutput), assembles each transaction at its Commit, stores it in `sync_log` together
-//! with the new position (one database transaction), and only then acknowledges the slot and
-//! wakes shape readers. After a restart the slot replays from its acknowledged position and any
+//! slot (pgoutput), assembles each transaction at its Commit, stores it — together with any that
+//! arrived right behind it — in `sync_log` with the new position (one database transaction), and
+//! only then acknowledges the slot and wakes shape readers. After a restart the slot replays from its acknowledged position and any
 //! commit at or below the stored position is skipped: nothing lost, nothing doubled.
 use super::pgoutput::{decode, Datum, Message, Relation};
 use super::{Change, Op, Row, ShapeServer, Tx};
