@@ -38,6 +38,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::new(db.pool.clone(), config)
         .start_shapes(&db.url)
         .await?;
+    let shapes = state.shapes.clone();
     let app = router(state, leptos_options);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("\nTurns is running at http://{addr}");
@@ -54,6 +55,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     tracing::info!("shutting down");
+    if let Some(shapes) = shapes {
+        shapes.stop();
+    }
     db.close().await;
     served?;
     Ok(())
