@@ -7,6 +7,24 @@ use crate::{ApprovalLevel, ApprovalStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The turn columns a vendor's synced shape carries: the work, not the PM's scope amount, the
+/// approval state or the managers (the same line `sees_turn_financials` draws for read models).
+pub const VENDOR_TURN_COLUMNS: &[&str] = &[
+    "id",
+    "turn_id",
+    "property_id",
+    "stage_id",
+    "wo_number",
+    "move_out_date",
+    "approved_turn_amount",
+    "vendor_id",
+    "expected_completion_date",
+    "turn_completion_date",
+    "is_active",
+    "version",
+    "updated_at",
+];
+
 /// The authenticated user a request acts for (from the session, never from the client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

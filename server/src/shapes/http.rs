@@ -319,51 +319,34 @@ fn authorized_definition(name: &str, actor: &Actor) -> Result<ShapeDef, Refusal>
                 def("properties", Some("false"), vec![], None)
             }
         },
-        "turns" => {
-            const VENDOR_COLUMNS: &[&str] = &[
-                "id",
-                "turn_id",
-                "property_id",
-                "stage_id",
-                "wo_number",
-                "move_out_date",
-                "approved_turn_amount",
-                "vendor_id",
-                "expected_completion_date",
-                "turn_completion_date",
-                "is_active",
-                "version",
-                "updated_at",
-            ];
-            match scope {
-                Scope::All => def("turns", Some("is_active"), vec![], None),
-                Scope::ManagedBy(u) => def(
-                    "turns",
-                    Some("is_active AND property_manager_id = $1"),
-                    vec![u.to_string()],
-                    None,
-                ),
-                Scope::OverseenBy(u) => def(
-                    "turns",
-                    Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
-                    vec![u.to_string()],
-                    None,
-                ),
-                Scope::Vendor(v) => def(
-                    "turns",
-                    Some("is_active AND vendor_id = $1"),
-                    vec![v.to_string()],
-                    Some(VENDOR_COLUMNS),
-                ),
-                Scope::Awaiting(level) => def(
-                    "turns",
-                    Some("is_active AND approval_status = $1"),
-                    vec![level.needed_status().as_str().to_string()],
-                    None,
-                ),
-                Scope::Nothing => def("turns", Some("false"), vec![], None),
-            }
-        }
+        "turns" => match scope {
+            Scope::All => def("turns", Some("is_active"), vec![], None),
+            Scope::ManagedBy(u) => def(
+                "turns",
+                Some("is_active AND property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::OverseenBy(u) => def(
+                "turns",
+                Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::Vendor(v) => def(
+                "turns",
+                Some("is_active AND vendor_id = $1"),
+                vec![v.to_string()],
+                Some(turns::policy::VENDOR_TURN_COLUMNS),
+            ),
+            Scope::Awaiting(level) => def(
+                "turns",
+                Some("is_active AND approval_status = $1"),
+                vec![level.needed_status().as_str().to_string()],
+                None,
+            ),
+            Scope::Nothing => def("turns", Some("false"), vec![], None),
+        },
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
         "vendors" => def("vendors", Some("is_active AND is_approved"), vec![], None),
