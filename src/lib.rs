@@ -5,6 +5,7 @@
 
 pub mod approval;
 pub mod model;
+pub mod mutation;
 pub mod policy;
 pub mod role;
 

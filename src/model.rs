@@ -97,6 +97,8 @@ pub struct TurnCard {
     pub turn_amount: Option<Decimal>,
     pub approved_turn_amount: Option<Decimal>,
     pub approval_status: Option<ApprovalStatus>,
+    /// The row version (optimistic locking); edits carry it as their base.
+    pub version: i32,
 }
 
 impl TurnCard {
@@ -143,6 +145,8 @@ pub struct Board {
     pub turns: Vec<TurnCard>,
     pub managers: Vec<Named>,
     pub vendors: Vec<Named>,
+    /// Vendors a turn may be assigned to (active and approved); empty for roles that cannot assign.
+    pub assignable_vendors: Vec<Named>,
     /// The server's date, so "days vacant" agrees between server render and hydration.
     pub today: NaiveDate,
 }
@@ -164,10 +168,10 @@ pub fn format_usd(amount: Decimal) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn card() -> TurnCard {
+    pub(crate) fn card() -> TurnCard {
         TurnCard {
             id: Uuid::nil(),
             turn_id: "T-1".into(),
@@ -186,6 +190,7 @@ mod tests {
             turn_amount: Some(Decimal::new(150000, 2)),
             approved_turn_amount: Some(Decimal::new(140000, 2)),
             approval_status: Some(ApprovalStatus::DfoApproved),
+            version: 1,
         }
     }
 

@@ -100,9 +100,14 @@ impl Actor {
         }
     }
 
+    /// Admins and (senior) property managers: they open, scope and move turns.
+    pub fn is_manager(&self) -> bool {
+        self.role.is_admin() || matches!(self.role, Role::PropertyManager | Role::SrPropertyManager)
+    }
+
     /// Create properties (admins and managers; a PM's new property is assigned to that PM).
     pub fn can_create_property(&self) -> bool {
-        self.role.is_admin() || matches!(self.role, Role::PropertyManager | Role::SrPropertyManager)
+        self.is_manager()
     }
 
     /// Edit a property, or open and edit turns on it (scope, amount, vendor, stage).

@@ -6,6 +6,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 use turns::model::{Board, PropertySummary, SessionUser};
+use turns::mutation::{Mutation, Outcome};
 
 /// Errors a page can show. Internal details never get here: the server logs them and sends
 /// `Internal`.
@@ -31,6 +32,11 @@ impl FromServerFnError for AppError {
             ServerFnErrorErr::Request(_) => AppError::Network,
             ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
                 AppError::BadRequest("The request was malformed.".into())
+            }
+            // On the server this is the request body failing to parse: the caller's fault (400).
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Deserialization(_) => {
+                ssr::fail(AppError::BadRequest("The request was malformed.".into()))
             }
             _ => AppError::Internal,
         }
@@ -111,4 +117,30 @@ pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
     turns_server::queries::properties(&state.pool, &user.actor())
         .await
         .map_err(ssr::internal)
+}
+
+/// The most mutations one call carries; the outbox sends in batches of this size.
+pub const MAX_BATCH: usize = 50;
+
+/// The one write endpoint: a batch of the device's queued mutations, applied in order, each in its
+/// own transaction and at most once. Every outcome is final for its mutation (applied, or rejected
+/// for good); a transport or server failure leaves the batch queued for a retry.
+#[server(endpoint = "mutate", input = leptos::server_fn::codec::Json)]
+pub async fn mutate(batch: Vec<Mutation>) -> Result<Vec<Outcome>, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    if batch.len() > MAX_BATCH {
+        return Err(ssr::fail(AppError::BadRequest(format!(
+            "Send at most {MAX_BATCH} changes at once."
+        ))));
+    }
+    let actor = user.actor();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for m in &batch {
+        let outcome = turns_server::mutations::apply(&state.pool, &actor, m)
+            .await
+            .map_err(ssr::internal)?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }

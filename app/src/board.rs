@@ -88,6 +88,7 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
         managers,
         vendors,
         today,
+        ..
     } = board;
     let total = turns.len();
     let turns = StoredValue::new(turns);

@@ -161,3 +161,71 @@ async fn pages_redirect_to_login_and_explain_errors() {
     assert!(page.body.contains("data-testid=\"turn-card\""));
     assert_eq!(page.headers["x-frame-options"], "DENY");
 }
+
+#[tokio::test]
+async fn the_mutate_endpoint_checks_the_session_and_its_input() {
+    let state = demo_state().await;
+    let router = app(state.clone());
+    let json = |body: String| Some(("application/json", body));
+    let no_session = send(
+        &router,
+        "POST",
+        "/api/mutate",
+        None,
+        json(r#"{"batch":[]}"#.into()),
+    )
+    .await;
+    assert_eq!(no_session.status, 401);
+    let cookie = login(&router, "pm@turns.demo").await;
+    let garbage = send(
+        &router,
+        "POST",
+        "/api/mutate",
+        Some(&cookie),
+        json("{\"batch\":[{\"id\":1}]}".into()),
+    )
+    .await;
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    assert!(
+        !garbage.body.contains("serde"),
+        "no internal text: {}",
+        garbage.body
+    );
+    // A real edit on one of the PM's turns, sent twice: applied once.
+    let (turn, wo): (uuid::Uuid, Option<String>) = sqlx::query_as(
+        "SELECT t.id, t.wo_number FROM turns t JOIN users u ON u.id = t.property_manager_id
+          WHERE u.email = 'pm@turns.demo' AND t.is_active LIMIT 1",
+    )
+    .fetch_one(&state.pool)
+    .await
+    .expect("a PM turn");
+    let m = serde_json::json!({
+        "id": uuid::Uuid::new_v4(),
+        "base_version": null,
+        "device_time": "2026-11-27T08:00:00Z",
+        "change": {"kind": "edit_turn", "turn": turn,
+                   "edits": [{"field": "wo_number", "from": wo, "to": "WO-API-1"}]}
+    });
+    let body = serde_json::json!({ "batch": [m.clone(), m] }).to_string();
+    let r = send(&router, "POST", "/api/mutate", Some(&cookie), json(body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outcomes: Vec<turns::mutation::Outcome> = serde_json::from_str(&r.body).expect("outcomes");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0], outcomes[1]);
+    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE row_id = $1")
+        .bind(turn)
+        .fetch_one(&state.pool)
+        .await
+        .expect("count");
+    assert_eq!(audits, 1);
+    let too_many = serde_json::json!({ "batch": vec![serde_json::Value::Null; 51] }).to_string();
+    let r = send(
+        &router,
+        "POST",
+        "/api/mutate",
+        Some(&cookie),
+        json(too_many),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}

@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod generate;
 pub mod http;
+pub mod mutations;
 pub mod pg;
 pub mod queries;
 pub mod seed;

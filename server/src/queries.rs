@@ -116,15 +116,42 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
         list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         list.dedup();
     }
+    let assignable_vendors = if actor.is_manager() {
+        sqlx::query_as::<_, (Uuid, String)>(
+            "SELECT id, name FROM vendors WHERE is_active AND is_approved ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, name)| Named { id, name })
+        .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Board {
         role: actor.role,
         stages,
         turns,
         managers,
         vendors,
+        assignable_vendors,
         today,
     })
 }
+
+/// A turn as a board card, unredacted (the caller redacts for its viewer).
+pub const CARD_SELECT: &str =
+    "SELECT t.id, t.turn_id, t.property_id, p.property_id AS property_code,
+            p.name AS property_name, t.stage_id, p.property_manager_id AS pm_id,
+            nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
+            t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
+            t.expected_completion_date, t.turn_completion_date, t.turn_amount,
+            t.approved_turn_amount, t.approval_status, t.version
+       FROM turns t
+       JOIN properties p ON p.id = t.property_id
+       JOIN turn_stages st ON st.id = t.stage_id
+       LEFT JOIN users pm ON pm.id = p.property_manager_id
+       LEFT JOIN vendors v ON v.id = t.vendor_id";
 
 /// Active turns in the actor's scope; with `completed_since`, completed ones only from that date.
 pub async fn turns_in_scope(
@@ -134,17 +161,7 @@ pub async fn turns_in_scope(
 ) -> Result<Vec<TurnCard>, sqlx::Error> {
     let s = scope_sql(actor.scope());
     let sql = format!(
-        "SELECT t.id, t.turn_id, t.property_id, p.property_id AS property_code,
-                p.name AS property_name, t.stage_id, p.property_manager_id AS pm_id,
-                nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
-                t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
-                t.expected_completion_date, t.turn_completion_date, t.turn_amount,
-                t.approved_turn_amount, t.approval_status
-           FROM turns t
-           JOIN properties p ON p.id = t.property_id
-           JOIN turn_stages st ON st.id = t.stage_id
-           LEFT JOIN users pm ON pm.id = p.property_manager_id
-           LEFT JOIN vendors v ON v.id = t.vendor_id
+        "{CARD_SELECT}
           WHERE t.is_active AND {turn}
             AND ($3::date IS NULL OR NOT st.is_complete_stage
                  OR coalesce(t.turn_completion_date, t.updated_at::date) >= $3)

@@ -163,3 +163,18 @@ pub async fn login(router: &axum::Router, email: &str) -> String {
         .session_cookie()
         .unwrap_or_else(|| panic!("no session cookie for {email}"))
 }
+
+/// The actor for a user, by email (tests act as the demo users).
+pub async fn actor(pool: &PgPool, email: &str) -> turns::Actor {
+    let (user_id, role, vendor_id) =
+        sqlx::query_as("SELECT id, role, vendor_id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("user {email}: {e}"));
+    turns::Actor {
+        user_id,
+        role,
+        vendor_id,
+    }
+}

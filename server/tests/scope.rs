@@ -2,24 +2,10 @@
 //! the policy's own predicates over the whole demo data set.
 use std::collections::{BTreeSet, HashMap};
 use turns::policy::{PropertyFacts, TurnFacts};
-use turns::{Actor, ApprovalStatus, Role};
+use turns::{ApprovalStatus, Role};
 use turns_server::queries;
-use turns_server::testing::demo_state;
+use turns_server::testing::{actor, demo_state};
 use uuid::Uuid;
-
-async fn actor(pool: &sqlx::PgPool, email: &str) -> Actor {
-    let (user_id, role, vendor_id): (Uuid, Role, Option<Uuid>) =
-        sqlx::query_as("SELECT id, role, vendor_id FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_one(pool)
-            .await
-            .expect("user");
-    Actor {
-        user_id,
-        role,
-        vendor_id,
-    }
-}
 
 #[tokio::test]
 async fn every_role_sees_exactly_its_turns_and_properties() {

@@ -1,0 +1,748 @@
+//! The write path: one client mutation, one transaction.
+//!
+//! In that transaction: the receipt row is claimed first (a concurrent replay of the same mutation
+//! id waits on it, then reads the stored outcome), the row is locked, the policy and the domain
+//! rules are checked, edited fields are compared with the values the user started from (merge or
+//! conflict), the change and its audit row are written, and the outcome is stored with the
+//! transaction id that the shape stream will carry. A rejection rolls the change back to a
+//! savepoint and is stored too, so every replay gets the same answer.
+use crate::queries::CARD_SELECT;
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+use turns::model::TurnCard;
+use turns::mutation::{
+    Change, EditRight, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
+};
+use turns::policy::{PropertyFacts, TurnFacts};
+use turns::{Actor, ApprovalLevel, ApprovalStatus, Decimal, Role, Thresholds};
+use uuid::Uuid;
+
+/// Why a change stopped: a rejection for the user, or a database failure for the logs.
+enum Stop {
+    Reject(Rejection),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(e: sqlx::Error) -> Self {
+        match constraint_message(&e) {
+            Some((field, message)) => Stop::Reject(Rejection::invalid_field(field, message)),
+            None => Stop::Db(e),
+        }
+    }
+}
+
+impl From<Rejection> for Stop {
+    fn from(r: Rejection) -> Self {
+        Stop::Reject(r)
+    }
+}
+
+type Step<T> = Result<T, Stop>;
+
+/// Database constraints a user's input can break, as field messages.
+fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
+    let constraint = e.as_database_error()?.constraint()?;
+    Some(match constraint {
+        "turns_turn_id_idx" => ("turn_id", "Another turn already has this turn id."),
+        "turns_pkey" => ("id", "This turn was already created."),
+        "turns_completion_after_move_out" => (
+            "turn_completion_date",
+            "Completion cannot be before the move-out date.",
+        ),
+        "turns_amount_non_negative" => ("turn_amount", "The amount cannot be negative."),
+        "properties_property_id_idx" => ("property_id", "Another property already has this id."),
+        "properties_pkey" => ("id", "This property was already created."),
+        "properties_name_not_blank" => ("name", "This field is required."),
+        "properties_year_built_range" => {
+            ("year_built", "Year built must be between 1700 and 2200.")
+        }
+        "properties_property_manager_id_fkey" => {
+            ("property_manager_id", "Unknown property manager.")
+        }
+        _ => return None,
+    })
+}
+
+/// Apply one mutation for `actor`, exactly once per mutation id.
+pub async fn apply(pool: &PgPool, actor: &Actor, m: &Mutation) -> Result<Outcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query(
+        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome) VALUES ($1, $2, '{}')
+         ON CONFLICT (mutation_id) DO NOTHING",
+    )
+    .bind(m.id)
+    .bind(actor.user_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        // A replay: the first attempt has committed (the insert above waited for it).
+        tx.rollback().await?;
+        return stored_outcome(pool, actor, m.id).await;
+    }
+    sqlx::query("SAVEPOINT change").execute(&mut *tx).await?;
+    let outcome = match execute(&mut tx, actor, m).await {
+        Ok(true) => {
+            let txid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
+                .fetch_one(&mut *tx)
+                .await?;
+            Outcome::Applied { txid: Some(txid) }
+        }
+        Ok(false) => Outcome::Applied { txid: None },
+        Err(Stop::Reject(r)) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT change")
+                .execute(&mut *tx)
+                .await?;
+            Outcome::Rejected(r)
+        }
+        Err(Stop::Db(e)) => return Err(e),
+    };
+    let txid = match &outcome {
+        Outcome::Applied { txid: Some(t) } => t.parse::<i64>().ok(),
+        _ => None,
+    };
+    sqlx::query("UPDATE mutation_receipts SET outcome = $2, txid = $3 WHERE mutation_id = $1")
+        .bind(m.id)
+        .bind(sqlx::types::Json(&outcome))
+        .bind(txid)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn stored_outcome(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Outcome, sqlx::Error> {
+    let (user, outcome): (Uuid, sqlx::types::Json<Outcome>) =
+        sqlx::query_as("SELECT user_id, outcome FROM mutation_receipts WHERE mutation_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    if user != actor.user_id {
+        return Ok(Outcome::Rejected(Rejection::forbidden(
+            "This change id was used by another user.",
+        )));
+    }
+    Ok(outcome.0)
+}
+
+/// Run the change; `Ok(true)` when it wrote something.
+async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<bool> {
+    m.change.validate().map_err(Rejection::invalid)?;
+    match &m.change {
+        Change::EditTurn { turn, edits } => edit_turn(conn, actor, m, *turn, edits).await,
+        Change::SubmitForApproval { turn } => submit(conn, actor, m, *turn).await,
+        Change::DecideApproval {
+            turn,
+            approve,
+            amount,
+            reason,
+        } => decide(conn, actor, m, *turn, *approve, *amount, reason.as_deref()).await,
+        Change::CreateTurn(t) => create_turn(conn, actor, m, t).await,
+        Change::CreateProperty(p) => create_property(conn, actor, m, p).await,
+        Change::UpdateProperty { property, edits } => {
+            update_property(conn, actor, m, *property, edits).await
+        }
+    }
+}
+
+/// A turn locked for update, with what the policy and the rules need.
+struct LockedTurn {
+    card: TurnCard,
+    facts: TurnFacts,
+    is_core: bool,
+    before: Value,
+}
+
+async fn lock_turn(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Step<LockedTurn> {
+    let row: Option<(Value, bool, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT to_jsonb(t), p.is_core, p.property_manager_id, p.sr_property_manager_id
+           FROM turns t JOIN properties p ON p.id = t.property_id
+          WHERE t.id = $1 AND t.is_active
+            FOR UPDATE OF t",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let not_found = || Rejection::NotFound {
+        message: "This turn no longer exists or is no longer yours to see.".into(),
+    };
+    let Some((before, is_core, pm, sr_pm)) = row else {
+        return Err(not_found().into());
+    };
+    let card: TurnCard = sqlx::query_as(&format!("{CARD_SELECT} WHERE t.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let facts = TurnFacts {
+        property: PropertyFacts {
+            property_manager_id: pm,
+            sr_property_manager_id: sr_pm,
+        },
+        vendor_id: card.vendor_id,
+        approval_status: card.approval_status.unwrap_or(ApprovalStatus::Pending),
+    };
+    if !actor.can_read_turn(&facts) {
+        return Err(not_found().into());
+    }
+    Ok(LockedTurn {
+        card,
+        facts,
+        is_core,
+        before,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct StageRow {
+    name: String,
+    display_order: i32,
+    is_amount_required: bool,
+    is_vendor_required: bool,
+    requires_approval: bool,
+    is_complete_stage: bool,
+    is_active: bool,
+}
+
+async fn thresholds(conn: &mut PgConnection) -> Step<Thresholds> {
+    let (pm, ho, non_core, tolerance): (Decimal, Decimal, Decimal, Decimal) = sqlx::query_as(
+        "SELECT pm_self_approve_limit, ho_threshold, non_core_threshold, change_tolerance_pct
+           FROM approval_thresholds",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Thresholds {
+        pm_self_approve_limit: pm,
+        ho_threshold: ho,
+        non_core_threshold: non_core,
+        change_tolerance_pct: tolerance,
+    })
+}
+
+/// Approved for the amount on the card: self-approved (PENDING with an approved amount), or
+/// approved by the last level it needed.
+fn approval_complete(card: &TurnCard) -> bool {
+    card.approved_turn_amount.is_some()
+        && matches!(
+            card.approval_status,
+            Some(
+                ApprovalStatus::Pending | ApprovalStatus::DfoApproved | ApprovalStatus::HoApproved
+            )
+        )
+}
+
+/// Start (or restart) approval for the card's amount: self-approve within the PM's limit,
+/// otherwise queue for the level the amount needs.
+fn start_approval(card: &mut TurnCard, limits: &Thresholds, is_core: bool, from_dfo: bool) {
+    let Some(amount) = card.turn_amount else {
+        return;
+    };
+    match limits.required_level(amount, is_core) {
+        None => {
+            card.approved_turn_amount = Some(amount);
+            card.approval_status = Some(ApprovalStatus::Pending);
+        }
+        Some(level) => {
+            let level = if from_dfo { ApprovalLevel::Dfo } else { level };
+            card.approval_status = Some(level.needed_status());
+        }
+    }
+}
+
+async fn edit_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+    edits: &[TurnEdit],
+) -> Step<bool> {
+    let locked = lock_turn(conn, actor, id).await?;
+    for e in edits {
+        let allowed = actor.can_manage_turn(&locked.facts)
+            || (e.right() == EditRight::Progress && actor.can_record_progress(&locked.facts));
+        if !allowed {
+            let message = if actor.role == Role::Vendor {
+                format!(
+                    "Vendors record progress and completion only; ask the property manager to change the {}.",
+                    e.label()
+                )
+            } else {
+                format!("You may not change the {} of this turn.", e.label())
+            };
+            return Err(Rejection::forbidden(message).into());
+        }
+    }
+    let stale: Vec<String> = edits
+        .iter()
+        .filter(|e| !e.base_holds(&locked.card))
+        .map(|e| e.column().to_string())
+        .collect();
+    if !stale.is_empty() {
+        return Err(conflict(actor, &locked.card, stale).into());
+    }
+    let mut after = locked.card.clone();
+    for e in edits {
+        e.apply(&mut after);
+    }
+    if after == locked.card {
+        return Ok(false);
+    }
+    let limits = thresholds(conn).await?;
+    let amount_changed = after.turn_amount != locked.card.turn_amount;
+    if amount_changed {
+        if let (Some(approved), Some(new)) = (after.approved_turn_amount, after.turn_amount) {
+            if approval_complete(&after) && limits.needs_reapproval(approved, new) {
+                start_approval(&mut after, &limits, locked.is_core, false);
+            }
+        }
+    }
+    if after.vendor_id != locked.card.vendor_id {
+        if let Some(vendor) = after.vendor_id {
+            check_vendor(conn, vendor, "vendor_id").await?;
+        }
+    }
+    if after.stage_id != locked.card.stage_id {
+        enter_stage(
+            conn,
+            &mut after,
+            &limits,
+            locked.is_core,
+            m.device_time.date_naive(),
+        )
+        .await?;
+    }
+    write_turn(conn, actor, m, &after, &locked.before).await?;
+    Ok(true)
+}
+
+fn conflict(actor: &Actor, current: &TurnCard, fields: Vec<String>) -> Rejection {
+    Rejection::Conflict {
+        message: "Someone else changed this turn while you were editing it.".into(),
+        fields,
+        current: Some(Box::new(current.clone().redact_for(actor))),
+    }
+}
+
+async fn check_vendor(conn: &mut PgConnection, vendor: Uuid, field: &str) -> Step<()> {
+    let ok: Option<bool> =
+        sqlx::query_scalar("SELECT is_active AND is_approved FROM vendors WHERE id = $1")
+            .bind(vendor)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match ok {
+        Some(true) => Ok(()),
+        Some(false) => {
+            Err(Rejection::invalid_field(field, "This vendor is not active and approved.").into())
+        }
+        None => Err(Rejection::invalid_field(field, "Unknown vendor.").into()),
+    }
+}
+
+/// Stage gates: the target stage's flags, and no work past an approval stage before approval.
+async fn enter_stage(
+    conn: &mut PgConnection,
+    turn: &mut TurnCard,
+    limits: &Thresholds,
+    is_core: bool,
+    device_day: NaiveDate,
+) -> Step<()> {
+    let stage: Option<StageRow> = sqlx::query_as(
+        "SELECT name, display_order, is_amount_required, is_vendor_required, requires_approval,
+                is_complete_stage, is_active
+           FROM turn_stages WHERE id = $1",
+    )
+    .bind(turn.stage_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(stage) = stage.filter(|s| s.is_active) else {
+        return Err(Rejection::invalid_field("stage_id", "That stage does not exist.").into());
+    };
+    let gate = |message: String| -> Stop { Rejection::invalid_field("stage_id", message).into() };
+    if stage.is_amount_required && turn.turn_amount.is_none() {
+        return Err(gate(format!(
+            "Set the turn amount before moving it to {}.",
+            stage.name
+        )));
+    }
+    if stage.is_vendor_required {
+        let Some(vendor) = turn.vendor_id else {
+            return Err(gate(format!(
+                "Assign a vendor before moving it to {}.",
+                stage.name
+            )));
+        };
+        check_vendor(conn, vendor, "stage_id").await?;
+    }
+    let approval_before: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM turn_stages
+                         WHERE is_active AND requires_approval AND display_order < $1)",
+    )
+    .bind(stage.display_order)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stage.requires_approval && !approval_complete(turn) {
+        // Entering the approval stage starts the approval.
+        start_approval(turn, limits, is_core, true);
+    } else if approval_before && !approval_complete(turn) {
+        return Err(gate(format!(
+            "The turn amount must be approved before the turn moves to {}.",
+            stage.name
+        )));
+    }
+    if stage.is_complete_stage && turn.turn_completion_date.is_none() {
+        turn.turn_completion_date = Some(device_day);
+    }
+    Ok(())
+}
+
+async fn write_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    t: &TurnCard,
+    before: &Value,
+) -> Step<()> {
+    let after: Value = sqlx::query_scalar(
+        "UPDATE turns SET stage_id = $2, vendor_id = $3, turn_amount = $4,
+                approved_turn_amount = $5, approval_status = $6, wo_number = $7,
+                move_out_date = $8, expected_completion_date = $9, turn_completion_date = $10,
+                updated_by = $11
+          WHERE id = $1
+      RETURNING to_jsonb(turns.*)",
+    )
+    .bind(t.id)
+    .bind(t.stage_id)
+    .bind(t.vendor_id)
+    .bind(t.turn_amount)
+    .bind(t.approved_turn_amount)
+    .bind(t.approval_status.unwrap_or(ApprovalStatus::Pending))
+    .bind(&t.wo_number)
+    .bind(t.move_out_date)
+    .bind(t.expected_completion_date)
+    .bind(t.turn_completion_date)
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(conn, actor, m, "turns", t.id, Some(before), Some(&after)).await
+}
+
+async fn audit(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    table: &str,
+    row: Uuid,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Step<()> {
+    sqlx::query(
+        "INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
+                                 client_mutation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(actor.user_id)
+    .bind(m.change.action())
+    .bind(table)
+    .bind(row)
+    .bind(before)
+    .bind(after)
+    .bind(m.device_time)
+    .bind(m.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn submit(conn: &mut PgConnection, actor: &Actor, m: &Mutation, id: Uuid) -> Step<bool> {
+    let locked = lock_turn(conn, actor, id).await?;
+    if !actor.can_manage_turn(&locked.facts) {
+        return Err(
+            Rejection::forbidden("Only the turn's managers submit it for approval.").into(),
+        );
+    }
+    let mut after = locked.card.clone();
+    if after.turn_amount.is_none() {
+        return Err(Rejection::invalid_field("turn_amount", "Set the turn amount first.").into());
+    }
+    match after.approval_status {
+        Some(ApprovalStatus::DfoApprovalNeeded | ApprovalStatus::HoApprovalNeeded) => {
+            return Ok(false);
+        }
+        _ if approval_complete(&after) => {
+            return Err(Rejection::invalid_field(
+                "approval_status",
+                "This amount is approved already.",
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let limits = thresholds(conn).await?;
+    start_approval(&mut after, &limits, locked.is_core, true);
+    write_turn(conn, actor, m, &after, &locked.before).await?;
+    Ok(true)
+}
+
+async fn decide(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+    approve: bool,
+    amount: Option<Decimal>,
+    reason: Option<&str>,
+) -> Step<bool> {
+    let locked = lock_turn(conn, actor, id).await?;
+    let Some(level) = locked.facts.approval_status.awaiting() else {
+        // Decided by someone else meanwhile (or never submitted).
+        return Err(conflict(actor, &locked.card, vec!["approval_status".into()]).into());
+    };
+    if !actor.can_decide_approval(&locked.facts) {
+        return Err(
+            Rejection::forbidden("Only the waiting approval level decides this turn.").into(),
+        );
+    }
+    if m.base_version.is_some_and(|v| v != locked.card.version) {
+        // An approver decides on what they saw; if the turn changed, they look again.
+        return Err(conflict(actor, &locked.card, vec!["version".into()]).into());
+    }
+    let mut after = locked.card.clone();
+    let decided_amount = if approve {
+        let Some(a) = amount.or(after.turn_amount) else {
+            return Err(
+                Rejection::invalid_field("amount", "There is no amount to approve.").into(),
+            );
+        };
+        after.approved_turn_amount = Some(a);
+        let limits = thresholds(conn).await?;
+        after.approval_status = Some(match level {
+            ApprovalLevel::Dfo
+                if limits.required_level(a, locked.is_core) == Some(ApprovalLevel::Ho) =>
+            {
+                ApprovalStatus::HoApprovalNeeded
+            }
+            ApprovalLevel::Dfo => ApprovalStatus::DfoApproved,
+            ApprovalLevel::Ho => ApprovalStatus::HoApproved,
+        });
+        Some(a)
+    } else {
+        after.approval_status = Some(ApprovalStatus::Rejected);
+        None
+    };
+    sqlx::query(
+        "INSERT INTO approval_decisions (turn_id, level, decision, amount, reason, actor_id,
+                                         actor_role, device_time, created_by)
+         VALUES ($1, $2, $3::approval_decision, $4, $5, $6, $7, $8, $6)",
+    )
+    .bind(id)
+    .bind(level)
+    .bind(if approve { "APPROVED" } else { "REJECTED" })
+    .bind(decided_amount)
+    .bind(reason.map(str::trim).filter(|r| !r.is_empty()))
+    .bind(actor.user_id)
+    .bind(actor.role)
+    .bind(m.device_time)
+    .execute(&mut *conn)
+    .await?;
+    write_turn(conn, actor, m, &after, &locked.before).await?;
+    Ok(true)
+}
+
+async fn create_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    t: &NewTurn,
+) -> Step<bool> {
+    let facts: Option<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT property_manager_id, sr_property_manager_id FROM properties
+          WHERE id = $1 AND is_active FOR SHARE",
+    )
+    .bind(t.property_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((pm, sr)) = facts else {
+        return Err(Rejection::invalid_field("property_id", "Unknown property.").into());
+    };
+    let property = PropertyFacts {
+        property_manager_id: pm,
+        sr_property_manager_id: sr,
+    };
+    if !actor.can_manage_property(&property) {
+        return Err(Rejection::forbidden("Only the property's managers open turns on it.").into());
+    }
+    let after: Value = sqlx::query_scalar(
+        "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
+                            created_by, updated_by)
+         SELECT $1, btrim($2), $3, s.id, $4, nullif(btrim($5), ''), $6, $6
+           FROM turn_stages s WHERE s.is_active ORDER BY s.display_order LIMIT 1
+      RETURNING to_jsonb(turns.*)",
+    )
+    .bind(t.id)
+    .bind(&t.turn_id)
+    .bind(t.property_id)
+    .bind(t.move_out_date)
+    .bind(&t.wo_number)
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(conn, actor, m, "turns", t.id, None, Some(&after)).await?;
+    Ok(true)
+}
+
+async fn create_property(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    p: &NewProperty,
+) -> Step<bool> {
+    if !actor.can_create_property() {
+        return Err(Rejection::forbidden("Only managers and admins add properties.").into());
+    }
+    let (pm, sr) = match actor.role {
+        Role::PropertyManager => {
+            if p.property_manager_id.is_some_and(|id| id != actor.user_id) {
+                return Err(Rejection::forbidden(
+                    "A property manager adds properties for themselves.",
+                )
+                .into());
+            }
+            (Some(actor.user_id), None)
+        }
+        Role::SrPropertyManager => (p.property_manager_id, Some(actor.user_id)),
+        _ => (p.property_manager_id, None),
+    };
+    let after: Value = sqlx::query_scalar(
+        "INSERT INTO properties (id, property_id, name, street_address, city, state, zip_code,
+                                 year_built, is_core, property_manager_id, sr_property_manager_id,
+                                 created_by, updated_by)
+         VALUES ($1, btrim($2), btrim($3), btrim($4), nullif(btrim($5), ''), nullif(btrim($6), ''),
+                 nullif(btrim($7), ''), $8, $9, $10, $11, $12, $12)
+      RETURNING to_jsonb(properties.*)",
+    )
+    .bind(p.id)
+    .bind(&p.property_id)
+    .bind(&p.name)
+    .bind(&p.street_address)
+    .bind(&p.city)
+    .bind(&p.state)
+    .bind(&p.zip_code)
+    .bind(p.year_built)
+    .bind(p.is_core)
+    .bind(pm)
+    .bind(sr)
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(conn, actor, m, "properties", p.id, None, Some(&after)).await?;
+    Ok(true)
+}
+
+/// The JSON (as `to_jsonb` spells it) of an edit's starting and new values.
+fn property_values(e: &PropertyEdit) -> (Value, Value) {
+    match e {
+        PropertyEdit::Name(e) | PropertyEdit::StreetAddress(e) => {
+            (json!(e.from), json!(e.to.trim()))
+        }
+        PropertyEdit::City(e) | PropertyEdit::State(e) | PropertyEdit::ZipCode(e) => (
+            json!(e.from),
+            json!(e.to.as_deref().map(str::trim).filter(|v| !v.is_empty())),
+        ),
+        PropertyEdit::IsCore(e) | PropertyEdit::IsActive(e) => (json!(e.from), json!(e.to)),
+        PropertyEdit::PropertyManager(e) => (json!(e.from), json!(e.to)),
+    }
+}
+
+async fn update_property(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+    edits: &[PropertyEdit],
+) -> Step<bool> {
+    let row: Option<(Value, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT to_jsonb(p), property_manager_id, sr_property_manager_id
+           FROM properties p WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let facts = row.as_ref().map(|(_, pm, sr)| PropertyFacts {
+        property_manager_id: *pm,
+        sr_property_manager_id: *sr,
+    });
+    let (Some((before, _, _)), Some(facts)) = (row.clone(), facts) else {
+        return Err(Rejection::NotFound {
+            message: "This property no longer exists.".into(),
+        }
+        .into());
+    };
+    if !actor.can_read_property(&facts, &[]) {
+        return Err(Rejection::NotFound {
+            message: "This property no longer exists.".into(),
+        }
+        .into());
+    }
+    if !actor.can_manage_property(&facts) {
+        return Err(Rejection::forbidden("Only the property's managers edit it.").into());
+    }
+    let reassigns = edits
+        .iter()
+        .any(|e| matches!(e, PropertyEdit::PropertyManager(_)));
+    if reassigns && actor.role == Role::PropertyManager {
+        return Err(Rejection::forbidden(
+            "A senior property manager or an admin reassigns properties.",
+        )
+        .into());
+    }
+    let mut patch = serde_json::Map::new();
+    let mut stale = Vec::new();
+    for e in edits {
+        let (from, to) = property_values(e);
+        if before.get(e.column()) != Some(&from) {
+            stale.push(e.column().to_string());
+        }
+        patch.insert(e.column().to_string(), to);
+    }
+    if !stale.is_empty() {
+        return Err(Rejection::Conflict {
+            message: "Someone else changed this property while you were editing it.".into(),
+            fields: stale,
+            current: None,
+        }
+        .into());
+    }
+    if patch.iter().all(|(k, v)| before.get(k) == Some(v)) {
+        return Ok(false);
+    }
+    // Columns come from the fixed edit enum; values are typed by the table's own row type.
+    let assignments = patch
+        .keys()
+        .map(|c| format!("{c} = r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let after: Value = sqlx::query_scalar(&format!(
+        "UPDATE properties SET {assignments}, updated_by = $3
+           FROM jsonb_populate_record(NULL::properties, $2) r
+          WHERE properties.id = $1
+      RETURNING to_jsonb(properties.*)"
+    ))
+    .bind(id)
+    .bind(Value::Object(patch))
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(
+        conn,
+        actor,
+        m,
+        "properties",
+        id,
+        Some(&before),
+        Some(&after),
+    )
+    .await?;
+    Ok(true)
+}

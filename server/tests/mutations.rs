@@ -1,0 +1,603 @@
+//! The write path against a real Postgres: idempotency under concurrent replays, field merges and
+//! conflicts, every role's write scope, stage gates and the approval flow, audit rows and txids.
+use chrono::Utc;
+use sqlx::PgPool;
+use turns::mutation::{
+    Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
+};
+use turns::{Actor, ApprovalStatus, Decimal};
+use turns_server::mutations::apply;
+use turns_server::testing::{actor, demo_state};
+use uuid::Uuid;
+
+fn mutation(change: Change) -> Mutation {
+    Mutation {
+        id: Uuid::new_v4(),
+        base_version: None,
+        device_time: Utc::now(),
+        change,
+    }
+}
+
+async fn run(pool: &PgPool, who: &Actor, change: Change) -> Outcome {
+    apply(pool, who, &mutation(change))
+        .await
+        .expect("mutation ran")
+}
+
+fn usd(v: i64) -> Option<Decimal> {
+    Some(Decimal::new(v, 0))
+}
+
+async fn stage(pool: &PgPool, name: &str) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM turn_stages WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .expect("stage")
+}
+
+#[derive(Debug, sqlx::FromRow, PartialEq)]
+struct Row {
+    stage_id: Uuid,
+    turn_amount: Option<Decimal>,
+    approved_turn_amount: Option<Decimal>,
+    approval_status: ApprovalStatus,
+    vendor_id: Option<Uuid>,
+    wo_number: Option<String>,
+    expected_completion_date: Option<chrono::NaiveDate>,
+    turn_completion_date: Option<chrono::NaiveDate>,
+    version: i32,
+}
+
+async fn row(pool: &PgPool, id: Uuid) -> Row {
+    sqlx::query_as(
+        "SELECT stage_id, turn_amount, approved_turn_amount, approval_status, vendor_id,
+                wo_number, expected_completion_date, turn_completion_date, version
+           FROM turns WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .expect("turn row")
+}
+
+/// A new turn on one of the PM's properties, in the first stage.
+async fn new_turn(pool: &PgPool, pm: &Actor) -> Uuid {
+    let property: Uuid = sqlx::query_scalar(
+        "SELECT id FROM properties WHERE property_manager_id = $1 AND is_core ORDER BY property_id LIMIT 1",
+    )
+    .bind(pm.user_id)
+    .fetch_one(pool)
+    .await
+    .expect("a PM property");
+    let id = Uuid::new_v4();
+    let outcome = run(
+        pool,
+        pm,
+        Change::CreateTurn(NewTurn {
+            id,
+            turn_id: format!("T-{}", &id.simple().to_string()[..8]),
+            property_id: property,
+            move_out_date: Some(Utc::now().date_naive()),
+            wo_number: None,
+        }),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Applied { txid: Some(_) }),
+        "{outcome:?}"
+    );
+    id
+}
+
+fn edit(turn: Uuid, edits: Vec<TurnEdit>) -> Change {
+    Change::EditTurn { turn, edits }
+}
+
+fn amount(from: Option<Decimal>, to: Option<Decimal>) -> TurnEdit {
+    TurnEdit::Amount(Edit { from, to })
+}
+
+fn rejected(outcome: &Outcome) -> &Rejection {
+    match outcome {
+        Outcome::Rejected(r) => r,
+        Outcome::Applied { .. } => panic!("expected a rejection, got {outcome:?}"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_replays_apply_once_and_return_the_same_outcome() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let m = mutation(edit(turn, vec![amount(None, usd(800))]));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (pool, m) = (pool.clone(), m.clone());
+        tasks.push(tokio::spawn(async move { apply(&pool, &pm, &m).await }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("task").expect("mutation ran"));
+    }
+    assert!(outcomes.windows(2).all(|w| w[0] == w[1]), "{outcomes:?}");
+    let Outcome::Applied { txid: Some(txid) } = &outcomes[0] else {
+        panic!("applied: {outcomes:?}");
+    };
+    let audits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE client_mutation_id = $1")
+            .bind(m.id)
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    assert_eq!(audits, 1);
+    assert_eq!(row(pool, turn).await.version, 2);
+    // The txid is the committed top-level transaction (the one shape messages carry), stored
+    // with the receipt.
+    let (status, stored): (String, Option<i64>) = sqlx::query_as(
+        "SELECT pg_xact_status($1::text::xid8), r.txid FROM mutation_receipts r WHERE mutation_id = $2",
+    )
+    .bind(txid)
+    .bind(m.id)
+    .fetch_one(pool)
+    .await
+    .expect("receipt");
+    assert_eq!(
+        (status.as_str(), stored.map(|t| t.to_string())),
+        ("committed", Some(txid.clone()))
+    );
+    // Another user replaying the id gets nothing.
+    let other = actor(pool, "srpm@turns.demo").await;
+    let replay = apply(pool, &other, &m).await.expect("ran");
+    assert!(matches!(rejected(&replay), Rejection::Forbidden { .. }));
+}
+
+#[tokio::test]
+async fn stale_edits_merge_by_field_or_conflict_with_the_current_row() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let admin = actor(pool, "admin@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    // Both saw version 1. The admin sets the work order; the PM (later) sets the amount: merged.
+    let wo = TurnEdit::WoNumber(Edit {
+        from: None,
+        to: Some("WO-1".into()),
+    });
+    assert!(matches!(
+        run(pool, &admin, edit(turn, vec![wo])).await,
+        Outcome::Applied { .. }
+    ));
+    let mut stale = mutation(edit(turn, vec![amount(None, usd(900))]));
+    stale.base_version = Some(1);
+    assert!(matches!(
+        apply(pool, &pm, &stale).await.expect("ran"),
+        Outcome::Applied { .. }
+    ));
+    let r = row(pool, turn).await;
+    assert_eq!(
+        (r.wo_number.as_deref(), r.turn_amount),
+        (Some("WO-1"), usd(900))
+    );
+    // Both edit the amount from 900: the second is a conflict carrying the current row.
+    run(pool, &admin, edit(turn, vec![amount(usd(900), usd(950))])).await;
+    let outcome = run(pool, &pm, edit(turn, vec![amount(usd(900), usd(990))])).await;
+    let Rejection::Conflict {
+        fields, current, ..
+    } = rejected(&outcome)
+    else {
+        panic!("conflict: {outcome:?}");
+    };
+    assert_eq!(fields, &vec!["turn_amount".to_string()]);
+    assert_eq!(current.as_ref().and_then(|c| c.turn_amount), usd(950));
+    assert_eq!(row(pool, turn).await.turn_amount, usd(950));
+    // Setting what is already there changes nothing and waits for nothing.
+    let same = run(pool, &pm, edit(turn, vec![amount(usd(950), usd(950))])).await;
+    assert_eq!(same, Outcome::Applied { txid: None });
+}
+
+#[tokio::test]
+async fn vendors_record_progress_on_their_turns_only() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let vendor = actor(pool, "vendor@turns.demo").await;
+    let (own, expected): (Uuid, Option<chrono::NaiveDate>) = sqlx::query_as(
+        "SELECT id, expected_completion_date FROM turns WHERE vendor_id = $1 AND is_active
+          ORDER BY turn_id LIMIT 1",
+    )
+    .bind(vendor.vendor_id)
+    .fetch_one(pool)
+    .await
+    .expect("a vendor turn");
+    let before = row(pool, own).await;
+    let forbidden = run(
+        pool,
+        &vendor,
+        edit(own, vec![amount(before.turn_amount, usd(1))]),
+    )
+    .await;
+    let r = rejected(&forbidden);
+    assert!(matches!(r, Rejection::Forbidden { .. }));
+    assert!(r.message().contains("amount"), "{}", r.message());
+    assert_eq!(row(pool, own).await, before, "a rejection writes nothing");
+    let next_week = Utc::now().date_naive() + chrono::Days::new(7);
+    let progress = TurnEdit::ExpectedCompletion(Edit {
+        from: expected,
+        to: Some(next_week),
+    });
+    assert!(matches!(
+        run(pool, &vendor, edit(own, vec![progress.clone()])).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        row(pool, own).await.expected_completion_date,
+        Some(next_week)
+    );
+    let foreign: Uuid = sqlx::query_scalar(
+        "SELECT id FROM turns WHERE vendor_id IS DISTINCT FROM $1 AND is_active LIMIT 1",
+    )
+    .bind(vendor.vendor_id)
+    .fetch_one(pool)
+    .await
+    .expect("another turn");
+    let hidden = run(pool, &vendor, edit(foreign, vec![progress])).await;
+    assert!(matches!(rejected(&hidden), Rejection::NotFound { .. }));
+    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE actor_id = $1")
+        .bind(vendor.user_id)
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(audits, 1, "only the applied edit is audited");
+}
+
+#[tokio::test]
+async fn every_role_writes_only_what_the_policy_allows() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    for email in [
+        "inspector@turns.demo",
+        "user@turns.demo",
+        "dfo@turns.demo",
+        "ho@turns.demo",
+        "vendor@turns.demo",
+    ] {
+        let who = actor(pool, email).await;
+        let outcome = run(pool, &who, edit(turn, vec![amount(None, usd(10))])).await;
+        assert!(
+            matches!(
+                rejected(&outcome),
+                Rejection::Forbidden { .. } | Rejection::NotFound { .. }
+            ),
+            "{email}: {outcome:?}"
+        );
+        let p = run(
+            pool,
+            &who,
+            Change::CreateProperty(NewProperty {
+                id: Uuid::new_v4(),
+                property_id: format!("P-{email}"),
+                name: "Nope".into(),
+                street_address: "1 Main".into(),
+                city: None,
+                state: None,
+                zip_code: None,
+                year_built: None,
+                is_core: true,
+                property_manager_id: None,
+            }),
+        )
+        .await;
+        assert!(
+            matches!(rejected(&p), Rejection::Forbidden { .. }),
+            "{email}: {p:?}"
+        );
+    }
+    // Another PM's turn is invisible to this PM; the senior PM over both may edit it.
+    let other_pm_turn: Uuid = sqlx::query_scalar(
+        "SELECT t.id FROM turns t JOIN properties p ON p.id = t.property_id
+          WHERE p.property_manager_id <> $1 AND t.is_active LIMIT 1",
+    )
+    .bind(pm.user_id)
+    .fetch_one(pool)
+    .await
+    .expect("another PM's turn");
+    let wo = |to: &str| {
+        TurnEdit::WoNumber(Edit {
+            from: None,
+            to: Some(to.into()),
+        })
+    };
+    let hidden = run(pool, &pm, edit(other_pm_turn, vec![wo("X")])).await;
+    assert!(matches!(rejected(&hidden), Rejection::NotFound { .. }));
+    // A PM may not reassign their property; creating one assigns it to them.
+    let id = Uuid::new_v4();
+    let created = run(
+        pool,
+        &pm,
+        Change::CreateProperty(NewProperty {
+            id,
+            property_id: "P-NEW-1".into(),
+            name: "Birch Court".into(),
+            street_address: "9 Birch Ct".into(),
+            city: Some("Austin".into()),
+            state: None,
+            zip_code: None,
+            year_built: Some(1999),
+            is_core: true,
+            property_manager_id: None,
+        }),
+    )
+    .await;
+    assert!(matches!(created, Outcome::Applied { .. }), "{created:?}");
+    let reassign = run(
+        pool,
+        &pm,
+        Change::UpdateProperty {
+            property: id,
+            edits: vec![PropertyEdit::PropertyManager(Edit {
+                from: Some(pm.user_id),
+                to: None,
+            })],
+        },
+    )
+    .await;
+    assert!(matches!(rejected(&reassign), Rejection::Forbidden { .. }));
+    let rename = run(
+        pool,
+        &pm,
+        Change::UpdateProperty {
+            property: id,
+            edits: vec![PropertyEdit::Name(Edit {
+                from: "Birch Court".into(),
+                to: "Birch Court East".into(),
+            })],
+        },
+    )
+    .await;
+    assert!(matches!(rename, Outcome::Applied { .. }), "{rename:?}");
+    let stale = run(
+        pool,
+        &pm,
+        Change::UpdateProperty {
+            property: id,
+            edits: vec![PropertyEdit::Name(Edit {
+                from: "Birch Court".into(),
+                to: "Birch".into(),
+            })],
+        },
+    )
+    .await;
+    assert!(matches!(rejected(&stale), Rejection::Conflict { .. }));
+    let duplicate = run(
+        pool,
+        &pm,
+        Change::CreateProperty(NewProperty {
+            id: Uuid::new_v4(),
+            property_id: "P-NEW-1".into(),
+            name: "Again".into(),
+            street_address: "1 Main".into(),
+            city: None,
+            state: None,
+            zip_code: None,
+            year_built: None,
+            is_core: true,
+            property_manager_id: None,
+        }),
+    )
+    .await;
+    let Rejection::Invalid { fields, .. } = rejected(&duplicate) else {
+        panic!("invalid: {duplicate:?}");
+    };
+    assert_eq!(fields[0].field, "property_id");
+}
+
+#[tokio::test]
+async fn stage_gates_and_the_approval_flow() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let dfo = actor(pool, "dfo@turns.demo").await;
+    let ho = actor(pool, "ho@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let notice = stage(pool, "Notice").await;
+    let approval = stage(pool, "Approval").await;
+    let in_progress = stage(pool, "In progress").await;
+    let ready = stage(pool, "Rent ready").await;
+    let move_to = |from: Uuid, to: Uuid| TurnEdit::Stage(Edit { from, to });
+
+    // Approval needs an amount.
+    let no_amount = run(pool, &pm, edit(turn, vec![move_to(notice, approval)])).await;
+    let Rejection::Invalid { fields, .. } = rejected(&no_amount) else {
+        panic!("{no_amount:?}");
+    };
+    assert_eq!(fields[0].field, "stage_id");
+    // Amount and move in one mutation: entering Approval starts DFO approval (above $1,000).
+    let both = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![amount(None, usd(6000)), move_to(notice, approval)],
+        ),
+    )
+    .await;
+    assert!(matches!(both, Outcome::Applied { .. }), "{both:?}");
+    assert_eq!(
+        row(pool, turn).await.approval_status,
+        ApprovalStatus::DfoApprovalNeeded
+    );
+    // Work cannot start before approval.
+    let early = run(pool, &pm, edit(turn, vec![move_to(approval, in_progress)])).await;
+    assert!(matches!(rejected(&early), Rejection::Invalid { .. }));
+    // The PM and the HO may not decide the DFO level; rejecting needs a reason.
+    for who in [&pm, &ho] {
+        let decide = Change::DecideApproval {
+            turn,
+            approve: true,
+            amount: None,
+            reason: None,
+        };
+        assert!(matches!(
+            rejected(&run(pool, who, decide).await),
+            Rejection::Forbidden { .. } | Rejection::NotFound { .. }
+        ));
+    }
+    let no_reason = Change::DecideApproval {
+        turn,
+        approve: false,
+        amount: None,
+        reason: None,
+    };
+    assert!(matches!(
+        rejected(&run(pool, &dfo, no_reason).await),
+        Rejection::Invalid { .. }
+    ));
+    // DFO approves $6,000 → head office next; HO approves $5,500.
+    let approve = |amount| Change::DecideApproval {
+        turn,
+        approve: true,
+        amount,
+        reason: None,
+    };
+    assert!(matches!(
+        run(pool, &dfo, approve(None)).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        row(pool, turn).await.approval_status,
+        ApprovalStatus::HoApprovalNeeded
+    );
+    // A second DFO decision (made offline before the first landed) is a conflict.
+    let late = run(pool, &dfo, approve(None)).await;
+    assert!(matches!(
+        rejected(&late),
+        Rejection::NotFound { .. } | Rejection::Conflict { .. }
+    ));
+    assert!(matches!(
+        run(pool, &ho, approve(usd(5500))).await,
+        Outcome::Applied { .. }
+    ));
+    let r = row(pool, turn).await;
+    assert_eq!(
+        (r.approval_status, r.approved_turn_amount),
+        (ApprovalStatus::HoApproved, usd(5500))
+    );
+    let decisions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM approval_decisions WHERE turn_id = $1")
+            .bind(turn)
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    assert_eq!(decisions, 2);
+    // In progress needs a vendor, and it must be approved.
+    let no_vendor = run(pool, &pm, edit(turn, vec![move_to(approval, in_progress)])).await;
+    assert!(rejected(&no_vendor).message().contains("vendor"));
+    let unapproved: Uuid =
+        sqlx::query_scalar("SELECT id FROM vendors WHERE NOT is_approved LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .expect("an unapproved vendor");
+    let bad_vendor = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![TurnEdit::Vendor(Edit {
+                from: None,
+                to: Some(unapproved),
+            })],
+        ),
+    )
+    .await;
+    assert!(matches!(rejected(&bad_vendor), Rejection::Invalid { .. }));
+    let good: Uuid =
+        sqlx::query_scalar("SELECT id FROM vendors WHERE is_approved AND is_active LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .expect("an approved vendor");
+    let go = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![
+                TurnEdit::Vendor(Edit {
+                    from: None,
+                    to: Some(good),
+                }),
+                move_to(approval, in_progress),
+            ],
+        ),
+    )
+    .await;
+    assert!(matches!(go, Outcome::Applied { .. }), "{go:?}");
+    // Raising the amount within 10% keeps the approval; beyond it restarts at the needed level.
+    run(pool, &pm, edit(turn, vec![amount(usd(6000), usd(6050))])).await;
+    assert_eq!(
+        row(pool, turn).await.approval_status,
+        ApprovalStatus::HoApproved
+    );
+    run(pool, &pm, edit(turn, vec![amount(usd(6050), usd(7000))])).await;
+    assert_eq!(
+        row(pool, turn).await.approval_status,
+        ApprovalStatus::HoApprovalNeeded
+    );
+    assert!(matches!(
+        run(pool, &ho, approve(None)).await,
+        Outcome::Applied { .. }
+    ));
+    // The complete stage sets the completion date.
+    let done = run(pool, &pm, edit(turn, vec![move_to(in_progress, ready)])).await;
+    assert!(matches!(done, Outcome::Applied { .. }), "{done:?}");
+    assert!(row(pool, turn).await.turn_completion_date.is_some());
+}
+
+#[tokio::test]
+async fn small_amounts_are_self_approved_and_rejections_return_to_the_pm() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let dfo = actor(pool, "dfo@turns.demo").await;
+    let small = new_turn(pool, &pm).await;
+    run(pool, &pm, edit(small, vec![amount(None, usd(900))])).await;
+    assert!(matches!(
+        run(pool, &pm, Change::SubmitForApproval { turn: small }).await,
+        Outcome::Applied { .. }
+    ));
+    let r = row(pool, small).await;
+    assert_eq!(
+        (r.approval_status, r.approved_turn_amount),
+        (ApprovalStatus::Pending, usd(900))
+    );
+    let big = new_turn(pool, &pm).await;
+    run(pool, &pm, edit(big, vec![amount(None, usd(2500))])).await;
+    run(pool, &pm, Change::SubmitForApproval { turn: big }).await;
+    assert_eq!(
+        row(pool, big).await.approval_status,
+        ApprovalStatus::DfoApprovalNeeded
+    );
+    let reject = Change::DecideApproval {
+        turn: big,
+        approve: false,
+        amount: None,
+        reason: Some("Paint scope too wide".into()),
+    };
+    assert!(matches!(
+        run(pool, &dfo, reject).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        row(pool, big).await.approval_status,
+        ApprovalStatus::Rejected
+    );
+    run(pool, &pm, edit(big, vec![amount(usd(2500), usd(1800))])).await;
+    run(pool, &pm, Change::SubmitForApproval { turn: big }).await;
+    assert_eq!(
+        row(pool, big).await.approval_status,
+        ApprovalStatus::DfoApprovalNeeded
+    );
+}

@@ -1,0 +1,547 @@
+//! Writes: the typed mutations a client makes and the outcomes the server returns.
+//!
+//! A mutation is made on the device (offline too), applied to the local view at once, queued, and
+//! sent later — possibly long after the row changed on the server. So every field edit carries the
+//! value the user saw (`from`) next to the new one (`to`): the server applies the edit when each
+//! edited field still holds its `from` value (other fields may have changed: they merge), and
+//! answers with a conflict otherwise. The same code applies an edit on both sides, so the
+//! optimistic view is exactly what the server will write.
+use crate::model::TurnCard;
+use crate::Decimal;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One write, as queued on the device and sent to the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Made on the device; the server applies a mutation id once (replays get the stored outcome).
+    pub id: Uuid,
+    /// The version of the row the user edited (None for creates). Recorded in the audit log and
+    /// reported in conflicts; field values decide whether an edit still applies.
+    pub base_version: Option<i32>,
+    /// When the user made the change, by the device's clock.
+    pub device_time: DateTime<Utc>,
+    pub change: Change,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    CreateProperty(NewProperty),
+    UpdateProperty {
+        property: Uuid,
+        edits: Vec<PropertyEdit>,
+    },
+    CreateTurn(NewTurn),
+    /// Move stage, assign vendor, set amount, dates, work order; vendor progress and completion.
+    EditTurn {
+        turn: Uuid,
+        edits: Vec<TurnEdit>,
+    },
+    SubmitForApproval {
+        turn: Uuid,
+    },
+    DecideApproval {
+        turn: Uuid,
+        approve: bool,
+        /// The amount approved (defaults to the turn amount); ignored for a rejection.
+        amount: Option<Decimal>,
+        /// Required to reject.
+        reason: Option<String>,
+    },
+}
+
+impl Change {
+    /// A short name for the audit log and the UI.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Change::CreateProperty(_) => "create_property",
+            Change::UpdateProperty { .. } => "update_property",
+            Change::CreateTurn(_) => "create_turn",
+            Change::EditTurn { .. } => "edit_turn",
+            Change::SubmitForApproval { .. } => "submit_for_approval",
+            Change::DecideApproval { approve: true, .. } => "approve",
+            Change::DecideApproval { approve: false, .. } => "reject",
+        }
+    }
+
+    /// The turn this change is about, if any.
+    pub fn turn(&self) -> Option<Uuid> {
+        match self {
+            Change::CreateTurn(t) => Some(t.id),
+            Change::EditTurn { turn, .. }
+            | Change::SubmitForApproval { turn }
+            | Change::DecideApproval { turn, .. } => Some(*turn),
+            Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
+        }
+    }
+
+    /// Check what can be checked without the database; the server repeats this.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match self {
+            Change::CreateProperty(p) => p.validate(&mut errors),
+            Change::UpdateProperty { edits, .. } => {
+                if edits.is_empty() {
+                    errors.push(FieldError::new("edits", "Nothing to change."));
+                }
+                edits.iter().for_each(|e| e.validate(&mut errors));
+            }
+            Change::CreateTurn(t) => t.validate(&mut errors),
+            Change::EditTurn { edits, .. } => {
+                if edits.is_empty() {
+                    errors.push(FieldError::new("edits", "Nothing to change."));
+                }
+                edits.iter().for_each(|e| e.validate(&mut errors));
+            }
+            Change::SubmitForApproval { .. } => {}
+            Change::DecideApproval {
+                approve,
+                amount,
+                reason,
+                ..
+            } => {
+                if *approve {
+                    if let Some(a) = amount {
+                        check_amount("amount", *a, &mut errors);
+                    }
+                } else if reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    errors.push(FieldError::new("reason", "Say why the turn is rejected."));
+                }
+                if reason.as_ref().is_some_and(|r| r.len() > 2000) {
+                    errors.push(FieldError::new(
+                        "reason",
+                        "Keep the reason under 2,000 characters.",
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A value as the user saw it and as they want it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edit<T> {
+    pub from: T,
+    pub to: T,
+}
+
+/// One edited turn field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum TurnEdit {
+    Stage(Edit<Uuid>),
+    Vendor(Edit<Option<Uuid>>),
+    Amount(Edit<Option<Decimal>>),
+    WoNumber(Edit<Option<String>>),
+    MoveOutDate(Edit<Option<NaiveDate>>),
+    ExpectedCompletion(Edit<Option<NaiveDate>>),
+    Completion(Edit<Option<NaiveDate>>),
+}
+
+/// Who may make an edit: the turn's managers, or (also) the vendor doing the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EditRight {
+    Manage,
+    Progress,
+}
+
+impl TurnEdit {
+    /// The column this edit writes.
+    pub fn column(&self) -> &'static str {
+        match self {
+            TurnEdit::Stage(_) => "stage_id",
+            TurnEdit::Vendor(_) => "vendor_id",
+            TurnEdit::Amount(_) => "turn_amount",
+            TurnEdit::WoNumber(_) => "wo_number",
+            TurnEdit::MoveOutDate(_) => "move_out_date",
+            TurnEdit::ExpectedCompletion(_) => "expected_completion_date",
+            TurnEdit::Completion(_) => "turn_completion_date",
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            TurnEdit::Stage(_) => "stage",
+            TurnEdit::Vendor(_) => "vendor",
+            TurnEdit::Amount(_) => "amount",
+            TurnEdit::WoNumber(_) => "work order",
+            TurnEdit::MoveOutDate(_) => "move-out date",
+            TurnEdit::ExpectedCompletion(_) => "expected completion",
+            TurnEdit::Completion(_) => "completion date",
+        }
+    }
+
+    /// Vendors record progress (expected date) and completion; everything else is the managers'.
+    pub fn right(&self) -> EditRight {
+        match self {
+            TurnEdit::ExpectedCompletion(_) | TurnEdit::Completion(_) => EditRight::Progress,
+            _ => EditRight::Manage,
+        }
+    }
+
+    /// Whether the field still holds the value the user started from.
+    pub fn base_holds(&self, turn: &TurnCard) -> bool {
+        match self {
+            TurnEdit::Stage(e) => e.from == turn.stage_id,
+            TurnEdit::Vendor(e) => e.from == turn.vendor_id,
+            TurnEdit::Amount(e) => e.from == turn.turn_amount,
+            TurnEdit::WoNumber(e) => e.from == turn.wo_number,
+            TurnEdit::MoveOutDate(e) => e.from == turn.move_out_date,
+            TurnEdit::ExpectedCompletion(e) => e.from == turn.expected_completion_date,
+            TurnEdit::Completion(e) => e.from == turn.turn_completion_date,
+        }
+    }
+
+    /// Whether the field already holds the new value.
+    pub fn is_noop(&self, turn: &TurnCard) -> bool {
+        let mut after = turn.clone();
+        self.apply(&mut after);
+        after == *turn
+    }
+
+    /// Write the new value into a card (names shown for ids are the caller's business).
+    pub fn apply(&self, turn: &mut TurnCard) {
+        match self {
+            TurnEdit::Stage(e) => turn.stage_id = e.to,
+            TurnEdit::Vendor(e) => turn.vendor_id = e.to,
+            TurnEdit::Amount(e) => turn.turn_amount = e.to,
+            TurnEdit::WoNumber(e) => turn.wo_number = e.to.clone(),
+            TurnEdit::MoveOutDate(e) => turn.move_out_date = e.to,
+            TurnEdit::ExpectedCompletion(e) => turn.expected_completion_date = e.to,
+            TurnEdit::Completion(e) => turn.turn_completion_date = e.to,
+        }
+    }
+
+    /// The same edit starting from the card's current value (the user's "keep mine").
+    pub fn rebased(&self, turn: &TurnCard) -> TurnEdit {
+        match self {
+            TurnEdit::Stage(e) => TurnEdit::Stage(Edit {
+                from: turn.stage_id,
+                to: e.to,
+            }),
+            TurnEdit::Vendor(e) => TurnEdit::Vendor(Edit {
+                from: turn.vendor_id,
+                to: e.to,
+            }),
+            TurnEdit::Amount(e) => TurnEdit::Amount(Edit {
+                from: turn.turn_amount,
+                to: e.to,
+            }),
+            TurnEdit::WoNumber(e) => TurnEdit::WoNumber(Edit {
+                from: turn.wo_number.clone(),
+                to: e.to.clone(),
+            }),
+            TurnEdit::MoveOutDate(e) => TurnEdit::MoveOutDate(Edit {
+                from: turn.move_out_date,
+                to: e.to,
+            }),
+            TurnEdit::ExpectedCompletion(e) => TurnEdit::ExpectedCompletion(Edit {
+                from: turn.expected_completion_date,
+                to: e.to,
+            }),
+            TurnEdit::Completion(e) => TurnEdit::Completion(Edit {
+                from: turn.turn_completion_date,
+                to: e.to,
+            }),
+        }
+    }
+
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        match self {
+            TurnEdit::Amount(Edit { to: Some(a), .. }) => check_amount("turn_amount", *a, errors),
+            TurnEdit::WoNumber(Edit { to: Some(w), .. }) => {
+                check_text("wo_number", w, 50, false, errors)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One edited property field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum PropertyEdit {
+    Name(Edit<String>),
+    StreetAddress(Edit<String>),
+    City(Edit<Option<String>>),
+    State(Edit<Option<String>>),
+    ZipCode(Edit<Option<String>>),
+    IsCore(Edit<bool>),
+    IsActive(Edit<bool>),
+    PropertyManager(Edit<Option<Uuid>>),
+}
+
+impl PropertyEdit {
+    pub fn column(&self) -> &'static str {
+        match self {
+            PropertyEdit::Name(_) => "name",
+            PropertyEdit::StreetAddress(_) => "street_address",
+            PropertyEdit::City(_) => "city",
+            PropertyEdit::State(_) => "state",
+            PropertyEdit::ZipCode(_) => "zip_code",
+            PropertyEdit::IsCore(_) => "is_core",
+            PropertyEdit::IsActive(_) => "is_active",
+            PropertyEdit::PropertyManager(_) => "property_manager_id",
+        }
+    }
+
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        match self {
+            PropertyEdit::Name(e) => check_text("name", &e.to, 255, true, errors),
+            PropertyEdit::StreetAddress(e) => {
+                check_text("street_address", &e.to, 255, true, errors)
+            }
+            PropertyEdit::City(Edit { to: Some(v), .. }) => {
+                check_text("city", v, 100, false, errors)
+            }
+            PropertyEdit::State(Edit { to: Some(v), .. }) => {
+                check_text("state", v, 50, false, errors)
+            }
+            PropertyEdit::ZipCode(Edit { to: Some(v), .. }) => {
+                check_text("zip_code", v, 20, false, errors)
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProperty {
+    /// Made on the device, so later offline edits can refer to the new row.
+    pub id: Uuid,
+    pub property_id: String,
+    pub name: String,
+    pub street_address: String,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip_code: Option<String>,
+    pub year_built: Option<i32>,
+    pub is_core: bool,
+    /// Defaults to the creating PM.
+    pub property_manager_id: Option<Uuid>,
+}
+
+impl NewProperty {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_text("property_id", &self.property_id, 50, true, errors);
+        check_text("name", &self.name, 255, true, errors);
+        check_text("street_address", &self.street_address, 255, true, errors);
+        if self.year_built.is_some_and(|y| !(1700..=2200).contains(&y)) {
+            errors.push(FieldError::new(
+                "year_built",
+                "Year built must be between 1700 and 2200.",
+            ));
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTurn {
+    pub id: Uuid,
+    pub turn_id: String,
+    pub property_id: Uuid,
+    pub move_out_date: Option<NaiveDate>,
+    pub wo_number: Option<String>,
+}
+
+impl NewTurn {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_text("turn_id", &self.turn_id, 50, true, errors);
+        if let Some(w) = &self.wo_number {
+            check_text("wo_number", w, 50, false, errors);
+        }
+    }
+}
+
+/// What the server did with a mutation. Stored with its id: a replay gets the same answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Written. `txid` is the writing transaction's 32-bit id as shape messages carry it; the
+    /// device keeps its optimistic change until the shape stream delivers that transaction.
+    /// `None`: nothing changed, nothing to wait for.
+    Applied { txid: Option<String> },
+    /// Refused for good: the device rolls its optimistic change back and shows why.
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Rejection {
+    Forbidden {
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+    Invalid {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// Fields the user edited were changed by someone else since the user saw them.
+    Conflict {
+        message: String,
+        /// The columns in conflict.
+        fields: Vec<String>,
+        /// The turn as it is now (as this user may see it), to offer "take theirs".
+        current: Option<Box<TurnCard>>,
+    },
+}
+
+impl Rejection {
+    pub fn message(&self) -> &str {
+        match self {
+            Rejection::Forbidden { message }
+            | Rejection::NotFound { message }
+            | Rejection::Invalid { message, .. }
+            | Rejection::Conflict { message, .. } => message,
+        }
+    }
+
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => one.message.clone(),
+            _ => "Some fields need fixing.".into(),
+        };
+        Rejection::Invalid { message, fields }
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Rejection::invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Rejection::Forbidden {
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The largest amount numeric(10,2) holds.
+pub fn max_amount() -> Decimal {
+    Decimal::new(9_999_999_999, 2)
+}
+
+fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        errors.push(FieldError::new(field, "The amount cannot be negative."));
+    } else if amount > max_amount() {
+        errors.push(FieldError::new(field, "The amount is too large."));
+    } else if amount.scale() > 2 && amount != amount.round_dp(2) {
+        errors.push(FieldError::new(field, "Use at most two decimals (cents)."));
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize, required: bool, errors: &mut Vec<FieldError>) {
+    if required && value.trim().is_empty() {
+        errors.push(FieldError::new(field, "This field is required."));
+    } else if value.chars().count() > max {
+        errors.push(FieldError::new(
+            field,
+            format!("Keep this under {max} characters."),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::card;
+
+    fn edit_amount(from: Option<i64>, to: Option<i64>) -> TurnEdit {
+        TurnEdit::Amount(Edit {
+            from: from.map(|v| Decimal::new(v, 0)),
+            to: to.map(|v| Decimal::new(v, 0)),
+        })
+    }
+
+    #[test]
+    fn wire_format_is_tagged_and_round_trips() {
+        let m = Mutation {
+            id: Uuid::nil(),
+            base_version: Some(3),
+            device_time: DateTime::from_timestamp(1_800_000_000, 0).expect("valid time"),
+            change: Change::EditTurn {
+                turn: Uuid::nil(),
+                edits: vec![edit_amount(None, Some(1200))],
+            },
+        };
+        let json = serde_json::to_value(&m).expect("serializes");
+        assert_eq!(json["change"]["kind"], "edit_turn");
+        assert_eq!(json["change"]["edits"][0]["field"], "amount");
+        assert_eq!(json["change"]["edits"][0]["to"], "1200");
+        let back: Mutation = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, m);
+        let outcome = Outcome::Rejected(Rejection::forbidden("no"));
+        let json = serde_json::to_value(&outcome).expect("serializes");
+        assert_eq!(
+            (json["outcome"].as_str(), json["reason"].as_str()),
+            (Some("rejected"), Some("forbidden"))
+        );
+    }
+
+    #[test]
+    fn an_edit_applies_only_from_its_base_value() {
+        let mut c = card();
+        let e = edit_amount(Some(1500), Some(1800));
+        assert!(e.base_holds(&c));
+        e.apply(&mut c);
+        assert_eq!(c.turn_amount, Some(Decimal::new(1800, 0)));
+        assert!(!e.base_holds(&c));
+        assert!(e.is_noop(&c));
+        let rebased = e.rebased(&c);
+        assert!(rebased.base_holds(&c));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = Change::EditTurn {
+            turn: Uuid::nil(),
+            edits: vec![edit_amount(None, Some(-5))],
+        };
+        let errors = bad.validate().expect_err("negative amount");
+        assert_eq!(errors[0].field, "turn_amount");
+        let cents = Change::EditTurn {
+            turn: Uuid::nil(),
+            edits: vec![TurnEdit::Amount(Edit {
+                from: None,
+                to: Some(Decimal::new(12345, 3)),
+            })],
+        };
+        assert!(cents.validate().is_err());
+        let reject = Change::DecideApproval {
+            turn: Uuid::nil(),
+            approve: false,
+            amount: None,
+            reason: Some("  ".into()),
+        };
+        assert_eq!(reject.validate().expect_err("reason")[0].field, "reason");
+        let empty = Change::EditTurn {
+            turn: Uuid::nil(),
+            edits: vec![],
+        };
+        assert!(empty.validate().is_err());
+    }
+}
