@@ -77,7 +77,7 @@ pub struct PropertySummary {
 }
 
 /// One card on the turn board. Money fields are `None` where the viewer may not see them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct TurnCard {
     pub id: Uuid,
@@ -139,6 +139,8 @@ pub struct Named {
 /// Everything the turn board renders, for one viewer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Board {
+    /// The viewer (the device keeps a local copy per user).
+    pub viewer: Uuid,
     /// The viewer's role (the page's heading and what the cards show depend on it).
     pub role: Role,
     pub stages: Vec<Stage>,

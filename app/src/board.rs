@@ -1,13 +1,22 @@
 //! The turn board: one column per active stage, cards for the turns the viewer may see, and
 //! filters (stage, PM, vendor, search). Filters are URL query parameters, so the server renders a
 //! filtered board without JavaScript; after hydration they apply instantly in the browser.
-use crate::api::turn_board;
+//!
+//! The server renders the board from the board server function; in the browser the same cards
+//! come from the local store (`crate::local`), which keeps them offline, applies the user's edits
+//! at once and follows the server's stream. Managers move cards by dragging them or with the
+//! arrow buttons, and edit a turn in its drawer; approvers decide in the drawer; vendors record
+//! progress there.
+use crate::api::{turn_board, AppError};
+use crate::drawer::{SyncStatus, TurnDrawer};
 use crate::layout::{ErrorBox, Frame};
+use crate::local::{use_local, Local, SyncState, ViewCard};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use std::collections::HashMap;
 use turns::model::{format_usd, Board, TurnCard};
+use turns::mutation::{Change, Edit, TurnEdit};
 use turns::{ApprovalStatus, Role};
 use uuid::Uuid;
 
@@ -55,6 +64,7 @@ fn heading(role: Role) -> &'static str {
 #[component]
 pub fn BoardPage() -> impl IntoView {
     let board = Resource::new(|| (), |_| turn_board());
+    let local = use_local();
     let query = use_query_map();
     let init =
         move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
@@ -70,7 +80,14 @@ pub fn BoardPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading the board…"</p> }>
                 {move || Suspend::new(async move {
                     match board.await {
-                        Ok(b) => view! { <BoardView board=b filters/> }.into_any(),
+                        Ok(b) => {
+                            local.attach(b);
+                            view! { <BoardView local filters/> }.into_any()
+                        }
+                        // Offline after a client-side navigation: the device's copy will do.
+                        Err(AppError::Network) if local.meta.get_untracked().is_some() => {
+                            view! { <BoardView local filters/> }.into_any()
+                        }
                         Err(e) => view! { <ErrorBox error=e/> }.into_any(),
                     }
                 })}
@@ -80,30 +97,40 @@ pub fn BoardPage() -> impl IntoView {
 }
 
 #[component]
-fn BoardView(board: Board, filters: Filters) -> impl IntoView {
-    let Board {
+fn BoardView(local: Local, filters: Filters) -> impl IntoView {
+    // The browser takes over from the server's paint: local storage, then the stream.
+    Effect::new(move |_| local.start());
+    let Some(Board {
         role,
         stages,
-        turns,
         managers,
         vendors,
         today,
         ..
-    } = board;
-    let total = turns.len();
-    let turns = StoredValue::new(turns);
-    // Indices of the cards that pass the filters, grouped by stage.
+    }) = local.meta.get_untracked()
+    else {
+        return ().into_any();
+    };
+    let cards = local.view();
+    let selected = RwSignal::new(None::<Uuid>);
+    let dragging = RwSignal::new(None::<Uuid>);
+    let manages = !matches!(
+        role,
+        Role::Vendor | Role::DfoApprover | Role::HoApprover | Role::Inspector | Role::User
+    );
+    // The cards that pass the filters, grouped by stage.
     let visible = Memo::new(move |_| {
-        let mut by_stage: HashMap<Uuid, Vec<usize>> = HashMap::new();
-        turns.with_value(|ts| {
-            for (i, t) in ts.iter().enumerate() {
-                if filters.matches(t) {
-                    by_stage.entry(t.stage_id).or_default().push(i);
+        let mut by_stage: HashMap<Uuid, Vec<ViewCard>> = HashMap::new();
+        cards.with(|cs| {
+            for c in cs {
+                if filters.matches(&c.card) {
+                    by_stage.entry(c.card.stage_id).or_default().push(c.clone());
                 }
             }
         });
         by_stage
     });
+    let total = move || cards.with(Vec::len);
     let shown = move || {
         let stage = filters.stage.get();
         visible.with(|v| {
@@ -135,34 +162,92 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
     };
     let stage_options = stages.iter().map(|s| (s.id, s.name.clone())).collect();
     let show_pm = !matches!(role, Role::PropertyManager | Role::Vendor);
+    let order: Vec<(Uuid, String)> = stages.iter().map(|s| (s.id, s.name.clone())).collect();
+    let neighbours = StoredValue::new(order);
+    let move_card = move |card: &TurnCard, to: Uuid| {
+        if card.stage_id != to {
+            local.make(
+                Change::EditTurn {
+                    turn: card.id,
+                    edits: vec![TurnEdit::Stage(Edit {
+                        from: card.stage_id,
+                        to,
+                    })],
+                },
+                Some(card.version),
+            );
+        }
+    };
     let columns = stages
         .into_iter()
         .map(|stage| {
             let id = stage.id;
             let style = format!("--stage-color: {}", stage.color);
             let hidden = move || filters.stage.with(|s| !s.is_empty() && *s != id.to_string());
-            let ids = move || visible.with(|v| v.get(&id).cloned().unwrap_or_default());
+            let count = move || visible.with(|v| v.get(&id).map_or(0, Vec::len));
+            let shown_cards = move || {
+                visible.with(|v| {
+                    v.get(&id)
+                        .map(|cs| cs.iter().take(CARDS_PER_COLUMN).cloned().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                })
+            };
+            let drop = move |ev: leptos::ev::DragEvent| {
+                ev.prevent_default();
+                if let Some(turn) = dragging.get_untracked() {
+                    dragging.set(None);
+                    if let Some(c) = cards.with_untracked(|cs| cs.iter().find(|c| c.card.id == turn).cloned()) {
+                        move_card(&c.card, id);
+                    }
+                }
+            };
             view! {
                 <section class="column" style=style data-stage=stage.name.clone() class:hidden=hidden
-                    class:empty=move || ids().is_empty()>
+                    class:empty=move || count() == 0
+                    on:dragover=move |ev| if manages { ev.prevent_default() }
+                    on:drop=drop>
                     <h2>
                         <span class="dot"></span>
                         <span class="stage-name">{stage.name.clone()}</span>
-                        <span class="n" data-testid="column-count">{move || ids().len()}</span>
+                        <span class="n" data-testid="column-count">{count}</span>
                     </h2>
                     <ul class="cards">
-                        {move || {
-                            let ids = ids();
-                            turns.with_value(|ts| {
-                                ids.iter()
-                                    .take(CARDS_PER_COLUMN)
-                                    .map(|&i| view! { <Card turn=ts[i].clone() today/> })
-                                    .collect_view()
-                            })
-                        }}
+                        <For each=shown_cards key=|c| c.clone() let:c>
+                            {
+                                let card = c.card.clone();
+                                let (prev, next) = neighbours.with_value(|o| {
+                                    let i = o.iter().position(|(s, _)| *s == card.stage_id);
+                                    (
+                                        i.and_then(|i| i.checked_sub(1)).and_then(|i| o.get(i).cloned()),
+                                        i.and_then(|i| o.get(i + 1).cloned()),
+                                    )
+                                });
+                                let mover = manages.then(|| {
+                                    let (back, fwd) = (card.clone(), card.clone());
+                                    view! {
+                                        <div class="movers">
+                                            {prev.map(|(s, name)| view! {
+                                                <button type="button" class="move back" data-testid="move-back"
+                                                    aria-label=format!("Move {} back to {name}", back.turn_id)
+                                                    title=format!("Back to {name}")
+                                                    on:click=move |_| move_card(&back, s)>"◀"</button>
+                                            })}
+                                            {next.map(|(s, name)| view! {
+                                                <button type="button" class="move forward" data-testid="move-forward"
+                                                    aria-label=format!("Move {} to {name}", fwd.turn_id)
+                                                    title=format!("On to {name}")
+                                                    on:click=move |_| move_card(&fwd, s)>"▶"</button>
+                                            })}
+                                        </div>
+                                    }
+                                    .into_any()
+                                });
+                                view! { <Card c today manages selected dragging mover/> }
+                            }
+                        </For>
                     </ul>
                     {move || {
-                        let more = ids().len().saturating_sub(CARDS_PER_COLUMN);
+                        let more = count().saturating_sub(CARDS_PER_COLUMN);
                         (more > 0).then(|| view! { <p class="more">{format!("+{more} more — search or filter to narrow")}</p> })
                     }}
                 </section>
@@ -173,8 +258,9 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
     view! {
         <div class="page-head">
             <h1>{heading(role)}</h1>
-            <p class="count" data-testid="visible-count">{move || format!("{} of {total} turns", shown())}</p>
+            <p class="count" data-testid="visible-count">{move || format!("{} of {} turns", shown(), total())}</p>
         </div>
+        <SyncStatus local/>
         <form class="filters" method="get" action="/board">
             <label class="filter grow">"Search"
                 <input type="search" name="q" placeholder="Turn, property, WO, vendor…"
@@ -189,13 +275,23 @@ fn BoardView(board: Board, filters: Filters) -> impl IntoView {
                 vendors.into_iter().map(|v| (v.id, v.name)).collect()))}
             <button type="submit" class="apply">"Apply"</button>
         </form>
-        {(total == 0).then(|| view! { <p class="empty">"Nothing here yet: no turns are in your scope."</p> })}
+        {move || (total() == 0).then(|| view! { <p class="empty">"Nothing here yet: no turns are in your scope."</p> })}
         <div class="board">{columns}</div>
+        <TurnDrawer local selected cards/>
     }
+    .into_any()
 }
 
 #[component]
-fn Card(turn: TurnCard, today: chrono::NaiveDate) -> impl IntoView {
+fn Card(
+    c: ViewCard,
+    today: chrono::NaiveDate,
+    manages: bool,
+    selected: RwSignal<Option<Uuid>>,
+    dragging: RwSignal<Option<Uuid>>,
+    mover: Option<AnyView>,
+) -> impl IntoView {
+    let ViewCard { card: turn, sync } = c;
     let overdue = turn.is_overdue(today);
     let days = turn.days_vacant(today);
     let money = match (turn.turn_amount, turn.approved_turn_amount) {
@@ -219,23 +315,37 @@ fn Card(turn: TurnCard, today: chrono::NaiveDate) -> impl IntoView {
         };
         view! { <span class=class data-testid="approval-status">{label}</span> }
     });
+    let sync_badge = match sync {
+        SyncState::Synced => None,
+        SyncState::Pending => Some(("Saving…", "badge sync-pending")),
+        SyncState::Conflict => Some(("Conflict", "badge sync-conflict")),
+        SyncState::Error => Some(("Not saved", "badge sync-error")),
+    }
+    .map(|(label, class)| view! { <span class=class data-testid="sync-badge">{label}</span> });
+    let id = turn.id;
     view! {
-        <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()>
+        <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()
+            data-sync=sync.as_str() draggable=if manages { "true" } else { "false" }
+            on:dragstart=move |_| dragging.set(Some(id))>
             <div class="card-top">
-                <span class="turn-id">{turn.turn_id.clone()}</span>
+                <button type="button" class="turn-id" data-testid="open-turn"
+                    aria-label=format!("Open turn {}", turn.turn_id)
+                    on:click=move |_| selected.set(Some(id))>{turn.turn_id.clone()}</button>
                 {status}
+                {sync_badge}
             </div>
             <div class="prop">
                 {turn.property_name.clone()} " " <span class="muted">{turn.property_code.clone()}</span>
             </div>
-            {money.map(|m| view! { <div class="money">{m}</div> })}
+            {money.map(|m| view! { <div class="money" data-testid="money">{m}</div> })}
             <div class="meta">
-                <span class="vendor">{turn.vendor_name.clone().unwrap_or_else(|| "No vendor yet".into())}</span>
+                <span class="vendor" data-testid="vendor">{turn.vendor_name.clone().unwrap_or_else(|| "No vendor yet".into())}</span>
                 {days.map(|d| view! {
                     <span class="days">{if turn.turn_completion_date.is_some() { format!("{d} turn days") } else { format!("{d} days vacant") }}</span>
                 })}
                 {overdue.then(|| view! { <span class="badge overdue-badge" data-testid="overdue">"Overdue"</span> })}
             </div>
+            {mover}
         </li>
     }
 }

@@ -7,6 +7,7 @@ use leptos_meta::Title;
 #[component]
 pub fn Frame(children: Children) -> impl IntoView {
     let me = Resource::new(|| (), |_| current_user());
+    let local = crate::local::use_local();
     view! {
         <header class="topbar">
             <a class="brand" href="/board">"Turns"</a>
@@ -20,7 +21,9 @@ pub fn Frame(children: Children) -> impl IntoView {
                         <div class="who">
                             <span class="who-name" data-testid="user-name">{u.display_name()}</span>
                             <span class="who-role" data-testid="user-role">{u.role.label()}</span>
-                            <form method="post" action="/auth/logout" class="logout">
+                            // Logging out forgets this user's data on the device.
+                            <form method="post" action="/auth/logout" class="logout"
+                                on:submit=move |_| local.clear()>
                                 <button type="submit">"Log out"</button>
                             </form>
                         </div>

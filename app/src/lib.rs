@@ -3,7 +3,9 @@
 
 pub mod api;
 mod board;
+mod drawer;
 mod layout;
+pub mod local;
 mod login;
 mod properties;
 #[cfg(feature = "ssr")]
@@ -28,6 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.ico"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
+                <script src="/offline.js" defer></script>
                 <MetaTags/>
             </head>
             <body>
@@ -40,6 +43,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_context(local::Local::new());
     // Effects run only in the browser: this flips once the wasm has hydrated the page.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));

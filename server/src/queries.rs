@@ -129,6 +129,7 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
         Vec::new()
     };
     Ok(Board {
+        viewer: actor.user_id,
         role: actor.role,
         stages,
         turns,

@@ -1,0 +1,460 @@
+//! The turn drawer (edit a turn, decide an approval, record progress) and the sync status bar.
+//!
+//! Every action becomes a mutation in the local store: shown at once, sent when possible. Edits
+//! carry the values the user saw when the drawer opened, so the server can merge them with other
+//! people's changes or report a conflict.
+use crate::local::{now_ms, Failed, Local, SyncState, ViewCard};
+use leptos::prelude::*;
+use turns::model::{format_usd, TurnCard};
+use turns::mutation::{Change, Edit, FieldError, Rejection, TurnEdit};
+use turns::{ApprovalStatus, Decimal, Role};
+use uuid::Uuid;
+
+fn parse_amount(text: &str) -> Result<Option<Decimal>, FieldError> {
+    let clean: String = text
+        .chars()
+        .filter(|c| !matches!(c, '$' | ',' | ' '))
+        .collect();
+    if clean.is_empty() {
+        return Ok(None);
+    }
+    clean
+        .parse::<Decimal>()
+        .map(Some)
+        .map_err(|_| FieldError::new("turn_amount", "Enter an amount like 1250.00."))
+}
+
+fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
+    text.parse().ok()
+}
+
+fn date_text(d: Option<chrono::NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_millis(now_ms() as i64)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+#[component]
+pub fn TurnDrawer(
+    local: Local,
+    selected: RwSignal<Option<Uuid>>,
+    cards: Memo<Vec<ViewCard>>,
+) -> impl IntoView {
+    move || {
+        selected.get().map(|id| {
+            let close = move |_| selected.set(None);
+            view! {
+                <div class="drawer-backdrop" on:click=close></div>
+                <aside class="drawer" role="dialog" aria-label="Turn details" data-testid="drawer">
+                    <button type="button" class="close" aria-label="Close" on:click=close>"×"</button>
+                    <DrawerBody local id selected cards/>
+                </aside>
+            }
+        })
+    }
+}
+
+#[component]
+fn DrawerBody(
+    local: Local,
+    id: Uuid,
+    selected: RwSignal<Option<Uuid>>,
+    cards: Memo<Vec<ViewCard>>,
+) -> impl IntoView {
+    let current = move || cards.with(|cs| cs.iter().find(|c| c.card.id == id).cloned());
+    let Some(opened) = current() else {
+        return view! { <p>"This turn is no longer on your board."</p> }.into_any();
+    };
+    let Some(meta) = local.meta.get_untracked() else {
+        return ().into_any();
+    };
+    let seen = opened.card.clone();
+    let role = meta.role;
+    let stage_name = move |s: Uuid| {
+        local
+            .meta
+            .with_untracked(|m| {
+                m.as_ref()
+                    .and_then(|m| m.stages.iter().find(|x| x.id == s))
+                    .map(|x| x.name.clone())
+            })
+            .unwrap_or_default()
+    };
+    let errors = RwSignal::new(Vec::<FieldError>::new());
+    let submit = move |change: Change, version: Option<i32>| match change.validate() {
+        Ok(()) => {
+            local.make(change, version);
+            selected.set(None);
+        }
+        Err(e) => errors.set(e),
+    };
+    let status_line = move || {
+        current().map(|c| {
+            let TurnCard { approval_status, turn_amount, approved_turn_amount, stage_id, .. } = c.card;
+            let money = [
+                turn_amount.map(|a| format!("Amount {}", format_usd(a))),
+                approved_turn_amount.map(|a| format!("approved {}", format_usd(a))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ");
+            view! {
+                <p class="drawer-status">
+                    <span data-testid="drawer-stage">{stage_name(stage_id)}</span>
+                    {approval_status.map(|s| view! { <span class="badge" data-testid="drawer-approval">{s.label()}</span> })}
+                    {(c.sync == SyncState::Pending).then(|| view! { <span class="badge sync-pending">"Saving…"</span> })}
+                </p>
+                <p class="muted">{money}</p>
+            }
+        })
+    };
+    let failures = move || {
+        local.failed.with(|f| {
+            f.iter()
+                .filter(|f| f.mutation.change.turn() == Some(id))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    let form = match role {
+        Role::Vendor => vendor_form(&seen, submit).into_any(),
+        Role::DfoApprover | Role::HoApprover => approver_form(&seen, submit, errors).into_any(),
+        Role::Inspector | Role::User => ().into_any(),
+        _ => manager_form(local, &seen, submit, errors).into_any(),
+    };
+    view! {
+        <h2 data-testid="drawer-title">{seen.turn_id.clone()} " · " {seen.property_name.clone()}</h2>
+        {status_line}
+        <For each=failures key=|f| f.mutation.id let:f>
+            <FailureBox local failed=f selected/>
+        </For>
+        {form}
+        <ul class="field-errors" role="alert" data-testid="field-errors">
+            {move || errors.get().into_iter().map(|e| view! { <li>{e.message}</li> }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+/// A refused change, with what the user can do about it.
+#[component]
+fn FailureBox(local: Local, failed: Failed, selected: RwSignal<Option<Uuid>>) -> impl IntoView {
+    let id = failed.mutation.id;
+    let turn = failed.mutation.change.turn();
+    let conflict = matches!(failed.rejection, Rejection::Conflict { .. });
+    let message = failed.rejection.message().to_string();
+    view! {
+        <div class="failure" class:conflict=conflict data-testid=if conflict { "conflict" } else { "rejection" }>
+            <p>{message}</p>
+            {if conflict {
+                view! {
+                    <div class="actions">
+                        <button type="button" data-testid="keep-mine" on:click=move |_| local.retry(id)>"Keep mine"</button>
+                        <button type="button" data-testid="take-theirs" on:click=move |_| local.discard(id)>"Take theirs"</button>
+                        <button type="button" data-testid="edit-again" on:click=move |_| {
+                            local.discard(id);
+                            selected.set(None);
+                            request_animation_frame(move || selected.set(turn));
+                        }>"Edit"</button>
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <div class="actions">
+                        <button type="button" data-testid="discard" on:click=move |_| local.discard(id)>"Dismiss"</button>
+                    </div>
+                }.into_any()
+            }}
+        </div>
+    }
+}
+
+fn manager_form(
+    local: Local,
+    seen: &TurnCard,
+    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+    errors: RwSignal<Vec<FieldError>>,
+) -> impl IntoView {
+    let meta = local.meta.get_untracked();
+    let stages: Vec<(Uuid, String)> = meta
+        .as_ref()
+        .map(|m| m.stages.iter().map(|s| (s.id, s.name.clone())).collect())
+        .unwrap_or_default();
+    let vendors: Vec<(Uuid, String)> = meta
+        .as_ref()
+        .map(|m| {
+            m.assignable_vendors
+                .iter()
+                .map(|v| (v.id, v.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let stage = RwSignal::new(seen.stage_id.to_string());
+    let amount = RwSignal::new(seen.turn_amount.map(|a| a.to_string()).unwrap_or_default());
+    let vendor = RwSignal::new(seen.vendor_id.map(|v| v.to_string()).unwrap_or_default());
+    let wo = RwSignal::new(seen.wo_number.clone().unwrap_or_default());
+    let move_out = RwSignal::new(date_text(seen.move_out_date));
+    let expected = RwSignal::new(date_text(seen.expected_completion_date));
+    let seen = StoredValue::new(seen.clone());
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let s = seen.get_value();
+        let mut edits = Vec::new();
+        let amount = match parse_amount(&amount.get_untracked()) {
+            Ok(a) => a,
+            Err(e) => return errors.set(vec![e]),
+        };
+        if amount != s.turn_amount {
+            edits.push(TurnEdit::Amount(Edit {
+                from: s.turn_amount,
+                to: amount,
+            }));
+        }
+        let v = vendor.get_untracked().parse::<Uuid>().ok();
+        if v != s.vendor_id {
+            edits.push(TurnEdit::Vendor(Edit {
+                from: s.vendor_id,
+                to: v,
+            }));
+        }
+        let w = Some(wo.get_untracked().trim().to_string()).filter(|w| !w.is_empty());
+        if w != s.wo_number {
+            edits.push(TurnEdit::WoNumber(Edit {
+                from: s.wo_number.clone(),
+                to: w,
+            }));
+        }
+        let m = parse_date(&move_out.get_untracked());
+        if m != s.move_out_date {
+            edits.push(TurnEdit::MoveOutDate(Edit {
+                from: s.move_out_date,
+                to: m,
+            }));
+        }
+        let e = parse_date(&expected.get_untracked());
+        if e != s.expected_completion_date {
+            edits.push(TurnEdit::ExpectedCompletion(Edit {
+                from: s.expected_completion_date,
+                to: e,
+            }));
+        }
+        if let Ok(st) = stage.get_untracked().parse::<Uuid>() {
+            if st != s.stage_id {
+                edits.push(TurnEdit::Stage(Edit {
+                    from: s.stage_id,
+                    to: st,
+                }));
+            }
+        }
+        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+    };
+    let s = seen.get_value();
+    let can_submit = s.turn_amount.is_some()
+        && matches!(
+            s.approval_status,
+            Some(ApprovalStatus::Pending | ApprovalStatus::Rejected)
+        )
+        && !(s.approval_status == Some(ApprovalStatus::Pending)
+            && s.approved_turn_amount.is_some());
+    let choose = |list: Vec<(Uuid, String)>, value: RwSignal<String>| {
+        list.into_iter()
+            .map(|(id, name)| {
+                let v = id.to_string();
+                let sel = v == value.get_untracked();
+                view! { <option value=v selected=sel>{name}</option> }
+            })
+            .collect_view()
+    };
+    view! {
+        <form class="drawer-form" on:submit=save>
+            <label>"Stage"
+                <select data-testid="edit-stage" on:change=move |ev| stage.set(event_target_value(&ev))>
+                    {choose(stages, stage)}
+                </select>
+            </label>
+            <label>"Turn amount (USD)"
+                <input inputmode="decimal" data-testid="edit-amount" prop:value=move || amount.get()
+                    on:input=move |ev| amount.set(event_target_value(&ev))/>
+            </label>
+            <label>"Vendor"
+                <select data-testid="edit-vendor" on:change=move |ev| vendor.set(event_target_value(&ev))>
+                    <option value="">"No vendor"</option>
+                    {choose(vendors, vendor)}
+                </select>
+            </label>
+            <label>"Work order"
+                <input data-testid="edit-wo" prop:value=move || wo.get() on:input=move |ev| wo.set(event_target_value(&ev))/>
+            </label>
+            <label>"Move-out date"
+                <input type="date" data-testid="edit-move-out" prop:value=move || move_out.get()
+                    on:input=move |ev| move_out.set(event_target_value(&ev))/>
+            </label>
+            <label>"Expected completion"
+                <input type="date" data-testid="edit-expected" prop:value=move || expected.get()
+                    on:input=move |ev| expected.set(event_target_value(&ev))/>
+            </label>
+            <div class="actions">
+                <button type="submit" class="primary" data-testid="save-turn">"Save"</button>
+                {can_submit.then(|| view! {
+                    <button type="button" data-testid="submit-approval"
+                        on:click=move |_| submit(Change::SubmitForApproval { turn: s.id }, Some(s.version))>
+                        "Submit for approval"
+                    </button>
+                })}
+            </div>
+        </form>
+    }
+}
+
+fn vendor_form(
+    seen: &TurnCard,
+    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+) -> impl IntoView {
+    let expected = RwSignal::new(date_text(seen.expected_completion_date));
+    let s = StoredValue::new(seen.clone());
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let s = s.get_value();
+        let to = parse_date(&expected.get_untracked());
+        let edits = if to != s.expected_completion_date {
+            vec![TurnEdit::ExpectedCompletion(Edit {
+                from: s.expected_completion_date,
+                to,
+            })]
+        } else {
+            vec![]
+        };
+        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+    };
+    let complete = move |_| {
+        let s = s.get_value();
+        let edits = vec![TurnEdit::Completion(Edit {
+            from: s.turn_completion_date,
+            to: Some(today()),
+        })];
+        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+    };
+    let done = seen.turn_completion_date;
+    view! {
+        <form class="drawer-form" on:submit=save>
+            <label>"Expected completion"
+                <input type="date" data-testid="edit-expected" prop:value=move || expected.get()
+                    on:input=move |ev| expected.set(event_target_value(&ev))/>
+            </label>
+            <div class="actions">
+                <button type="submit" class="primary" data-testid="save-progress">"Save progress"</button>
+                {match done {
+                    Some(d) => view! { <span class="muted">{format!("Completed {d}")}</span> }.into_any(),
+                    None => view! {
+                        <button type="button" data-testid="mark-complete" on:click=complete>"Mark work complete"</button>
+                    }.into_any(),
+                }}
+            </div>
+        </form>
+    }
+}
+
+fn approver_form(
+    seen: &TurnCard,
+    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+    errors: RwSignal<Vec<FieldError>>,
+) -> impl IntoView {
+    let amount = RwSignal::new(seen.turn_amount.map(|a| a.to_string()).unwrap_or_default());
+    let reason = RwSignal::new(String::new());
+    let s = StoredValue::new(seen.clone());
+    let waiting = seen
+        .approval_status
+        .and_then(ApprovalStatus::awaiting)
+        .is_some();
+    let decide = move |approve: bool| {
+        let s = s.get_value();
+        let amount = if approve {
+            match parse_amount(&amount.get_untracked()) {
+                Ok(a) => a,
+                Err(e) => return errors.set(vec![e]),
+            }
+        } else {
+            None
+        };
+        let reason = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
+        submit(
+            Change::DecideApproval {
+                turn: s.id,
+                approve,
+                amount,
+                reason,
+            },
+            Some(s.version),
+        );
+    };
+    waiting.then(|| view! {
+        <div class="drawer-form">
+            <label>"Approve amount (USD)"
+                <input inputmode="decimal" data-testid="approve-amount" prop:value=move || amount.get()
+                    on:input=move |ev| amount.set(event_target_value(&ev))/>
+            </label>
+            <label>"Reason (required to reject)"
+                <textarea data-testid="reason" prop:value=move || reason.get()
+                    on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+            </label>
+            <div class="actions">
+                <button type="button" class="primary" data-testid="approve" on:click=move |_| decide(true)>"Approve"</button>
+                <button type="button" class="danger" data-testid="reject" on:click=move |_| decide(false)>"Reject"</button>
+            </div>
+        </div>
+    })
+}
+
+/// Online state, unsent changes, last sync, first-sync progress, and refused changes.
+#[component]
+pub fn SyncStatus(local: Local) -> impl IntoView {
+    let waiting = move || local.outbox.with(Vec::len);
+    let synced = move || {
+        local.synced_at.get().map(|ms| {
+            chrono::DateTime::from_timestamp_millis(ms as i64)
+                .map(|t| format!("Synced {} UTC", t.format("%H:%M:%S")))
+                .unwrap_or_default()
+        })
+    };
+    let failed = move || local.failed.get();
+    view! {
+        <div class="sync-bar" data-testid="sync-status">
+            <span class="badge" class:offline=move || !local.online.get() data-testid="online-status">
+                {move || if local.online.get() { "Online" } else { "Offline" }}
+            </span>
+            <span data-testid="pending-count">
+                {move || match waiting() {
+                    0 => "All changes saved".to_string(),
+                    1 => "1 change waiting to sync".to_string(),
+                    n => format!("{n} changes waiting to sync"),
+                }}
+            </span>
+            <span class="muted" data-testid="last-synced">{synced}</span>
+            {move || local.first_sync.get().map(|(got, of)| view! {
+                <span data-testid="first-sync">{format!("Loading turns: {got} of about {of}")}</span>
+            })}
+            {move || local.notice.get().map(|n| view! { <span class="notice" data-testid="sync-notice">{n}</span> })}
+        </div>
+        <ul class="rejected" data-testid="rejected-list">
+            <For each=failed key=|f| f.mutation.id let:f>
+                {
+                    let id = f.mutation.id;
+                    let label = f.mutation.change.action().replace('_', " ");
+                    view! {
+                        <li data-testid="rejected">
+                            <strong>{format!("Not saved ({label}): ")}</strong>
+                            {f.rejection.message().to_string()}
+                            <button type="button" data-testid="retry" on:click=move |_| local.retry(id)>"Retry"</button>
+                            <button type="button" data-testid="discard" on:click=move |_| local.discard(id)>"Discard"</button>
+                        </li>
+                    }
+                }
+            </For>
+        </ul>
+    }
+}

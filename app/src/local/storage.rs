@@ -1,0 +1,115 @@
+//! Local storage layout, per user (`turns.v1.<user>.…`):
+//! - `snapshot`: the board (stages, names, cards) with the shape handle and offset; written by
+//!   the leading tab only, and droppable: it is a cache the stream can rebuild;
+//! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
+//!   other's edits; never dropped to make room;
+//! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
+//! - `leader`: which tab talks to the server, and until when.
+use super::{Failed, Pending};
+use gloo_storage::{LocalStorage, Storage};
+use serde::{Deserialize, Serialize};
+use turns::model::Board;
+use uuid::Uuid;
+
+/// What survives a reload: the board and where the stream stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub board: Board,
+    pub handle: Option<String>,
+    pub offset: String,
+    pub synced_at: Option<u64>,
+}
+
+const ROOT: &str = "turns.v1";
+
+pub fn prefix(user: Uuid) -> String {
+    format!("{ROOT}.{}.", user.simple())
+}
+
+fn key(user: Uuid, name: &str) -> String {
+    format!("{}{name}", prefix(user))
+}
+
+fn keys_with(prefix: &str) -> Vec<String> {
+    let raw = LocalStorage::raw();
+    let n = raw.length().unwrap_or(0);
+    (0..n)
+        .filter_map(|i| raw.key(i).ok().flatten())
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+pub fn load_snapshot(user: Uuid) -> Option<Snapshot> {
+    LocalStorage::get(key(user, "snapshot")).ok()
+}
+
+/// Save the cache; when storage is full, drop it (the outbox stays) and say so.
+pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
+    LocalStorage::set(key(user, "snapshot"), snapshot).map_err(|_| {
+        LocalStorage::delete(key(user, "snapshot"));
+        "This device's storage is full: the board is not kept for offline use. Your unsent \
+         changes are kept."
+            .to_string()
+    })
+}
+
+pub fn load_outbox(user: Uuid) -> Vec<Pending> {
+    let mut list: Vec<Pending> = keys_with(&key(user, "out."))
+        .into_iter()
+        .filter_map(|k| LocalStorage::get(k).ok())
+        .collect();
+    list.sort_by_key(|p| p.seq);
+    list
+}
+
+fn pending_key(user: Uuid, p: &Pending) -> String {
+    key(user, &format!("out.{:020}.{}", p.seq, p.mutation.id))
+}
+
+/// Queue a mutation durably. If storage is full, the cache makes room first.
+pub fn save_pending(user: Uuid, p: &Pending) -> Result<(), String> {
+    let k = pending_key(user, p);
+    if LocalStorage::set(&k, p).is_ok() {
+        return Ok(());
+    }
+    LocalStorage::delete(key(user, "snapshot"));
+    LocalStorage::set(&k, p).map_err(|_| {
+        "This device's storage is full: this change is kept only until the page closes.".to_string()
+    })
+}
+
+pub fn remove_pending(user: Uuid, p: &Pending) {
+    LocalStorage::delete(pending_key(user, p));
+}
+
+pub fn load_failed(user: Uuid) -> Vec<Failed> {
+    let mut list: Vec<Failed> = keys_with(&key(user, "failed."))
+        .into_iter()
+        .filter_map(|k| LocalStorage::get(k).ok())
+        .collect();
+    list.sort_by_key(|f| f.seq);
+    list
+}
+
+pub fn save_failed(user: Uuid, f: &Failed) {
+    let _ = LocalStorage::set(key(user, &format!("failed.{}", f.mutation.id)), f);
+}
+
+pub fn remove_failed(user: Uuid, id: Uuid) {
+    LocalStorage::delete(key(user, &format!("failed.{id}")));
+}
+
+/// The leader lease: (tab id, valid until ms).
+pub fn leader(user: Uuid) -> Option<(String, u64)> {
+    LocalStorage::get(key(user, "leader")).ok()
+}
+
+pub fn set_leader(user: Uuid, tab: &str, until: u64) {
+    let _ = LocalStorage::set(key(user, "leader"), (tab, until));
+}
+
+pub fn clear_user(user: Uuid) {
+    for k in keys_with(&prefix(user)) {
+        LocalStorage::delete(k);
+    }
+}
