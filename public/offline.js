@@ -4,7 +4,7 @@ if ("serviceWorker" in navigator && window.isSecureContext) {
     .register("/sw.js")
     .then(() => navigator.serviceWorker.ready)
     .then(() => caches.open("turns-shell-v1"))
-    .then((cache) => cache.addAll(["/pkg/turns.js", "/pkg/turns_bg.wasm", "/pkg/turns.css", location.pathname]))
+    .then((cache) => cache.addAll(["/pkg/turns.js", "/pkg/turns.wasm", "/pkg/turns.css", "/offline.js", location.pathname]))
     .then(() => { document.documentElement.dataset.offline = "ready"; })
     .catch((e) => console.warn("offline start unavailable:", e));
 }

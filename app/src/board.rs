@@ -326,7 +326,14 @@ fn Card(
     view! {
         <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()
             data-sync=sync.as_str() draggable=if manages { "true" } else { "false" }
-            on:dragstart=move |_| dragging.set(Some(id))>
+            on:dragstart=move |_ev: leptos::ev::DragEvent| {
+                #[cfg(feature = "hydrate")]
+                if let Some(dt) = _ev.data_transfer() {
+                    dt.set_effect_allowed("move");
+                    let _ = dt.set_data("text/plain", &id.to_string());
+                }
+                dragging.set(Some(id));
+            }>
             <div class="card-top">
                 <button type="button" class="turn-id" data-testid="open-turn"
                     aria-label=format!("Open turn {}", turn.turn_id)
@@ -339,6 +346,7 @@ fn Card(
             </div>
             {money.map(|m| view! { <div class="money" data-testid="money">{m}</div> })}
             <div class="meta">
+                {turn.wo_number.clone().map(|w| view! { <span class="wo" data-testid="wo">{w}</span> })}
                 <span class="vendor" data-testid="vendor">{turn.vendor_name.clone().unwrap_or_else(|| "No vendor yet".into())}</span>
                 {days.map(|d| view! {
                     <span class="days">{if turn.turn_completion_date.is_some() { format!("{d} turn days") } else { format!("{d} days vacant") }}</span>

@@ -423,7 +423,7 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
     };
     let failed = move || local.failed.get();
     view! {
-        <div class="sync-bar" data-testid="sync-status">
+        <div class="sync-bar" data-testid="sync-status" data-leader=move || local.leader.get().to_string()>
             <span class="badge" class:offline=move || !local.online.get() data-testid="online-status">
                 {move || if local.online.get() { "Online" } else { "Offline" }}
             </span>

@@ -3,8 +3,8 @@
 // Changes are made with psql, as any Postgres client would. Runs once (desktop project).
 import { expect, test } from "@playwright/test";
 import { Shape, ShapeStream } from "@electric-sql/client";
-import { execFileSync } from "node:child_process";
-import { databaseUrl, shapeSecret } from "../playwright.config";
+import { shapeSecret } from "../playwright.config";
+import { psql } from "./db";
 
 // One at a time: the rotation test makes every shape refetch.
 test.describe.configure({ mode: "serial" });
@@ -14,8 +14,6 @@ test.beforeEach(({}, info) => {
 });
 
 const base = () => `${test.info().project.use.baseURL}`;
-const psql = (sql: string) =>
-  execFileSync("psql", [databaseUrl(), "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" }).trim();
 
 type Row = Record<string, unknown>;
 

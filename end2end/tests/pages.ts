@@ -39,6 +39,25 @@ export class BoardPage {
   column(stage: string) {
     return this.page.locator(`section.column[data-stage="${stage}"]`);
   }
+  card(turnId: string) {
+    return this.page.locator(`[data-testid="turn-card"][data-turn="${turnId}"]`);
+  }
+  pending() {
+    return this.page.getByTestId("pending-count");
+  }
+  online() {
+    return this.page.getByTestId("online-status");
+  }
+  /** Hydrated, following the stream, and able to start offline. */
+  async live() {
+    await this.hydrated();
+    await expect(this.page.getByTestId("last-synced")).not.toBeEmpty();
+    await expect(this.page.locator("html")).toHaveAttribute("data-offline", "ready");
+  }
+  async open(turnId: string) {
+    await this.card(turnId).getByTestId("open-turn").click();
+    await expect(this.page.getByTestId("drawer")).toBeVisible();
+  }
   async hydrated() {
     await expect(this.page.locator("#app")).toHaveAttribute("data-hydrated", "true");
   }

@@ -309,6 +309,10 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 continue;
             }
         };
+        if delay > 0 {
+            // The server is back: whatever else was backing off may go now.
+            wake();
+        }
         delay = 0;
         if let Some(h) = headers.get("electric-handle") {
             handle = Some(h);

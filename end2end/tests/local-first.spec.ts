@@ -1,0 +1,316 @@
+// Local-first behaviour in the real browser against the release server and its Postgres: edits
+// made offline survive a reload and land exactly once; stale edits merge or raise a conflict the
+// user resolves; refused edits roll back with their reason; tabs share one sender. Each test makes
+// its own turns with psql, so tests do not disturb each other or the demo data others count.
+import { Browser, expect, Page, test } from "@playwright/test";
+import { ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { databaseUrl } from "../playwright.config";
+import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
+import { BoardPage, logInAs, snap } from "./pages";
+
+const onlyOn = (project: string) =>
+  test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
+
+async function newUser(browser: Browser, email: string, viewport?: { width: number; height: number }) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
+  const page = await context.newPage();
+  const board = await logInAs(page, email);
+  await board.live();
+  return { context, page, board };
+}
+
+async function editWo(page: Page, board: BoardPage, turnId: string, wo: string) {
+  await board.open(turnId);
+  await page.getByTestId("edit-wo").fill(wo);
+  await page.getByTestId("save-turn").click();
+  await expect(page.getByTestId("drawer")).toHaveCount(0);
+}
+
+test.describe("desktop", () => {
+  onlyOn("desktop");
+
+  test("offline edits survive a reload and land exactly once; others see them live", async ({ browser }, info) => {
+    const turn = makeTurn("LF-OFF-1");
+    const pm = await newUser(browser, "pm@turns.demo");
+    const senior = await newUser(browser, "srpm@turns.demo");
+    await expect(senior.board.card(turn)).toBeVisible();
+
+    await pm.context.setOffline(true);
+    await expect(pm.board.online()).toHaveText("Offline");
+    await pm.board.card(turn).getByTestId("move-forward").click();
+    await expect(pm.board.column("Move-out inspection").locator(`[data-turn="${turn}"]`)).toBeVisible();
+    await editWo(pm.page, pm.board, turn, "WO-OFFLINE-1");
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "pending");
+    await expect(pm.board.pending()).toHaveText("2 changes waiting to sync");
+
+    // A reload without network starts the app from the service worker and local storage.
+    await pm.page.reload();
+    await pm.board.hydrated();
+    await expect(pm.board.online()).toHaveText("Offline");
+    await expect(pm.board.pending()).toHaveText("2 changes waiting to sync");
+    const card = pm.board.column("Move-out inspection").locator(`[data-turn="${turn}"]`);
+    await expect(card.getByTestId("wo")).toHaveText("WO-OFFLINE-1");
+    await snap(pm.page, info, "offline-reload");
+    expect(turnField(turn, "wo_number")).toBe("");
+
+    await pm.context.setOffline(false);
+    await expect(pm.board.pending()).toHaveText("All changes saved");
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
+    // The senior PM's board follows the stream: within a second of the PM's queue draining.
+    const seen = senior.board.column("Move-out inspection").locator(`[data-turn="${turn}"]`);
+    await expect(seen.getByTestId("wo")).toHaveText("WO-OFFLINE-1", { timeout: 1000 });
+    expect(turnField(turn, "wo_number")).toBe("WO-OFFLINE-1");
+    expect(writesTo(turn)).toBe(2);
+    expect(receiptsFor(turn)).toBe(2);
+    await pm.context.close();
+    await senior.context.close();
+  });
+
+  test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
+    const turn = makeTurn("LF-CONFLICT-1");
+    const pm = await newUser(browser, "pm@turns.demo");
+    const offlineEdit = async (wo: string, theirs: string) => {
+      await pm.context.setOffline(true);
+      await editWo(pm.page, pm.board, turn, wo);
+      psql(`UPDATE turns SET ${theirs} WHERE turn_id = '${turn}'`);
+      await pm.context.setOffline(false);
+    };
+
+    // Someone else sets the amount while the PM sets the work order: both stay.
+    await offlineEdit("WO-MINE", "turn_amount = 500");
+    await expect(pm.board.pending()).toHaveText("All changes saved");
+    await expect(pm.board.card(turn).getByTestId("money")).toHaveText("$500.00");
+    await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-MINE");
+    expect(turnField(turn, "wo_number")).toBe("WO-MINE");
+
+    // Both change the work order: conflict. "Take theirs" drops mine.
+    await offlineEdit("WO-LOST", "wo_number = 'WO-THEIRS'");
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
+    await pm.board.open(turn);
+    await expect(pm.page.getByTestId("conflict")).toContainText("Someone else changed this turn");
+    await pm.page.getByTestId("take-theirs").click();
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
+    await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-THEIRS");
+    await pm.page.getByRole("button", { name: "Close" }).click();
+
+    // "Keep mine" writes mine over theirs.
+    await offlineEdit("WO-KEEP", "wo_number = 'WO-THEIRS-2'");
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
+    await pm.board.open(turn);
+    await pm.page.getByTestId("keep-mine").click();
+    await expect(pm.board.pending()).toHaveText("All changes saved");
+    await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-KEEP");
+    expect(turnField(turn, "wo_number")).toBe("WO-KEEP");
+    await pm.page.getByRole("button", { name: "Close" }).click();
+
+    // "Edit" reopens the turn on their values for a new edit.
+    await offlineEdit("WO-DRAFT", "wo_number = 'WO-THEIRS-3'");
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
+    await pm.board.open(turn);
+    await pm.page.getByTestId("edit-again").click();
+    await expect(pm.page.getByTestId("edit-wo")).toHaveValue("WO-THEIRS-3");
+    await pm.page.getByTestId("edit-wo").fill("WO-EDITED");
+    await pm.page.getByTestId("save-turn").click();
+    await expect(pm.board.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "wo_number")).toBe("WO-EDITED");
+    // Applied: the merge, keep-mine and the edit; the two conflicts wrote nothing.
+    expect(writesTo(turn)).toBe(3);
+    await pm.context.close();
+  });
+
+  test("two tabs share the store: one sends, both show the edits", async ({ browser }) => {
+    const turn = makeTurn("LF-TABS-1");
+    const context = await browser.newContext();
+    const first = await context.newPage();
+    const board1 = await logInAs(first, "pm@turns.demo");
+    await board1.live();
+    const second = await context.newPage();
+    await second.goto("/board");
+    const board2 = new BoardPage(second);
+    await board2.hydrated();
+    const leaders = async () =>
+      [await first.getByTestId("sync-status").getAttribute("data-leader"),
+       await second.getByTestId("sync-status").getAttribute("data-leader")];
+    await expect.poll(leaders).toEqual(["true", "false"]);
+    const sent = new Map<Page, number>([[first, 0], [second, 0]]);
+    for (const p of [first, second]) p.on("request", (r) => r.url().includes("/api/mutate") && sent.set(p, sent.get(p)! + 1));
+
+    // The follower tab edits; the leader sends; both show it.
+    await editWo(second, board2, turn, "WO-TAB-2");
+    await expect(board1.card(turn).getByTestId("wo")).toHaveText("WO-TAB-2");
+    await expect(board1.pending()).toHaveText("All changes saved");
+    await expect(board2.pending()).toHaveText("All changes saved");
+    await expect(board2.card(turn).getByTestId("wo")).toHaveText("WO-TAB-2");
+    expect([sent.get(first), sent.get(second)]).toEqual([1, 0]);
+    expect(turnField(turn, "wo_number")).toBe("WO-TAB-2");
+
+    // The leader closes: the other tab takes over and sends its own edits.
+    await first.close();
+    await expect(second.getByTestId("sync-status")).toHaveAttribute("data-leader", "true", { timeout: 10_000 });
+    await editWo(second, board2, turn, "WO-TAB-3");
+    await expect(board2.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "wo_number")).toBe("WO-TAB-3");
+    await context.close();
+  });
+
+  test("cards move by drag and drop and by the arrow buttons; gates refuse with a reason", async ({ page }) => {
+    const turn = makeTurn("LF-MOVE-1");
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.live();
+    // HTML5 drag and drop, as the browser dispatches it.
+    const drag = await page.evaluateHandle(() => new DataTransfer());
+    await board.card(turn).dispatchEvent("dragstart", { dataTransfer: drag });
+    await board.column("Move-out inspection").dispatchEvent("dragover", { dataTransfer: drag });
+    await board.column("Move-out inspection").dispatchEvent("drop", { dataTransfer: drag });
+    await expect(board.column("Move-out inspection").locator(`[data-turn="${turn}"]`)).toBeVisible();
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(psql(`SELECT s.name FROM turns t JOIN turn_stages s ON s.id = t.stage_id WHERE turn_id = '${turn}'`))
+      .toBe("Move-out inspection");
+    await board.card(turn).getByTestId("move-forward").focus();
+    await page.keyboard.press("Enter");
+    await expect(board.pending()).toHaveText("All changes saved");
+    // Scope & bid → Approval needs an amount: refused, rolled back, reason shown.
+    await board.card(turn).getByTestId("move-forward").click();
+    await expect(page.getByTestId("rejected")).toContainText("Set the turn amount before moving it to Approval");
+    await expect(board.column("Scope & bid").locator(`[data-turn="${turn}"]`)).toBeVisible();
+    await page.getByTestId("rejected").getByTestId("discard").click();
+    await expect(page.getByTestId("rejected")).toHaveCount(0);
+    expect(writesTo(turn)).toBe(2);
+  });
+});
+
+test.describe("vendor on a phone", () => {
+  onlyOn("phone");
+
+  test("records progress and completion; an edit the server refuses rolls back with its reason", async ({ page, context }, info) => {
+    const mine = makeTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const moved = makeTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const board = await logInAs(page, "vendor@turns.demo");
+    await board.live();
+    await board.open(mine);
+    await expect(page.getByTestId("edit-amount")).toHaveCount(0);
+    await page.getByTestId("edit-expected").fill("2026-12-24");
+    await page.getByTestId("save-progress").click();
+    await board.open(mine);
+    await page.getByTestId("mark-complete").click();
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(mine, "expected_completion_date")).toBe("2026-12-24");
+    expect(turnField(mine, "turn_completion_date")).not.toBe("");
+    await snap(page, info, "vendor-progress");
+
+    // Offline in the vacant home, the vendor completes a job the PM just gave to another vendor.
+    await context.setOffline(true);
+    await board.open(moved);
+    await page.getByTestId("mark-complete").click();
+    await expect(board.card(moved)).toHaveAttribute("data-sync", "pending");
+    psql(`UPDATE turns SET vendor_id = (SELECT id FROM vendors WHERE name = 'Apex Flooring') WHERE turn_id = '${moved}'`);
+    await context.setOffline(false);
+    await expect(page.getByTestId("rejected")).toContainText("no longer yours");
+    await expect(board.card(moved)).toHaveCount(0);
+    expect(turnField(moved, "turn_completion_date")).toBe("");
+
+    // A tampered client asking for a forbidden edit gets a typed refusal and changes nothing.
+    const id = psql(`SELECT id FROM turns WHERE turn_id = '${mine}'`);
+    const outcome = await page.evaluate(async (turn) => {
+      const res = await fetch("/api/mutate", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ batch: [{ id: crypto.randomUUID(), base_version: null, device_time: new Date().toISOString(),
+          change: { kind: "edit_turn", turn, edits: [{ field: "amount", from: "900", to: "90000" }] } }] }),
+      });
+      return res.json();
+    }, id);
+    expect(outcome[0].reason).toBe("forbidden");
+    expect(outcome[0].message).toContain("Vendors record progress and completion only");
+    expect(turnField(mine, "turn_amount")).toBe("900.00");
+  });
+});
+
+test.describe("approver on a tablet", () => {
+  onlyOn("tablet");
+
+  test("approves a lower amount and rejects with a reason from the queue", async ({ page }, info) => {
+    const approve = makeTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
+    const reject = makeTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });
+    const board = await logInAs(page, "dfo@turns.demo");
+    await board.live();
+    await board.open(approve);
+    await page.getByTestId("approve-amount").fill("2800");
+    await page.getByTestId("approve").click();
+    // Approved turns leave the DFO queue once the server has them.
+    await expect(board.card(approve)).toHaveCount(0);
+    expect(turnField(approve, "approval_status")).toBe("DFO_APPROVED");
+    expect(turnField(approve, "approved_turn_amount")).toBe("2800.00");
+
+    await board.open(reject);
+    await page.getByTestId("reject").click();
+    await expect(page.getByTestId("field-errors")).toContainText("Say why the turn is rejected");
+    await page.getByTestId("reason").fill("Scope includes owner upgrades");
+    await page.getByTestId("reject").click();
+    await expect(board.card(reject)).toHaveCount(0);
+    expect(
+      psql(`SELECT d.decision || ':' || d.reason FROM approval_decisions d JOIN turns t ON t.id = d.turn_id
+             WHERE t.turn_id = '${reject}'`),
+    ).toBe("REJECTED:Scope includes owner upgrades");
+    await expect(board.pending()).toHaveText("All changes saved");
+    await snap(page, info, "dfo-after-decisions");
+  });
+});
+
+test.describe("server restarts", () => {
+  onlyOn("desktop");
+
+  // Its own server process and database, so killing it disturbs no other test.
+  const port = 3102;
+  const base = `http://127.0.0.1:${port}`;
+  const dbUrl = () => databaseUrl().replace(/\/turns$/, "/turns_restart");
+  let server: ChildProcess | undefined;
+
+  async function startServer() {
+    server = spawn(path.resolve(__dirname, "../../target/release/turns-app"), [], {
+      cwd: path.resolve(__dirname, "../.."),
+      env: {
+        ...process.env,
+        LEPTOS_OUTPUT_NAME: "turns", LEPTOS_SITE_ROOT: "target/site", LEPTOS_SITE_PKG_DIR: "pkg",
+        LEPTOS_SITE_ADDR: `127.0.0.1:${port}`, LEPTOS_ENV: "PROD", DATABASE_URL: dbUrl(),
+        SHAPE_LONG_POLL_SECS: "5", RUST_LOG: "warn",
+      },
+      stdio: "ignore",
+    });
+    await expect.poll(async () => (await fetch(`${base}/health`).catch(() => null))?.status, { timeout: 60_000 }).toBe(200);
+  }
+
+  test.afterAll(() => server?.kill("SIGKILL"));
+
+  test("killed and restarted while the outbox drains: nothing lost, nothing doubled", async ({ browser }) => {
+    test.setTimeout(180_000);
+    psql("DROP DATABASE IF EXISTS turns_restart WITH (FORCE)");
+    psql("CREATE DATABASE turns_restart");
+    await startServer();
+    const turnsToEdit = Array.from({ length: 12 }, (_, i) => makeTurn(`LF-KILL-${i}`, {}, dbUrl()));
+    const context = await browser.newContext({ baseURL: base });
+    const page = await context.newPage();
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.live();
+    await context.setOffline(true);
+    for (const t of turnsToEdit) await editWo(page, board, t, `WO-${t}`);
+    await expect(board.pending()).toHaveText(`${turnsToEdit.length} changes waiting to sync`);
+
+    // Back online: the first batch goes out and the server dies under it.
+    const sending = page.waitForRequest((r) => r.url().includes("/api/mutate"));
+    await context.setOffline(false);
+    await sending;
+    server!.kill("SIGKILL");
+    await new Promise((resolve) => server!.once("exit", resolve));
+    await startServer();
+
+    await expect(board.pending()).toHaveText("All changes saved", { timeout: 60_000 });
+    for (const t of turnsToEdit) {
+      expect(turnField(t, "wo_number", dbUrl())).toBe(`WO-${t}`);
+      expect(writesTo(t, dbUrl())).toBe(1);
+      expect(receiptsFor(t, dbUrl())).toBe(1);
+    }
+    await context.close();
+  });
+});
