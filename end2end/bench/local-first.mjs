@@ -1,0 +1,88 @@
+// Local-first timings in Debian's Chromium, as a signed-in property manager.
+// Usage: node local-first.mjs <baseURL> <email> [runs]
+// Prints JSON (medians and p95, ms):
+// - click: a click on a card's "move forward" button until the moved card is in the DOM of its new
+//   column, measured in the page (click event timestamp → the next animation frame after the DOM
+//   changed: the frame that paints it);
+// - offline: reload with the network off → the board rendered from local storage (the sync bar
+//   shows the stored sync time), from navigation start;
+// - turns: how many turns the local store holds (cards rendered are capped at 100 per column).
+import { chromium } from "@playwright/test";
+
+const [base, email, runsArg = "15"] = process.argv.slice(2);
+const runs = Number(runsArg);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const context = await browser.newContext({ baseURL: base, viewport: { width: 1440, height: 900 } });
+// Records when the board first shows local data after hydration (the sync bar's stored sync time).
+await context.addInitScript(() => {
+  new MutationObserver((_, obs) => {
+    const hydrated = document.getElementById("app")?.getAttribute("data-hydrated") === "true";
+    if (hydrated && document.querySelector("[data-testid=last-synced]")?.textContent) {
+      window.__localAt = performance.now();
+      obs.disconnect();
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+});
+const page = await context.newPage();
+await page.goto("/login");
+await page.getByLabel("Email").fill(email);
+await page.getByLabel("Password").fill("turns-demo");
+await page.getByRole("button", { name: "Log in" }).click();
+await page.waitForURL(/\/board/);
+const live = async () => {
+  await page.waitForSelector('#app[data-hydrated="true"]', { timeout: 60_000 });
+  await page.waitForFunction(() => document.querySelector("[data-testid=last-synced]")?.textContent, null, { timeout: 120_000 });
+};
+await live();
+await page.waitForSelector('html[data-offline="ready"]', { timeout: 60_000 });
+const saved = () => page.waitForFunction(
+  () => document.querySelector("[data-testid=pending-count]")?.textContent === "All changes saved", null, { timeout: 60_000 });
+
+// Click → painted. A card in the first column, moved forward and back.
+const stages = await page.locator("section.column").evaluateAll((cs) => cs.map((c) => c.dataset.stage));
+const turn = await page.locator(`section.column[data-stage="${stages[0]}"] [data-testid=turn-card]`).first().getAttribute("data-turn");
+const click = [];
+for (let i = 0; i < runs + 1; i++) {
+  const [from, to] = i % 2 === 0 ? [stages[0], stages[1]] : [stages[1], stages[0]];
+  const button = page.locator(`section.column[data-stage="${from}"] [data-turn="${turn}"] [data-testid=${i % 2 === 0 ? "move-forward" : "move-back"}]`);
+  await button.waitFor();
+  const handle = await button.elementHandle();
+  const ms = await page.evaluate(([el, to, turn]) => new Promise((resolve) => {
+    let start;
+    el.addEventListener("click", (e) => { start = e.timeStamp; }, { capture: true, once: true });
+    const check = () => {
+      if (document.querySelector(`section.column[data-stage="${to}"] [data-turn="${turn}"]`)) resolve(performance.now() - start);
+      else requestAnimationFrame(check);
+    };
+    el.click();
+    requestAnimationFrame(check);
+  }), [handle, to, turn]);
+  if (i > 0) click.push(ms);
+  await saved();
+}
+
+// Reload offline → board from local storage.
+await context.setOffline(true);
+const offline = [];
+let turns = 0;
+for (let i = 0; i < Math.min(runs, 7) + 1; i++) {
+  await page.reload();
+  await live();
+  const t = await page.evaluate(() => {
+    const nav = performance.getEntriesByType("navigation")[0];
+    return { ready: window.__localAt, start: nav.startTime, cards: document.querySelectorAll("[data-testid=turn-card]").length,
+      count: document.querySelector("[data-testid=visible-count]")?.textContent };
+  });
+  turns = Number((t.count ?? "").split(" of ")[1]?.split(" ")[0] ?? 0);
+  if (i > 0) offline.push(t.ready - t.start);
+}
+await browser.close();
+const stat = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)], p95: s[Math.min(s.length - 1, Math.ceil(s.length * 0.95) - 1)] };
+};
+console.log(JSON.stringify({ click: stat(click), offline: stat(offline), turns }));
