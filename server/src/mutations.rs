@@ -1,12 +1,14 @@
 //! The write path: one client mutation, one transaction.
 //!
-//! In that transaction: the receipt row is claimed first (a concurrent replay of the same mutation
-//! id waits on it, then reads the stored outcome), the row is locked, the policy and the domain
-//! rules are checked, edited fields are compared with the values the user started from (merge or
-//! conflict), the change and its audit row are written, and the outcome is stored with the
-//! transaction id that the shape stream will carry. A rejection rolls the change back to a
-//! savepoint and is stored too, so every replay gets the same answer.
-use crate::queries::CARD_SELECT;
+//! In that transaction: the row is locked, the policy and the domain rules are checked, edited
+//! fields are compared with the values the user started from (merge or conflict), the change and
+//! its audit row are written (one statement), and the outcome is stored under the mutation id
+//! together with the transaction id the shape stream will carry. The receipt is inserted last: if
+//! a replay of the same id committed first, the insert finds it (waiting for it if it is still in
+//! flight), this transaction rolls back, and the stored outcome is returned — so a mutation
+//! applies once however its replays race. A rejection writes nothing but its receipt, so every
+//! replay gets the same answer.
+use crate::queries::{CARD_COLUMNS, CARD_FROM};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
@@ -67,58 +69,68 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
 
 /// Apply one mutation for `actor`, exactly once per mutation id.
 pub async fn apply(pool: &PgPool, actor: &Actor, m: &Mutation) -> Result<Outcome, sqlx::Error> {
+    if let Change::EditTurn { turn, edits } = &m.change {
+        return apply_edit(pool, actor, m, *turn, edits).await;
+    }
     let mut tx = pool.begin().await?;
-    let claimed = sqlx::query(
-        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome) VALUES ($1, $2, '{}')
+    let outcome = match execute(&mut tx, actor, m).await {
+        Ok(txid) => Outcome::Applied { txid },
+        Err(Stop::Reject(r)) => {
+            tx.rollback().await?;
+            let mut conn = pool.acquire().await?;
+            let outcome = Outcome::Rejected(r);
+            return if store_receipt(&mut conn, actor, m, &outcome).await? {
+                Ok(outcome)
+            } else {
+                stored_outcome(&mut conn, actor, m.id).await
+            };
+        }
+        Err(Stop::Db(e)) => return Err(e),
+    };
+    if store_receipt(&mut tx, actor, m, &outcome).await? {
+        tx.commit().await?;
+        Ok(outcome)
+    } else {
+        // A replay of this id committed first: undo ours, answer as it did.
+        tx.rollback().await?;
+        stored_outcome(&mut *pool.acquire().await?, actor, m.id).await
+    }
+}
+
+/// Store the outcome under the mutation id; false when the id has an outcome already.
+async fn store_receipt(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    outcome: &Outcome,
+) -> Result<bool, sqlx::Error> {
+    let txid = match outcome {
+        Outcome::Applied { txid: Some(t) } => t.parse::<i64>().ok(),
+        _ => None,
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid) VALUES ($1, $2, $3, $4)
          ON CONFLICT (mutation_id) DO NOTHING",
     )
     .bind(m.id)
     .bind(actor.user_id)
-    .execute(&mut *tx)
+    .bind(sqlx::types::Json(outcome))
+    .bind(txid)
+    .execute(&mut *conn)
     .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
-        // A replay: the first attempt has committed (the insert above waited for it).
-        tx.rollback().await?;
-        return stored_outcome(pool, actor, m.id).await;
-    }
-    sqlx::query("SAVEPOINT change").execute(&mut *tx).await?;
-    let outcome = match execute(&mut tx, actor, m).await {
-        Ok(true) => {
-            let txid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
-                .fetch_one(&mut *tx)
-                .await?;
-            Outcome::Applied { txid: Some(txid) }
-        }
-        Ok(false) => Outcome::Applied { txid: None },
-        Err(Stop::Reject(r)) => {
-            sqlx::query("ROLLBACK TO SAVEPOINT change")
-                .execute(&mut *tx)
-                .await?;
-            Outcome::Rejected(r)
-        }
-        Err(Stop::Db(e)) => return Err(e),
-    };
-    let txid = match &outcome {
-        Outcome::Applied { txid: Some(t) } => t.parse::<i64>().ok(),
-        _ => None,
-    };
-    sqlx::query("UPDATE mutation_receipts SET outcome = $2, txid = $3 WHERE mutation_id = $1")
-        .bind(m.id)
-        .bind(sqlx::types::Json(&outcome))
-        .bind(txid)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(outcome)
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
-async fn stored_outcome(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Outcome, sqlx::Error> {
+async fn stored_outcome(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<Outcome, sqlx::Error> {
     let (user, outcome): (Uuid, sqlx::types::Json<Outcome>) =
         sqlx::query_as("SELECT user_id, outcome FROM mutation_receipts WHERE mutation_id = $1")
             .bind(id)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     if user != actor.user_id {
         return Ok(Outcome::Rejected(Rejection::forbidden(
@@ -128,11 +140,13 @@ async fn stored_outcome(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Outcom
     Ok(outcome.0)
 }
 
-/// Run the change; `Ok(true)` when it wrote something.
-async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<bool> {
+/// Run the change; the writing transaction's id when it wrote something.
+async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<Option<String>> {
     m.change.validate().map_err(Rejection::invalid)?;
     match &m.change {
-        Change::EditTurn { turn, edits } => edit_turn(conn, actor, m, *turn, edits).await,
+        Change::EditTurn { .. } => {
+            Err(Rejection::invalid_field("kind", "Edits take the edit path.").into())
+        }
         Change::SubmitForApproval { turn } => submit(conn, actor, m, *turn).await,
         Change::DecideApproval {
             turn,
@@ -156,29 +170,47 @@ struct LockedTurn {
     before: Value,
 }
 
-async fn lock_turn(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Step<LockedTurn> {
-    let row: Option<(Value, bool, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
-        "SELECT to_jsonb(t), p.is_core, p.property_manager_id, p.sr_property_manager_id
-           FROM turns t JOIN properties p ON p.id = t.property_id
-          WHERE t.id = $1 AND t.is_active
-            FOR UPDATE OF t",
-    )
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    #[sqlx(flatten)]
+    card: TurnCard,
+    before: Value,
+    is_core: bool,
+    sr_pm: Option<Uuid>,
+}
+
+/// Read a turn with what the policy and rules need; `lock` holds it until the transaction ends.
+async fn read_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: Uuid,
+    lock: bool,
+) -> Step<LockedTurn> {
+    let row: Option<LockedRow> = sqlx::query_as(&format!(
+        "SELECT {CARD_COLUMNS}, to_jsonb(t) AS before, p.is_core,
+                p.sr_property_manager_id AS sr_pm
+         {CARD_FROM}
+          WHERE t.id = $1 AND t.is_active {}",
+        if lock { "FOR UPDATE OF t" } else { "" }
+    ))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     let not_found = || Rejection::NotFound {
         message: "This turn no longer exists or is no longer yours to see.".into(),
     };
-    let Some((before, is_core, pm, sr_pm)) = row else {
+    let Some(LockedRow {
+        card,
+        before,
+        is_core,
+        sr_pm,
+    }) = row
+    else {
         return Err(not_found().into());
     };
-    let card: TurnCard = sqlx::query_as(&format!("{CARD_SELECT} WHERE t.id = $1"))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
     let facts = TurnFacts {
         property: PropertyFacts {
-            property_manager_id: pm,
+            property_manager_id: card.pm_id,
             sr_property_manager_id: sr_pm,
         },
         vendor_id: card.vendor_id,
@@ -251,14 +283,77 @@ fn start_approval(card: &mut TurnCard, limits: &Thresholds, is_core: bool, from_
     }
 }
 
-async fn edit_turn(
-    conn: &mut PgConnection,
+/// Edits are the bulk of the traffic, so they skip the explicit transaction: read the turn, check
+/// and plan the change, then write it in one statement (turn, audit row and receipt) only if the
+/// turn's version is still the one read; if it moved, read again. Two round trips per edit.
+async fn apply_edit(
+    pool: &PgPool,
     actor: &Actor,
     m: &Mutation,
     id: Uuid,
     edits: &[TurnEdit],
-) -> Step<bool> {
-    let locked = lock_turn(conn, actor, id).await?;
+) -> Result<Outcome, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    for _ in 0..20 {
+        let planned = async {
+            m.change.validate().map_err(Rejection::invalid)?;
+            let turn = read_turn(&mut conn, actor, id, false).await?;
+            let after = plan_edit(&mut conn, actor, m, &turn, edits).await?;
+            Ok::<_, Stop>((turn, after))
+        }
+        .await;
+        let outcome = match planned {
+            Ok((turn, Some(after))) => {
+                match write_turn(
+                    &mut conn,
+                    actor,
+                    m,
+                    &after,
+                    &turn.before,
+                    Some(turn.card.version),
+                )
+                .await
+                {
+                    Ok(Some(txid)) => return Ok(Outcome::Applied { txid: Some(txid) }),
+                    // Changed since we read it: plan again on the new version.
+                    Ok(None) => continue,
+                    Err(Stop::Reject(r)) => Outcome::Rejected(r),
+                    Err(Stop::Db(e)) if is_receipt_conflict(&e) => {
+                        return stored_outcome(&mut conn, actor, m.id).await
+                    }
+                    Err(Stop::Db(e)) => return Err(e),
+                }
+            }
+            Ok((_, None)) => Outcome::Applied { txid: None },
+            Err(Stop::Reject(r)) => Outcome::Rejected(r),
+            Err(Stop::Db(e)) => return Err(e),
+        };
+        return if store_receipt(&mut conn, actor, m, &outcome).await? {
+            Ok(outcome)
+        } else {
+            stored_outcome(&mut conn, actor, m.id).await
+        };
+    }
+    Err(sqlx::Error::Protocol(format!(
+        "turn {id} kept changing under edit {}",
+        m.id
+    )))
+}
+
+fn is_receipt_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == "mutation_receipts_pkey")
+}
+
+/// Check an edit against the turn as read and work out the turn after it (`None`: no change).
+async fn plan_edit(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    locked: &LockedTurn,
+    edits: &[TurnEdit],
+) -> Step<Option<TurnCard>> {
     for e in edits {
         let allowed = actor.can_manage_turn(&locked.facts)
             || (e.right() == EditRight::Progress && actor.can_record_progress(&locked.facts));
@@ -287,10 +382,15 @@ async fn edit_turn(
         e.apply(&mut after);
     }
     if after == locked.card {
-        return Ok(false);
+        return Ok(None);
     }
-    let limits = thresholds(conn).await?;
     let amount_changed = after.turn_amount != locked.card.turn_amount;
+    let stage_changed = after.stage_id != locked.card.stage_id;
+    let limits = if amount_changed || stage_changed {
+        thresholds(conn).await?
+    } else {
+        Thresholds::default()
+    };
     if amount_changed {
         if let (Some(approved), Some(new)) = (after.approved_turn_amount, after.turn_amount) {
             if approval_complete(&after) && limits.needs_reapproval(approved, new) {
@@ -303,7 +403,7 @@ async fn edit_turn(
             check_vendor(conn, vendor, "vendor_id").await?;
         }
     }
-    if after.stage_id != locked.card.stage_id {
+    if stage_changed {
         enter_stage(
             conn,
             &mut after,
@@ -313,8 +413,7 @@ async fn edit_turn(
         )
         .await?;
     }
-    write_turn(conn, actor, m, &after, &locked.before).await?;
-    Ok(true)
+    Ok(Some(after))
 }
 
 fn conflict(actor: &Actor, current: &TurnCard, fields: Vec<String>) -> Rejection {
@@ -397,21 +496,42 @@ async fn enter_stage(
     Ok(())
 }
 
+/// Write the turn and its audit row in one statement; returns the transaction id. With
+/// `if_version`, only if the turn still has that version (`None` returned otherwise), and the
+/// applied receipt is stored in the same statement.
 async fn write_turn(
     conn: &mut PgConnection,
     actor: &Actor,
     m: &Mutation,
     t: &TurnCard,
     before: &Value,
-) -> Step<()> {
-    let after: Value = sqlx::query_scalar(
-        "UPDATE turns SET stage_id = $2, vendor_id = $3, turn_amount = $4,
-                approved_turn_amount = $5, approval_status = $6, wo_number = $7,
-                move_out_date = $8, expected_completion_date = $9, turn_completion_date = $10,
-                updated_by = $11
-          WHERE id = $1
-      RETURNING to_jsonb(turns.*)",
-    )
+    if_version: Option<i32>,
+) -> Step<Option<String>> {
+    let (check, receipt) = match if_version {
+        Some(_) => (
+            "AND version = $16",
+            ", receipt AS (
+               INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid)
+               SELECT $15, $11, jsonb_build_object('outcome', 'applied',
+                                                   'txid', pg_current_xact_id()::xid::text),
+                      pg_current_xact_id()::xid::text::bigint
+                 FROM after)",
+        ),
+        None => ("AND $16::int IS NULL", ""),
+    };
+    let txid: Option<String> = sqlx::query_scalar(&format!(
+        "WITH after AS (
+           UPDATE turns SET stage_id = $2, vendor_id = $3, turn_amount = $4,
+                  approved_turn_amount = $5, approval_status = $6, wo_number = $7,
+                  move_out_date = $8, expected_completion_date = $9, turn_completion_date = $10,
+                  updated_by = $11
+            WHERE id = $1 {check}
+        RETURNING to_jsonb(turns.*) AS row){receipt}
+         INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
+                                 client_mutation_id)
+         SELECT $11, $12, 'turns', $1, $13, after.row, $14, $15 FROM after
+      RETURNING pg_current_xact_id()::xid::text"
+    ))
     .bind(t.id)
     .bind(t.stage_id)
     .bind(t.vendor_id)
@@ -423,9 +543,27 @@ async fn write_turn(
     .bind(t.expected_completion_date)
     .bind(t.turn_completion_date)
     .bind(actor.user_id)
-    .fetch_one(&mut *conn)
+    .bind(m.change.action())
+    .bind(before)
+    .bind(m.device_time)
+    .bind(m.id)
+    .bind(if_version)
+    .fetch_optional(&mut *conn)
     .await?;
-    audit(conn, actor, m, "turns", t.id, Some(before), Some(&after)).await
+    Ok(txid)
+}
+
+/// Write a turn the transaction holds locked.
+async fn write_locked_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    t: &TurnCard,
+    before: &Value,
+) -> Step<Option<String>> {
+    let txid = write_turn(conn, actor, m, t, before, None).await?;
+    txid.map(Some)
+        .ok_or_else(|| Stop::Db(sqlx::Error::RowNotFound))
 }
 
 async fn audit(
@@ -436,11 +574,12 @@ async fn audit(
     row: Uuid,
     before: Option<&Value>,
     after: Option<&Value>,
-) -> Step<()> {
-    sqlx::query(
+) -> Step<String> {
+    let txid = sqlx::query_scalar(
         "INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
                                  client_mutation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      RETURNING pg_current_xact_id()::xid::text",
     )
     .bind(actor.user_id)
     .bind(m.change.action())
@@ -450,13 +589,18 @@ async fn audit(
     .bind(after)
     .bind(m.device_time)
     .bind(m.id)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(())
+    Ok(txid)
 }
 
-async fn submit(conn: &mut PgConnection, actor: &Actor, m: &Mutation, id: Uuid) -> Step<bool> {
-    let locked = lock_turn(conn, actor, id).await?;
+async fn submit(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
     if !actor.can_manage_turn(&locked.facts) {
         return Err(
             Rejection::forbidden("Only the turn's managers submit it for approval.").into(),
@@ -468,7 +612,7 @@ async fn submit(conn: &mut PgConnection, actor: &Actor, m: &Mutation, id: Uuid) 
     }
     match after.approval_status {
         Some(ApprovalStatus::DfoApprovalNeeded | ApprovalStatus::HoApprovalNeeded) => {
-            return Ok(false);
+            return Ok(None);
         }
         _ if approval_complete(&after) => {
             return Err(Rejection::invalid_field(
@@ -481,8 +625,7 @@ async fn submit(conn: &mut PgConnection, actor: &Actor, m: &Mutation, id: Uuid) 
     }
     let limits = thresholds(conn).await?;
     start_approval(&mut after, &limits, locked.is_core, true);
-    write_turn(conn, actor, m, &after, &locked.before).await?;
-    Ok(true)
+    write_locked_turn(conn, actor, m, &after, &locked.before).await
 }
 
 async fn decide(
@@ -493,8 +636,8 @@ async fn decide(
     approve: bool,
     amount: Option<Decimal>,
     reason: Option<&str>,
-) -> Step<bool> {
-    let locked = lock_turn(conn, actor, id).await?;
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
     let Some(level) = locked.facts.approval_status.awaiting() else {
         // Decided by someone else meanwhile (or never submitted).
         return Err(conflict(actor, &locked.card, vec!["approval_status".into()]).into());
@@ -546,8 +689,7 @@ async fn decide(
     .bind(m.device_time)
     .execute(&mut *conn)
     .await?;
-    write_turn(conn, actor, m, &after, &locked.before).await?;
-    Ok(true)
+    write_locked_turn(conn, actor, m, &after, &locked.before).await
 }
 
 async fn create_turn(
@@ -555,7 +697,7 @@ async fn create_turn(
     actor: &Actor,
     m: &Mutation,
     t: &NewTurn,
-) -> Step<bool> {
+) -> Step<Option<String>> {
     let facts: Option<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
         "SELECT property_manager_id, sr_property_manager_id FROM properties
           WHERE id = $1 AND is_active FOR SHARE",
@@ -588,8 +730,9 @@ async fn create_turn(
     .bind(actor.user_id)
     .fetch_one(&mut *conn)
     .await?;
-    audit(conn, actor, m, "turns", t.id, None, Some(&after)).await?;
-    Ok(true)
+    audit(conn, actor, m, "turns", t.id, None, Some(&after))
+        .await
+        .map(Some)
 }
 
 async fn create_property(
@@ -597,7 +740,7 @@ async fn create_property(
     actor: &Actor,
     m: &Mutation,
     p: &NewProperty,
-) -> Step<bool> {
+) -> Step<Option<String>> {
     if !actor.can_create_property() {
         return Err(Rejection::forbidden("Only managers and admins add properties.").into());
     }
@@ -636,8 +779,9 @@ async fn create_property(
     .bind(actor.user_id)
     .fetch_one(&mut *conn)
     .await?;
-    audit(conn, actor, m, "properties", p.id, None, Some(&after)).await?;
-    Ok(true)
+    audit(conn, actor, m, "properties", p.id, None, Some(&after))
+        .await
+        .map(Some)
 }
 
 /// The JSON (as `to_jsonb` spells it) of an edit's starting and new values.
@@ -661,7 +805,7 @@ async fn update_property(
     m: &Mutation,
     id: Uuid,
     edits: &[PropertyEdit],
-) -> Step<bool> {
+) -> Step<Option<String>> {
     let row: Option<(Value, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
         "SELECT to_jsonb(p), property_manager_id, sr_property_manager_id
            FROM properties p WHERE id = $1 FOR UPDATE",
@@ -715,7 +859,7 @@ async fn update_property(
         .into());
     }
     if patch.iter().all(|(k, v)| before.get(k) == Some(v)) {
-        return Ok(false);
+        return Ok(None);
     }
     // Columns come from the fixed edit enum; values are typed by the table's own row type.
     let assignments = patch
@@ -743,6 +887,6 @@ async fn update_property(
         Some(&before),
         Some(&after),
     )
-    .await?;
-    Ok(true)
+    .await
+    .map(Some)
 }

@@ -140,15 +140,14 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
     })
 }
 
-/// A turn as a board card, unredacted (the caller redacts for its viewer).
-pub const CARD_SELECT: &str =
-    "SELECT t.id, t.turn_id, t.property_id, p.property_id AS property_code,
-            p.name AS property_name, t.stage_id, p.property_manager_id AS pm_id,
-            nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
-            t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
-            t.expected_completion_date, t.turn_completion_date, t.turn_amount,
-            t.approved_turn_amount, t.approval_status, t.version
-       FROM turns t
+/// A turn as a board card, unredacted (the caller redacts for its viewer): columns, then tables.
+pub const CARD_COLUMNS: &str = "t.id, t.turn_id, t.property_id, p.property_id AS property_code,
+     p.name AS property_name, t.stage_id, p.property_manager_id AS pm_id,
+     nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
+     t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
+     t.expected_completion_date, t.turn_completion_date, t.turn_amount,
+     t.approved_turn_amount, t.approval_status, t.version";
+pub const CARD_FROM: &str = "FROM turns t
        JOIN properties p ON p.id = t.property_id
        JOIN turn_stages st ON st.id = t.stage_id
        LEFT JOIN users pm ON pm.id = p.property_manager_id
@@ -162,7 +161,7 @@ pub async fn turns_in_scope(
 ) -> Result<Vec<TurnCard>, sqlx::Error> {
     let s = scope_sql(actor.scope());
     let sql = format!(
-        "{CARD_SELECT}
+        "SELECT {CARD_COLUMNS} {CARD_FROM}
           WHERE t.is_active AND {turn}
             AND ($3::date IS NULL OR NOT st.is_complete_stage
                  OR coalesce(t.turn_completion_date, t.updated_at::date) >= $3)
