@@ -515,6 +515,34 @@ mod tests {
         assert!(rebased.base_holds(&c));
     }
 
+    proptest::proptest! {
+        /// Edits to different fields merge: each still applies after the other, in either order,
+        /// with the same result. A rival edit of the same field applies only if the value it
+        /// started from is still there; rebased ("keep mine"), it applies.
+        #[test]
+        fn disjoint_edits_commute_and_stale_same_field_edits_do_not_apply(
+            a in proptest::option::of(0i64..1_000_000),
+            b in proptest::option::of(0i64..1_000_000),
+            wo in proptest::option::of("[A-Z0-9-]{1,12}"),
+        ) {
+            let start = card();
+            let cents = |v: Option<i64>| v.map(|v| Decimal::new(v, 2));
+            let amount = TurnEdit::Amount(Edit { from: start.turn_amount, to: cents(a) });
+            let work_order = TurnEdit::WoNumber(Edit { from: start.wo_number.clone(), to: wo });
+            let (mut x, mut y) = (start.clone(), start.clone());
+            amount.apply(&mut x);
+            proptest::prop_assert!(work_order.base_holds(&x));
+            work_order.apply(&mut x);
+            work_order.apply(&mut y);
+            proptest::prop_assert!(amount.base_holds(&y));
+            amount.apply(&mut y);
+            proptest::prop_assert_eq!(&x, &y);
+            let rival = TurnEdit::Amount(Edit { from: start.turn_amount, to: cents(b) });
+            proptest::prop_assert_eq!(rival.base_holds(&x), x.turn_amount == start.turn_amount);
+            proptest::prop_assert!(rival.rebased(&x).base_holds(&x));
+        }
+    }
+
     #[test]
     fn validation_names_the_field() {
         let bad = Change::EditTurn {

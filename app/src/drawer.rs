@@ -416,9 +416,13 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
     let waiting = move || local.outbox.with(Vec::len);
     let synced = move || {
         local.synced_at.get().map(|ms| {
-            chrono::DateTime::from_timestamp_millis(ms as i64)
-                .map(|t| format!("Synced {} UTC", t.format("%H:%M:%S")))
-                .unwrap_or_default()
+            let secs = ms / 1000 % 86_400;
+            format!(
+                "Synced {:02}:{:02}:{:02} UTC",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            )
         })
     };
     let failed = move || local.failed.get();

@@ -154,6 +154,18 @@ test.describe("desktop", () => {
     await context.close();
   });
 
+  test("logging out forgets the user's data on this device", async ({ page }) => {
+    const board = await logInAs(page, "srpm@turns.demo");
+    await board.live();
+    const stored = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("turns.v1.")).length);
+    expect(await stored()).toBeGreaterThan(0);
+    await board.logOut();
+    await expect(page).toHaveURL(/\/login/);
+    expect(await stored()).toBe(0);
+    // The signed-in page the service worker kept is gone too.
+    expect(await page.evaluate(async () => (await caches.match("/board")) === undefined)).toBe(true);
+  });
+
   test("cards move by drag and drop and by the arrow buttons; gates refuse with a reason", async ({ page }) => {
     const turn = makeTurn("LF-MOVE-1");
     const board = await logInAs(page, "pm@turns.demo");
@@ -204,7 +216,7 @@ test.describe("vendor on a phone", () => {
     await board.open(moved);
     await page.getByTestId("mark-complete").click();
     await expect(board.card(moved)).toHaveAttribute("data-sync", "pending");
-    psql(`UPDATE turns SET vendor_id = (SELECT id FROM vendors WHERE name = 'Apex Flooring') WHERE turn_id = '${moved}'`);
+    psql(`UPDATE turns SET vendor_id = (SELECT id FROM vendors WHERE name = 'FloorPro Flooring') WHERE turn_id = '${moved}'`);
     await context.setOffline(false);
     await expect(page.getByTestId("rejected")).toContainText("no longer yours");
     await expect(board.card(moved)).toHaveCount(0);

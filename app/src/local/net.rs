@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use turns::model::TurnCard;
@@ -243,9 +243,27 @@ fn drop_pending(local: Local, user: Uuid, p: &Pending) {
         .update(|o| o.retain(|q| q.mutation.id != p.mutation.id));
 }
 
+/// A shape message: a change or a control message. Values are Postgres text (or null).
+#[derive(Deserialize)]
+struct Message {
+    headers: MessageHeaders,
+    #[serde(default)]
+    value: Row,
+}
+
+#[derive(Deserialize)]
+struct MessageHeaders {
+    control: Option<String>,
+    operation: Option<String>,
+    #[serde(default)]
+    txids: Vec<u64>,
+}
+
+type Row = HashMap<String, Option<String>>;
+
 /// One change from the stream, buffered until the next up-to-date.
 enum RowChange {
-    Upsert(Uuid, Map<String, Value>),
+    Upsert(Uuid, Row),
     Delete(Uuid),
 }
 
@@ -301,7 +319,7 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             }
         }
         let headers = response.headers();
-        let messages: Vec<Value> = match response.json().await {
+        let messages: Vec<Message> = match response.json().await {
             Ok(m) => m,
             Err(_) => {
                 delay = backoff(delay);
@@ -322,8 +340,8 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
         }
         let mut up_to_date = false;
         for m in messages {
-            let h = &m["headers"];
-            if let Some(control) = h["control"].as_str() {
+            let h = m.headers;
+            if let Some(control) = h.control.as_deref() {
                 if control == "up-to-date" {
                     up_to_date = true;
                 } else if control == "must-refetch" {
@@ -332,16 +350,20 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 }
                 continue;
             }
-            for t in h["txids"].as_array().into_iter().flatten() {
-                txids.insert(t.to_string());
-            }
-            let Some(id) = m["value"]["id"].as_str().and_then(|s| s.parse().ok()) else {
+            txids.extend(h.txids.iter().map(u64::to_string));
+            let Some(id) = m
+                .value
+                .get("id")
+                .cloned()
+                .flatten()
+                .and_then(|s| s.parse().ok())
+            else {
                 continue;
             };
-            match (h["operation"].as_str(), m["value"].as_object()) {
-                (Some("delete"), _) => buffer.push(RowChange::Delete(id)),
-                (Some(_), Some(value)) => buffer.push(RowChange::Upsert(id, value.clone())),
-                _ => {}
+            match h.operation.as_deref() {
+                Some("delete") => buffer.push(RowChange::Delete(id)),
+                Some(_) => buffer.push(RowChange::Upsert(id, m.value)),
+                None => {}
             }
         }
         if replace && !up_to_date {
@@ -396,7 +418,7 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
                     }
                 }
                 RowChange::Upsert(id, value) => {
-                    if value.get("is_active").and_then(Value::as_str) == Some("f") {
+                    if value.get("is_active").cloned().flatten().as_deref() == Some("f") {
                         if let Some(i) = index.remove(&id) {
                             cards.remove(i);
                             index = cards.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
@@ -474,9 +496,9 @@ fn blank(id: Uuid) -> TurnCard {
 }
 
 /// Shape values are Postgres text; columns absent from an update are unchanged.
-fn merge_row(card: &mut TurnCard, value: &Map<String, Value>) {
+fn merge_row(card: &mut TurnCard, value: &Row) {
     for (column, v) in value {
-        let text = v.as_str();
+        let text = v.as_deref();
         let uuid = || text.and_then(|s| s.parse::<Uuid>().ok());
         let date = || text.and_then(|s| s.parse::<chrono::NaiveDate>().ok());
         let money = || text.and_then(|s| s.parse::<turns::Decimal>().ok());
@@ -493,7 +515,9 @@ fn merge_row(card: &mut TurnCard, value: &Map<String, Value>) {
             "turn_amount" => card.turn_amount = money(),
             "approved_turn_amount" => card.approved_turn_amount = money(),
             "approval_status" => {
-                card.approval_status = serde_json::from_value(v.clone()).ok();
+                card.approval_status = turns::ApprovalStatus::ALL
+                    .into_iter()
+                    .find(|s| Some(s.as_str()) == text);
             }
             "version" => card.version = text.and_then(|s| s.parse().ok()).unwrap_or(card.version),
             _ => {}
