@@ -45,7 +45,8 @@ test("a DFO approver sees the turns waiting for DFO approval", async ({ page }, 
 });
 
 test("filters work in the browser after hydration, without a round trip", async ({ page }) => {
-  const board = await logInAs(page, "srpm@turns.demo");
+  // srpm2 oversees pm3 only: the local-first tests add turns to pm's homes while this runs.
+  const board = await logInAs(page, "srpm2@turns.demo");
   await board.hydrated();
   const total = await board.cards().count();
   expect(total).toBeGreaterThan(1);

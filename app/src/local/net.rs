@@ -224,6 +224,20 @@ fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
         }
         Outcome::Applied { .. } => drop_pending(local, user, &p),
         Outcome::Rejected(rejection) => {
+            // A conflict brings the row as it is now: show it at once, before the stream does.
+            if let Rejection::Conflict {
+                current: Some(current),
+                ..
+            } = &rejection
+            {
+                local.base.update(|base| {
+                    if let Some(c) = base.iter_mut().find(|c| c.id == current.id) {
+                        if current.version > c.version {
+                            *c = (**current).clone();
+                        }
+                    }
+                });
+            }
             let failed = Failed {
                 seq: p.seq,
                 mutation: p.mutation.clone(),
@@ -276,6 +290,7 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
     let mut replace = handle.is_none();
     let mut buffer: Vec<RowChange> = Vec::new();
     let mut txids: HashSet<String> = HashSet::new();
+    let mut persisted = offset.clone();
     let expected = local.base.with_untracked(Vec::len);
     while local.leader.get_untracked() {
         if !local.online.get_untracked() {
@@ -370,6 +385,7 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             local.first_sync.set(Some((buffer.len(), expected)));
         }
         if up_to_date {
+            let changed = !buffer.is_empty() || replace;
             let unknown = commit(local, std::mem::take(&mut buffer), replace);
             replace = false;
             live = true;
@@ -378,7 +394,11 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             remember(&txids);
             retire(local, user, &txids);
             txids.clear();
-            persist(local, user, &handle, &offset);
+            // Idle polls change nothing: do not rewrite the store (other tabs reread it).
+            if changed || offset != persisted {
+                persist(local, user, &handle, &offset);
+                persisted = offset.clone();
+            }
             if unknown && local.online.get_untracked() {
                 if let Ok(board) = turn_board().await {
                     local.attach(board);
