@@ -134,13 +134,7 @@ pub async fn mutate(batch: Vec<Mutation>) -> Result<Vec<Outcome>, AppError> {
             "Send at most {MAX_BATCH} changes at once."
         ))));
     }
-    let actor = user.actor();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for m in &batch {
-        let outcome = turns_server::mutations::apply(&state.pool, &actor, m)
-            .await
-            .map_err(ssr::internal)?;
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+    turns_server::mutations::apply_batch(&state.pool, &user.actor(), &batch)
+        .await
+        .map_err(ssr::internal)
 }

@@ -70,7 +70,7 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
 /// Apply one mutation for `actor`, exactly once per mutation id.
 pub async fn apply(pool: &PgPool, actor: &Actor, m: &Mutation) -> Result<Outcome, sqlx::Error> {
     if let Change::EditTurn { turn, edits } = &m.change {
-        return apply_edit(pool, actor, m, *turn, edits).await;
+        return apply_edit(&mut *pool.acquire().await?, actor, m, *turn, edits).await;
     }
     let mut tx = pool.begin().await?;
     let outcome = match execute(&mut tx, actor, m).await {
@@ -95,6 +95,46 @@ pub async fn apply(pool: &PgPool, actor: &Actor, m: &Mutation) -> Result<Outcome
         tx.rollback().await?;
         stored_outcome(&mut *pool.acquire().await?, actor, m.id).await
     }
+}
+
+/// Apply a device's batch in order. A batch of edits (the usual outbox drain) shares one
+/// transaction, so it costs one commit; anything unusual in it — another kind of change, a
+/// constraint error, a racing replay — rolls that transaction back and the batch is applied one
+/// mutation at a time instead, with the same outcomes.
+pub async fn apply_batch(
+    pool: &PgPool,
+    actor: &Actor,
+    batch: &[Mutation],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let edits_only = batch
+        .iter()
+        .all(|m| matches!(m.change, Change::EditTurn { .. }));
+    if batch.len() > 1 && edits_only {
+        let mut tx = pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch {
+            let Change::EditTurn { turn, edits } = &m.change else {
+                break;
+            };
+            match apply_edit(&mut tx, actor, m, *turn, edits).await {
+                Ok(o) => outcomes.push(o),
+                Err(_) => break,
+            }
+        }
+        // A failed statement aborts the transaction (and COMMIT would then roll back quietly):
+        // make sure it is healthy before committing.
+        if outcomes.len() == batch.len()
+            && sqlx::query("SELECT 1").execute(&mut *tx).await.is_ok()
+            && tx.commit().await.is_ok()
+        {
+            return Ok(outcomes);
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for m in batch {
+        outcomes.push(apply(pool, actor, m).await?);
+    }
+    Ok(outcomes)
 }
 
 /// Store the outcome under the mutation id; false when the id has an outcome already.
@@ -287,25 +327,24 @@ fn start_approval(card: &mut TurnCard, limits: &Thresholds, is_core: bool, from_
 /// and plan the change, then write it in one statement (turn, audit row and receipt) only if the
 /// turn's version is still the one read; if it moved, read again. Two round trips per edit.
 async fn apply_edit(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     actor: &Actor,
     m: &Mutation,
     id: Uuid,
     edits: &[TurnEdit],
 ) -> Result<Outcome, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
     for _ in 0..20 {
         let planned = async {
             m.change.validate().map_err(Rejection::invalid)?;
-            let turn = read_turn(&mut conn, actor, id, false).await?;
-            let after = plan_edit(&mut conn, actor, m, &turn, edits).await?;
+            let turn = read_turn(conn, actor, id, false).await?;
+            let after = plan_edit(conn, actor, m, &turn, edits).await?;
             Ok::<_, Stop>((turn, after))
         }
         .await;
         let outcome = match planned {
             Ok((turn, Some(after))) => {
                 match write_turn(
-                    &mut conn,
+                    conn,
                     actor,
                     m,
                     &after,
@@ -319,7 +358,7 @@ async fn apply_edit(
                     Ok(None) => continue,
                     Err(Stop::Reject(r)) => Outcome::Rejected(r),
                     Err(Stop::Db(e)) if is_receipt_conflict(&e) => {
-                        return stored_outcome(&mut conn, actor, m.id).await
+                        return stored_outcome(conn, actor, m.id).await
                     }
                     Err(Stop::Db(e)) => return Err(e),
                 }
@@ -328,10 +367,10 @@ async fn apply_edit(
             Err(Stop::Reject(r)) => Outcome::Rejected(r),
             Err(Stop::Db(e)) => return Err(e),
         };
-        return if store_receipt(&mut conn, actor, m, &outcome).await? {
+        return if store_receipt(conn, actor, m, &outcome).await? {
             Ok(outcome)
         } else {
-            stored_outcome(&mut conn, actor, m.id).await
+            stored_outcome(conn, actor, m.id).await
         };
     }
     Err(sqlx::Error::Protocol(format!(

@@ -6,7 +6,7 @@ use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
 };
 use turns::{Actor, ApprovalStatus, Decimal};
-use turns_server::mutations::apply;
+use turns_server::mutations::{apply, apply_batch};
 use turns_server::testing::{actor, demo_state};
 use uuid::Uuid;
 
@@ -600,4 +600,65 @@ async fn small_amounts_are_self_approved_and_rejections_return_to_the_pm() {
         row(pool, big).await.approval_status,
         ApprovalStatus::DfoApprovalNeeded
     );
+}
+
+#[tokio::test]
+async fn a_batch_of_edits_commits_once_and_survives_bad_members_and_replays() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let (a, b) = (new_turn(pool, &pm).await, new_turn(pool, &pm).await);
+    let wo = |turn, from: Option<&str>, to: &str| {
+        mutation(edit(
+            turn,
+            vec![TurnEdit::WoNumber(Edit {
+                from: from.map(str::to_string),
+                to: Some(to.into()),
+            })],
+        ))
+    };
+    let first = wo(a, None, "A1");
+    let batch = vec![first.clone(), wo(b, None, "B1"), wo(a, Some("A1"), "A2")];
+    let outcomes = apply_batch(pool, &pm, &batch).await.expect("ran");
+    let txids: Vec<_> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Applied { txid: Some(t) } => t.clone(),
+            other => panic!("applied: {other:?}"),
+        })
+        .collect();
+    assert!(
+        txids.windows(2).all(|w| w[0] == w[1]),
+        "one transaction: {txids:?}"
+    );
+    assert_eq!(row(pool, a).await.wo_number.as_deref(), Some("A2"));
+    // A replayed member and one the database refuses (completion before move-out): the batch
+    // falls back to one at a time, the others still apply, nothing is doubled.
+    let before_move_out = TurnEdit::Completion(Edit {
+        from: None,
+        to: Some(Utc::now().date_naive() - chrono::Days::new(30)),
+    });
+    let bad = mutation(edit(b, vec![before_move_out]));
+    let batch = vec![first.clone(), bad.clone(), wo(b, Some("B1"), "B2")];
+    let outcomes = apply_batch(pool, &pm, &batch).await.expect("ran");
+    assert_eq!(
+        outcomes[0],
+        Outcome::Applied {
+            txid: Some(txids[0].clone())
+        }
+    );
+    let Rejection::Invalid { fields, .. } = rejected(&outcomes[1]) else {
+        panic!("invalid: {:?}", outcomes[1]);
+    };
+    assert_eq!(fields[0].field, "turn_completion_date");
+    assert!(matches!(outcomes[2], Outcome::Applied { txid: Some(_) }));
+    assert_eq!(row(pool, b).await.wo_number.as_deref(), Some("B2"));
+    let audits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE row_id = ANY($1) AND action = 'edit_turn'",
+    )
+    .bind(vec![a, b])
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    assert_eq!(audits, 4);
 }

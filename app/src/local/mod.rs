@@ -13,6 +13,8 @@
 //!
 //! Only one tab per user talks to the server (the leader, see `net`); the others follow the same
 //! storage keys. Everything about the network lives in `net`, storage in `storage` (browser only).
+#[cfg(any(feature = "hydrate", test))]
+mod compact;
 #[cfg(feature = "hydrate")]
 mod net;
 #[cfg(feature = "hydrate")]

@@ -1,10 +1,11 @@
 //! Local storage layout, per user (`turns.v1.<user>.…`):
-//! - `snapshot`: the board (stages, names, cards) with the shape handle and offset; written by
-//!   the leading tab only, and droppable: it is a cache the stream can rebuild;
+//! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the shape handle
+//!   and offset; written by the leading tab only, and droppable: a cache the stream can rebuild;
 //! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
 //!   other's edits; never dropped to make room;
 //! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
 //! - `leader`: which tab talks to the server, and until when.
+use super::compact::Cards;
 use super::{Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -39,13 +40,42 @@ fn keys_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The snapshot as stored: the board without its cards, and the cards in compact form.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    board: Board,
+    cards: Cards,
+    handle: Option<String>,
+    offset: String,
+    synced_at: Option<u64>,
+}
+
 pub fn load_snapshot(user: Uuid) -> Option<Snapshot> {
-    LocalStorage::get(key(user, "snapshot")).ok()
+    let s: Stored = LocalStorage::get(key(user, "snapshot")).ok()?;
+    Some(Snapshot {
+        board: Board {
+            turns: s.cards.decode(),
+            ..s.board
+        },
+        handle: s.handle,
+        offset: s.offset,
+        synced_at: s.synced_at,
+    })
 }
 
 /// Save the cache; when storage is full, drop it (the outbox stays) and say so.
 pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
-    LocalStorage::set(key(user, "snapshot"), snapshot).map_err(|_| {
+    let stored = Stored {
+        board: Board {
+            turns: Vec::new(),
+            ..snapshot.board.clone()
+        },
+        cards: Cards::encode(&snapshot.board.turns),
+        handle: snapshot.handle.clone(),
+        offset: snapshot.offset.clone(),
+        synced_at: snapshot.synced_at,
+    };
+    LocalStorage::set(key(user, "snapshot"), &stored).map_err(|_| {
         LocalStorage::delete(key(user, "snapshot"));
         "This device's storage is full: the board is not kept for offline use. Your unsent \
          changes are kept."
