@@ -9,7 +9,7 @@
 // - turns: how many turns the local store holds (cards rendered are capped at 100 per column).
 import { chromium } from "@playwright/test";
 
-const [base, email, runsArg = "15"] = process.argv.slice(2);
+const [base, email, runsArg = "31"] = process.argv.slice(2);
 const runs = Number(runsArg);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
