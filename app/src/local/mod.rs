@@ -269,7 +269,7 @@ fn next_seq() -> u64 {
     }
 }
 
-/// Names for ids, from the board's lists and the cards we have.
+/// A vendor's name, from the board's lists.
 pub fn vendor_name(meta: Option<&Board>, id: Uuid) -> Option<String> {
     let meta = meta?;
     meta.assignable_vendors
