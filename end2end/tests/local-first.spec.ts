@@ -166,6 +166,30 @@ test.describe("desktop", () => {
     expect(await page.evaluate(async () => (await caches.match("/board")) === undefined)).toBe(true);
   });
 
+  test("with local storage full, edits are still queued and sent, and the user is told", async ({ page }) => {
+    const [mine, theirs] = ["LF-QUOTA-1", "LF-QUOTA-2"].map((t) => makeTurn(t, { pm: "pm2@turns.demo" }));
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    // Fill the origin's storage to the last byte.
+    await page.evaluate(() => {
+      let i = 0;
+      for (let size = 1 << 20; size >= 1; size >>= 1) {
+        const chunk = "x".repeat(size);
+        try { for (;;) localStorage.setItem(`junk.${i++}`, chunk); } catch { /* full at this size */ }
+      }
+    });
+    // A change from elsewhere cannot be cached any more: the cache goes, the user is told.
+    const longer = "WO-ELSEWHERE-AND-LONGER-THAN-IT-WAS-0001";
+    psql(`UPDATE turns SET wo_number = '${longer}' WHERE turn_id = '${theirs}'`);
+    await expect(board.card(theirs).getByTestId("wo")).toHaveText(longer);
+    await expect(page.getByTestId("sync-notice")).toContainText("storage is full");
+    // The user's own edit is still queued durably and sent.
+    await editWo(page, board, mine, "WO-FULL");
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(mine, "wo_number")).toBe("WO-FULL");
+    await expect(page.getByTestId("sync-notice")).toContainText("storage is full");
+  });
+
   test("cards move by drag and drop and by the arrow buttons; gates refuse with a reason", async ({ page }) => {
     const turn = makeTurn("LF-MOVE-1");
     const board = await logInAs(page, "pm@turns.demo");
@@ -293,13 +317,17 @@ test.describe("server restarts", () => {
     await expect.poll(async () => (await fetch(`${base}/health`).catch(() => null))?.status, { timeout: 60_000 }).toBe(200);
   }
 
+  test.describe.configure({ mode: "serial" });
+  test.beforeAll(async () => {
+    test.setTimeout(120_000);
+    psql("DROP DATABASE IF EXISTS turns_restart WITH (FORCE)");
+    psql("CREATE DATABASE turns_restart");
+    await startServer();
+  });
   test.afterAll(() => server?.kill("SIGKILL"));
 
   test("killed and restarted while the outbox drains: nothing lost, nothing doubled", async ({ browser }) => {
     test.setTimeout(180_000);
-    psql("DROP DATABASE IF EXISTS turns_restart WITH (FORCE)");
-    psql("CREATE DATABASE turns_restart");
-    await startServer();
     const turnsToEdit = Array.from({ length: 12 }, (_, i) => makeTurn(`LF-KILL-${i}`, {}, dbUrl()));
     const context = await browser.newContext({ baseURL: base });
     const page = await context.newPage();
@@ -323,6 +351,25 @@ test.describe("server restarts", () => {
       expect(writesTo(t, dbUrl())).toBe(1);
       expect(receiptsFor(t, dbUrl())).toBe(1);
     }
+    await context.close();
+  });
+
+  test("a rotated shape log (409) makes the client refetch; nothing queued is lost", async ({ browser }) => {
+    const turn = makeTurn("LF-ROTATE-1", {}, dbUrl());
+    const context = await browser.newContext({ baseURL: base });
+    const page = await context.newPage();
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.live();
+    await context.setOffline(true);
+    await editWo(page, board, turn, "WO-ROTATED");
+    // TRUNCATE cannot be followed row by row: the server starts a new log epoch, every handle 409s.
+    psql("BEGIN; TRUNCATE approval_thresholds; INSERT INTO approval_thresholds DEFAULT VALUES; COMMIT;", dbUrl());
+    makeTurn("LF-ROTATE-2", {}, dbUrl());
+    await context.setOffline(false);
+    await expect(board.card("LF-ROTATE-2")).toBeVisible();
+    await expect(board.pending()).toHaveText("All changes saved");
+    await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-ROTATED");
+    expect(turnField(turn, "wo_number", dbUrl())).toBe("WO-ROTATED");
     await context.close();
   });
 });

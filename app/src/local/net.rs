@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use turns::model::TurnCard;
-use turns::mutation::{Outcome, Rejection};
+use turns::mutation::{Change, Outcome, Rejection};
 use uuid::Uuid;
 
 /// The leader's lease; renewed every second, taken over by another tab when it lapses.
@@ -22,6 +22,8 @@ const LEASE_MS: u64 = 3000;
 /// from the outbox after this long while the stream is live.
 const UNSEEN_MS: u64 = 30_000;
 const MAX_BACKOFF_MS: u64 = 30_000;
+const SESSION_ENDED: &str =
+    "Your session has ended. Log in again to sync — your changes are kept on this device.";
 
 thread_local! {
     static WAKERS: RefCell<Vec<mpsc::UnboundedSender<()>>> = const { RefCell::new(Vec::new()) };
@@ -150,16 +152,19 @@ async fn send_loop(local: Local, user: Uuid) {
         match mutate(mutations).await {
             Ok(outcomes) => {
                 delay = 0;
-                local.notice.set(None);
+                // Sending works again: a session notice is over (a storage notice is not).
+                if local
+                    .notice
+                    .with_untracked(|n| n.as_deref() == Some(SESSION_ENDED))
+                {
+                    local.notice.set(None);
+                }
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
                     settle(local, user, p, outcome);
                 }
             }
             Err(AppError::Unauthorized) => {
-                local.notice.set(Some(
-                    "Your session has ended. Log in again to send your changes — they are kept on this device."
-                        .into(),
-                ));
+                local.notice.set(Some(SESSION_ENDED.into()));
                 nap(&mut rx, 15_000).await;
             }
             Err(AppError::BadRequest(message)) => {
@@ -291,6 +296,8 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
     let mut buffer: Vec<RowChange> = Vec::new();
     let mut txids: HashSet<String> = HashSet::new();
     let mut persisted = offset.clone();
+    // When the current snapshot was asked for: it holds every write acknowledged before then.
+    let mut snapshot_asked_at = 0;
     let expected = local.base.with_untracked(Vec::len);
     while local.leader.get_untracked() {
         if !local.online.get_untracked() {
@@ -303,6 +310,14 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
         }
         if live {
             url.push_str("&live=true");
+        }
+        if offset == "-1" {
+            // Snapshot responses may be cached for days (by the protocol's cache headers): after
+            // a 409 the browser would hand back the stale one with its dead handle.
+            url.push_str(&format!("&cache-buster={}", now_ms()));
+        }
+        if offset == "-1" {
+            snapshot_asked_at = now_ms();
         }
         let response = match gloo_net::http::Request::get(&url).send().await {
             Ok(r) => r,
@@ -321,9 +336,7 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 continue;
             }
             401 => {
-                local
-                    .notice
-                    .set(Some("Your session has ended. Log in again to sync.".into()));
+                local.notice.set(Some(SESSION_ENDED.into()));
                 nap(&mut rx, 15_000).await;
                 continue;
             }
@@ -386,13 +399,19 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
         }
         if up_to_date {
             let changed = !buffer.is_empty() || replace;
+            let was_snapshot = replace;
             let unknown = commit(local, std::mem::take(&mut buffer), replace);
             replace = false;
             live = true;
             local.first_sync.set(None);
             local.synced_at.set(Some(now_ms()));
             remember(&txids);
-            retire(local, user, &txids);
+            retire(
+                local,
+                user,
+                &txids,
+                was_snapshot.then_some(snapshot_asked_at),
+            );
             txids.clear();
             // Idle polls change nothing: do not rewrite the store (other tabs reread it).
             if changed || offset != persisted {
@@ -545,14 +564,26 @@ fn merge_row(card: &mut TurnCard, value: &Row) {
     }
 }
 
-/// Outbox entries the stream has now delivered leave the outbox (and so the optimistic layer).
-fn retire(local: Local, user: Uuid, txids: &HashSet<String>) {
+/// Outbox entries the stream has now delivered leave the outbox (and so the optimistic layer):
+/// their transaction arrived, or a fresh snapshot asked for after the server acknowledged them
+/// holds their effect (a snapshot carries rows, not transactions).
+fn retire(local: Local, user: Uuid, txids: &HashSet<String>, snapshot_asked_at: Option<u64>) {
     let now = now_ms();
+    let base = local.base.get_untracked();
+    // After a snapshot, an edit the rows already show is in it, whenever it was acknowledged.
+    let shown = |p: &Pending| match &p.mutation.change {
+        Change::EditTurn { turn, edits } => base
+            .iter()
+            .find(|c| c.id == *turn)
+            .is_some_and(|c| edits.iter().all(|e| e.is_noop(c))),
+        _ => false,
+    };
     let done: Vec<Pending> = local.outbox.with_untracked(|o| {
         o.iter()
             .filter(|p| {
                 p.sent.as_ref().is_some_and(|s| {
                     s.txid.as_ref().is_some_and(|t| txids.contains(t))
+                        || snapshot_asked_at.is_some_and(|asked| s.at_ms <= asked || shown(p))
                         || now.saturating_sub(s.at_ms) > UNSEEN_MS
                 })
             })
