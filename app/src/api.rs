@@ -122,9 +122,10 @@ pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
 /// The most mutations one call carries; the outbox sends in batches of this size.
 pub const MAX_BATCH: usize = 50;
 
-/// The one write endpoint: a batch of the device's queued mutations, applied in order, each in its
-/// own transaction and at most once. Every outcome is final for its mutation (applied, or rejected
-/// for good); a transport or server failure leaves the batch queued for a retry.
+/// The one write endpoint: a batch of the device's queued mutations, applied in order, each at
+/// most once (a batch of edits shares one transaction: `mutations::apply_batch`). Every outcome is
+/// final for its mutation (applied, or rejected for good); a transport or server failure leaves
+/// the batch queued for a retry.
 #[server(endpoint = "mutate", input = leptos::server_fn::codec::Json)]
 pub async fn mutate(batch: Vec<Mutation>) -> Result<Vec<Outcome>, AppError> {
     let user = ssr::require_user()?;

@@ -338,6 +338,12 @@ async fn bad_input_is_refused_cleanly() {
     .await;
     assert_eq!(ok.status, 200, "the server keeps serving");
     assert_eq!(ok.headers["vary"], "Cookie");
+    // One user's rows: never stored by a shared cache.
+    let cache = ok.headers["cache-control"].to_str().unwrap_or_default();
+    assert!(
+        cache.starts_with("private") && !cache.contains("s-maxage"),
+        "{cache}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -280,8 +280,19 @@ async fn authorized_shape(
         Err(refusal) => return refusal.into_response(),
     };
     let mut res = serve(&state, def, &params, &headers).await;
-    res.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Cookie"));
+    let h = res.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    // One user's rows: a browser may cache them, a shared cache must not.
+    let private = h
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.replace("public", "private")
+                .replace(", s-maxage=3600", "")
+        });
+    if let Some(v) = private {
+        h.insert(header::CACHE_CONTROL, header_value(&v));
+    }
     res
 }
 
