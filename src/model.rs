@@ -77,7 +77,7 @@ pub struct PropertySummary {
 }
 
 /// One card on the turn board. Money fields are `None` where the viewer may not see them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct TurnCard {
     pub id: Uuid,

@@ -188,15 +188,7 @@ impl TurnEdit {
 
     /// Whether the field still holds the value the user started from.
     pub fn base_holds(&self, turn: &TurnCard) -> bool {
-        match self {
-            TurnEdit::Stage(e) => e.from == turn.stage_id,
-            TurnEdit::Vendor(e) => e.from == turn.vendor_id,
-            TurnEdit::Amount(e) => e.from == turn.turn_amount,
-            TurnEdit::WoNumber(e) => e.from == turn.wo_number,
-            TurnEdit::MoveOutDate(e) => e.from == turn.move_out_date,
-            TurnEdit::ExpectedCompletion(e) => e.from == turn.expected_completion_date,
-            TurnEdit::Completion(e) => e.from == turn.turn_completion_date,
-        }
+        self.rebased(turn) == *self
     }
 
     /// Whether the field already holds the new value.
@@ -221,36 +213,17 @@ impl TurnEdit {
 
     /// The same edit starting from the card's current value (the user's "keep mine").
     pub fn rebased(&self, turn: &TurnCard) -> TurnEdit {
-        match self {
-            TurnEdit::Stage(e) => TurnEdit::Stage(Edit {
-                from: turn.stage_id,
-                to: e.to,
-            }),
-            TurnEdit::Vendor(e) => TurnEdit::Vendor(Edit {
-                from: turn.vendor_id,
-                to: e.to,
-            }),
-            TurnEdit::Amount(e) => TurnEdit::Amount(Edit {
-                from: turn.turn_amount,
-                to: e.to,
-            }),
-            TurnEdit::WoNumber(e) => TurnEdit::WoNumber(Edit {
-                from: turn.wo_number.clone(),
-                to: e.to.clone(),
-            }),
-            TurnEdit::MoveOutDate(e) => TurnEdit::MoveOutDate(Edit {
-                from: turn.move_out_date,
-                to: e.to,
-            }),
-            TurnEdit::ExpectedCompletion(e) => TurnEdit::ExpectedCompletion(Edit {
-                from: turn.expected_completion_date,
-                to: e.to,
-            }),
-            TurnEdit::Completion(e) => TurnEdit::Completion(Edit {
-                from: turn.turn_completion_date,
-                to: e.to,
-            }),
+        let mut edit = self.clone();
+        match &mut edit {
+            TurnEdit::Stage(e) => e.from = turn.stage_id,
+            TurnEdit::Vendor(e) => e.from = turn.vendor_id,
+            TurnEdit::Amount(e) => e.from = turn.turn_amount,
+            TurnEdit::WoNumber(e) => e.from = turn.wo_number.clone(),
+            TurnEdit::MoveOutDate(e) => e.from = turn.move_out_date,
+            TurnEdit::ExpectedCompletion(e) => e.from = turn.expected_completion_date,
+            TurnEdit::Completion(e) => e.from = turn.turn_completion_date,
         }
+        edit
     }
 
     fn validate(&self, errors: &mut Vec<FieldError>) {

@@ -24,6 +24,33 @@ fn parse_amount(text: &str) -> Result<Option<Decimal>, FieldError> {
         .map_err(|_| FieldError::new("turn_amount", "Enter an amount like 1250.00."))
 }
 
+#[derive(Clone, Copy)]
+enum Input {
+    Text,
+    Money,
+    Date,
+}
+
+/// A labelled input bound to a text signal.
+fn field(
+    label: &'static str,
+    testid: &'static str,
+    kind: Input,
+    value: RwSignal<String>,
+) -> impl IntoView {
+    let (kind, mode) = match kind {
+        Input::Text => ("text", None),
+        Input::Money => ("text", Some("decimal")),
+        Input::Date => ("date", None),
+    };
+    view! {
+        <label>{label}
+            <input type=kind inputmode=mode data-testid=testid prop:value=move || value.get()
+                on:input=move |ev| value.set(event_target_value(&ev))/>
+        </label>
+    }
+}
+
 fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
     text.parse().ok()
 }
@@ -277,27 +304,16 @@ fn manager_form(
                     {choose(stages, stage)}
                 </select>
             </label>
-            <label>"Turn amount (USD)"
-                <input inputmode="decimal" data-testid="edit-amount" prop:value=move || amount.get()
-                    on:input=move |ev| amount.set(event_target_value(&ev))/>
-            </label>
+            {field("Turn amount (USD)", "edit-amount", Input::Money, amount)}
             <label>"Vendor"
                 <select data-testid="edit-vendor" on:change=move |ev| vendor.set(event_target_value(&ev))>
                     <option value="">"No vendor"</option>
                     {choose(vendors, vendor)}
                 </select>
             </label>
-            <label>"Work order"
-                <input data-testid="edit-wo" prop:value=move || wo.get() on:input=move |ev| wo.set(event_target_value(&ev))/>
-            </label>
-            <label>"Move-out date"
-                <input type="date" data-testid="edit-move-out" prop:value=move || move_out.get()
-                    on:input=move |ev| move_out.set(event_target_value(&ev))/>
-            </label>
-            <label>"Expected completion"
-                <input type="date" data-testid="edit-expected" prop:value=move || expected.get()
-                    on:input=move |ev| expected.set(event_target_value(&ev))/>
-            </label>
+            {field("Work order", "edit-wo", Input::Text, wo)}
+            {field("Move-out date", "edit-move-out", Input::Date, move_out)}
+            {field("Expected completion", "edit-expected", Input::Date, expected)}
             <div class="actions">
                 <button type="submit" class="primary" data-testid="save-turn">"Save"</button>
                 {can_submit.then(|| view! {
@@ -342,10 +358,7 @@ fn vendor_form(
     let done = seen.turn_completion_date;
     view! {
         <form class="drawer-form" on:submit=save>
-            <label>"Expected completion"
-                <input type="date" data-testid="edit-expected" prop:value=move || expected.get()
-                    on:input=move |ev| expected.set(event_target_value(&ev))/>
-            </label>
+            {field("Expected completion", "edit-expected", Input::Date, expected)}
             <div class="actions">
                 <button type="submit" class="primary" data-testid="save-progress">"Save progress"</button>
                 {match done {
@@ -394,10 +407,7 @@ fn approver_form(
     };
     waiting.then(|| view! {
         <div class="drawer-form">
-            <label>"Approve amount (USD)"
-                <input inputmode="decimal" data-testid="approve-amount" prop:value=move || amount.get()
-                    on:input=move |ev| amount.set(event_target_value(&ev))/>
-            </label>
+            {field("Approve amount (USD)", "approve-amount", Input::Money, amount)}
             <label>"Reason (required to reject)"
                 <textarea data-testid="reason" prop:value=move || reason.get()
                     on:input=move |ev| reason.set(event_target_value(&ev))></textarea>

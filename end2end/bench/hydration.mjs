@@ -2,15 +2,11 @@
 // Usage: node hydration.mjs <baseURL> <email> <path> [runs]
 // Prints JSON: medians (ms) of responseStart, domContentLoaded and hydration (the moment the
 // app flips #app[data-hydrated] — an Effect, so it runs only once the wasm has hydrated).
-import { chromium } from "@playwright/test";
+import { launch } from "./browser.mjs";
 
 const [base, email, path = "/board", runsArg = "7"] = process.argv.slice(2);
 const runs = Number(runsArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const context = await browser.newContext({ baseURL: base, viewport: { width: 1440, height: 900 } });
 const login = await context.request.post("/auth/login", { data: { email, password: "turns-demo" } });
 if (!login.ok()) throw new Error(`login ${email}: ${login.status()}`);

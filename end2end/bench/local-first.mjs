@@ -7,15 +7,11 @@
 // - offline: reload with the network off → the board rendered from local storage (the sync bar
 //   shows the stored sync time), from navigation start;
 // - turns: how many turns the local store holds (cards rendered are capped at 100 per column).
-import { chromium } from "@playwright/test";
+import { launch } from "./browser.mjs";
 
 const [base, email, runsArg = "31"] = process.argv.slice(2);
 const runs = Number(runsArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const context = await browser.newContext({ baseURL: base, viewport: { width: 1440, height: 900 } });
 // Records when the board first shows local data after hydration (the sync bar's stored sync time).
 await context.addInitScript(() => {

@@ -178,3 +178,35 @@ pub async fn actor(pool: &PgPool, email: &str) -> turns::Actor {
         vendor_id,
     }
 }
+
+/// A benchmark's database: a fresh, durable private cluster in `dir` (wiped first), migrated,
+/// with the demo data. Keep `cluster` alive while the benchmark runs.
+pub struct BenchDatabase {
+    pub cluster: LocalPostgres,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+pub async fn bench_database(
+    dir: &std::path::Path,
+    connections: u32,
+) -> Result<BenchDatabase, Box<dyn std::error::Error + Send + Sync>> {
+    let _ = std::fs::remove_dir_all(dir);
+    let pg_dir = dir.join("pg");
+    let cluster = tokio::task::spawn_blocking(move || {
+        LocalPostgres::start(&ClusterOptions {
+            dir: pg_dir,
+            port: None,
+            durable: true,
+        })
+    })
+    .await??;
+    create_database_if_missing(&cluster.url("postgres"), "bench").await?;
+    let url = cluster.url("bench");
+    let pool = connect(&url, connections).await?;
+    MIGRATOR.run(&pool).await?;
+    crate::seed::seed_demo_if_empty(&pool, chrono::Utc::now().date_naive())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(BenchDatabase { cluster, url, pool })
+}

@@ -91,6 +91,35 @@ async fn new_turn(pool: &PgPool, pm: &Actor) -> Uuid {
     id
 }
 
+fn new_property_fields(property_id: &str, name: &str) -> NewProperty {
+    NewProperty {
+        id: Uuid::new_v4(),
+        property_id: property_id.into(),
+        name: name.into(),
+        street_address: "1 Main".into(),
+        city: None,
+        state: None,
+        zip_code: None,
+        year_built: None,
+        is_core: true,
+        property_manager_id: None,
+    }
+}
+
+fn new_property(property_id: &str, name: &str) -> Change {
+    Change::CreateProperty(new_property_fields(property_id, name))
+}
+
+fn rename_property(property: Uuid, from: &str, to: &str) -> Change {
+    Change::UpdateProperty {
+        property,
+        edits: vec![PropertyEdit::Name(Edit {
+            from: from.into(),
+            to: to.into(),
+        })],
+    }
+}
+
 fn edit(turn: Uuid, edits: Vec<TurnEdit>) -> Change {
     Change::EditTurn { turn, edits }
 }
@@ -274,23 +303,7 @@ async fn every_role_writes_only_what_the_policy_allows() {
             ),
             "{email}: {outcome:?}"
         );
-        let p = run(
-            pool,
-            &who,
-            Change::CreateProperty(NewProperty {
-                id: Uuid::new_v4(),
-                property_id: format!("P-{email}"),
-                name: "Nope".into(),
-                street_address: "1 Main".into(),
-                city: None,
-                state: None,
-                zip_code: None,
-                year_built: None,
-                is_core: true,
-                property_manager_id: None,
-            }),
-        )
-        .await;
+        let p = run(pool, &who, new_property(&format!("P-{email}"), "Nope")).await;
         assert!(
             matches!(rejected(&p), Rejection::Forbidden { .. }),
             "{email}: {p:?}"
@@ -320,15 +333,10 @@ async fn every_role_writes_only_what_the_policy_allows() {
         &pm,
         Change::CreateProperty(NewProperty {
             id,
-            property_id: "P-NEW-1".into(),
-            name: "Birch Court".into(),
             street_address: "9 Birch Ct".into(),
             city: Some("Austin".into()),
-            state: None,
-            zip_code: None,
             year_built: Some(1999),
-            is_core: true,
-            property_manager_id: None,
+            ..new_property_fields("P-NEW-1", "Birch Court")
         }),
     )
     .await;
@@ -349,46 +357,13 @@ async fn every_role_writes_only_what_the_policy_allows() {
     let rename = run(
         pool,
         &pm,
-        Change::UpdateProperty {
-            property: id,
-            edits: vec![PropertyEdit::Name(Edit {
-                from: "Birch Court".into(),
-                to: "Birch Court East".into(),
-            })],
-        },
+        rename_property(id, "Birch Court", "Birch Court East"),
     )
     .await;
     assert!(matches!(rename, Outcome::Applied { .. }), "{rename:?}");
-    let stale = run(
-        pool,
-        &pm,
-        Change::UpdateProperty {
-            property: id,
-            edits: vec![PropertyEdit::Name(Edit {
-                from: "Birch Court".into(),
-                to: "Birch".into(),
-            })],
-        },
-    )
-    .await;
+    let stale = run(pool, &pm, rename_property(id, "Birch Court", "Birch")).await;
     assert!(matches!(rejected(&stale), Rejection::Conflict { .. }));
-    let duplicate = run(
-        pool,
-        &pm,
-        Change::CreateProperty(NewProperty {
-            id: Uuid::new_v4(),
-            property_id: "P-NEW-1".into(),
-            name: "Again".into(),
-            street_address: "1 Main".into(),
-            city: None,
-            state: None,
-            zip_code: None,
-            year_built: None,
-            is_core: true,
-            property_manager_id: None,
-        }),
-    )
-    .await;
+    let duplicate = run(pool, &pm, new_property("P-NEW-1", "Again")).await;
     let Rejection::Invalid { fields, .. } = rejected(&duplicate) else {
         panic!("invalid: {duplicate:?}");
     };

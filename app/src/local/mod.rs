@@ -381,16 +381,11 @@ fn new_card(
         stage_id: stage,
         pm_id: sibling.and_then(|c| c.pm_id),
         pm_name: sibling.and_then(|c| c.pm_name.clone()),
-        vendor_id: None,
-        vendor_name: None,
         wo_number: t.wo_number.clone(),
         move_out_date: t.move_out_date,
-        expected_completion_date: None,
-        turn_completion_date: None,
-        turn_amount: None,
-        approved_turn_amount: None,
         approval_status: Some(ApprovalStatus::Pending),
         version: 1,
+        ..TurnCard::default()
     })
 }
 

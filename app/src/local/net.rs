@@ -467,7 +467,10 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
                     let i = match index.get(&id) {
                         Some(&i) => i,
                         None => {
-                            let card = previous.get(&id).cloned().unwrap_or_else(|| blank(id));
+                            let card = previous.get(&id).cloned().unwrap_or_else(|| TurnCard {
+                                id,
+                                ..TurnCard::default()
+                            });
                             cards.push(card);
                             index.insert(id, cards.len() - 1);
                             cards.len() - 1
@@ -509,29 +512,6 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
         *base = cards;
     });
     unknown
-}
-
-fn blank(id: Uuid) -> TurnCard {
-    TurnCard {
-        id,
-        turn_id: String::new(),
-        property_id: Uuid::nil(),
-        property_code: String::new(),
-        property_name: String::new(),
-        stage_id: Uuid::nil(),
-        pm_id: None,
-        pm_name: None,
-        vendor_id: None,
-        vendor_name: None,
-        wo_number: None,
-        move_out_date: None,
-        expected_completion_date: None,
-        turn_completion_date: None,
-        turn_amount: None,
-        approved_turn_amount: None,
-        approval_status: None,
-        version: 0,
-    }
 }
 
 /// Shape values are Postgres text; columns absent from an update are unchanged.

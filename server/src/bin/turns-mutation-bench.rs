@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use turns::mutation::{Change, Edit, Mutation, Outcome, TurnEdit};
 use turns::{Actor, Role};
-use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::mutations::{apply, apply_batch};
-use turns_server::pg::{ClusterOptions, LocalPostgres};
+use turns_server::testing::{bench_database, BenchDatabase};
 use uuid::Uuid;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -28,26 +27,8 @@ async fn main() -> Result<(), Error> {
     let quick = std::env::args().any(|a| a == "--quick");
     let secs = if quick { 5 } else { 10 };
     let dir = std::path::absolute("target/mutation-bench")?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let cluster = tokio::task::spawn_blocking({
-        let dir = dir.join("pg");
-        move || {
-            LocalPostgres::start(&ClusterOptions {
-                dir,
-                port: None,
-                durable: true,
-            })
-        }
-    })
-    .await??;
-    create_database_if_missing(&cluster.url("postgres"), "bench").await?;
-    let url = cluster.url("bench");
-    let pool = connect(&url, (CLIENTS * 2) as u32).await?;
-    MIGRATOR.run(&pool).await?;
+    let BenchDatabase { cluster, url, pool } = bench_database(&dir, (CLIENTS * 2) as u32).await?;
     let today = Utc::now().date_naive();
-    turns_server::seed::seed_demo_if_empty(&pool, today)
-        .await
-        .map_err(|e| e.to_string())?;
     generate(
         &pool,
         &GenerateOptions {

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
 use turns_server::generate::{generate, GenerateOptions};
-use turns_server::pg::{ClusterOptions, LocalPostgres};
+use turns_server::testing::{bench_database, BenchDatabase};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 const SECRET: &str = "bench-secret";
@@ -243,26 +242,8 @@ async fn main() -> Result<(), Error> {
         .clone();
     let quick = args.iter().any(|a| a == "--quick");
     let dir = std::path::absolute("target/shape-bench")?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let cluster = tokio::task::spawn_blocking({
-        let dir = dir.join("pg");
-        move || {
-            LocalPostgres::start(&ClusterOptions {
-                dir,
-                port: None,
-                durable: true,
-            })
-        }
-    })
-    .await??;
-    create_database_if_missing(&cluster.url("postgres"), "bench").await?;
-    let url = cluster.url("bench");
-    let pool = connect(&url, 10).await?;
-    MIGRATOR.run(&pool).await?;
+    let BenchDatabase { cluster, url, pool } = bench_database(&dir, 10).await?;
     let today = chrono::Utc::now().date_naive();
-    turns_server::seed::seed_demo_if_empty(&pool, today)
-        .await
-        .map_err(|e| e.to_string())?;
     let turns = if quick { 10_000 } else { 100_000 };
     generate(
         &pool,
