@@ -5,6 +5,12 @@
 //! it), and runs as an unprivileged user when we are root (initdb refuses root). The postmaster is
 //! our child with a parent-death signal, so it never outlives us, and [`LocalPostgres::stop`] shuts
 //! it down cleanly (fast shutdown).
+//!
+//! As root, the cluster's files must be reachable by that user. A checkout under `/root` (or below
+//! any 0700 directory) is not, so then the cluster lives under [`RELOCATED_ROOT`] instead, keyed
+//! by the data directory's path; the password file and the log stay in the data directory, where
+//! the tools look for them.
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
@@ -22,6 +28,13 @@ pub enum PgError {
     NoBinaries,
     #[error("running as root and there is no `postgres` user to run the cluster as (install the `postgresql` package)")]
     NoUnprivilegedUser,
+    #[error(
+        "as root the cluster runs as the `postgres` user, and it cannot enter {dir} (a parent \
+         directory is closed to others: a checkout under /root, or a 0700 parent); {problem}. \
+         Fix: set TURNS_DATA_DIR to a directory every user can enter (e.g. after \
+         `mkdir -m 755 /var/tmp/turns`), or run as a normal user"
+    )]
+    Unreachable { dir: PathBuf, problem: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -39,7 +52,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgError {
 /// Options for a private cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
-    /// Directory that holds `pgdata/`, the password file and the server log.
+    /// Directory that holds `pgdata/`, the password file and the server log (as root, `pgdata/`
+    /// moves under [`RELOCATED_ROOT`] when the `postgres` user cannot reach this directory).
     pub dir: PathBuf,
     /// Port to listen on; `None` picks a free one.
     pub port: Option<u16>,
@@ -55,7 +69,14 @@ pub struct LocalPostgres {
     port: u16,
     password: String,
     dir: PathBuf,
+    cluster_dir: PathBuf,
 }
+
+/// Where a cluster goes when its data directory is out of the `postgres` user's reach.
+pub const RELOCATED_ROOT: &str = "/var/lib/turns";
+
+/// A file in the data directory saying where a relocated cluster is, for whoever looks there.
+const LOCATION_NOTE: &str = "pgdata-location";
 
 struct RunAs {
     uid: u32,
@@ -68,14 +89,28 @@ impl LocalPostgres {
         let bindir = find_bindir().ok_or(PgError::NoBinaries)?;
         let run_as = run_as()?;
         let dir = absolute(&opts.dir)?;
-        let pgdata = dir.join("pgdata");
         fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(io("chmod data dir"))?;
-        chown(&dir, &run_as)?;
-        let password = ensure_password(&dir, &run_as)?;
+        let cluster_dir = place_cluster(&dir, &run_as)?;
+        let pgdata = cluster_dir.join("pgdata");
+        let password = ensure_password(&dir)?;
+        if password.is_new && cluster_dir != dir && pgdata.exists() {
+            // Its password went with the data directory (deleted or recreated): nobody can log in.
+            tracing::warn!(
+                cluster = %pgdata.display(),
+                "the relocated cluster belonged to an earlier {} (its password file is gone); \
+                 starting a new one",
+                dir.display()
+            );
+            fs::remove_dir_all(&pgdata).map_err(io("remove orphaned relocated pgdata"))?;
+        }
         if !pgdata.join("PG_VERSION").exists() {
-            init_cluster(&bindir, &dir, &pgdata, &run_as, opts.durable)?;
+            init_cluster(
+                &bindir,
+                &cluster_dir,
+                &password.value,
+                &run_as,
+                opts.durable,
+            )?;
         }
         let port = match opts.port {
             Some(p) => p,
@@ -93,7 +128,7 @@ impl LocalPostgres {
         cmd.arg("-D").arg(&pgdata).arg("-p").arg(port.to_string());
         let mut settings = vec![
             "listen_addresses=127.0.0.1".to_string(),
-            format!("unix_socket_directories={}", dir.display()),
+            format!("unix_socket_directories={}", cluster_dir.display()),
             "wal_level=logical".into(),
             "max_replication_slots=64".into(),
             "max_wal_senders=64".into(),
@@ -143,8 +178,9 @@ impl LocalPostgres {
             keeper: Some(keeper),
             exited: std::sync::Mutex::new(exited_rx),
             port,
-            password,
+            password: password.value,
             dir,
+            cluster_dir,
         };
         pg.wait_ready(&bindir, &log_path)?;
         Ok(pg)
@@ -154,8 +190,14 @@ impl LocalPostgres {
         self.port
     }
 
+    /// The directory the cluster was asked to live in (password file, server log).
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where `pgdata/` and the socket are: [`Self::data_dir`], or a relocated directory.
+    pub fn cluster_dir(&self) -> &Path {
+        &self.cluster_dir
     }
 
     /// Connection URL for a database in this cluster (superuser `turns`, replication allowed).
@@ -280,59 +322,174 @@ fn as_user(mut cmd: Command, run_as: &Option<RunAs>) -> Command {
 }
 
 fn chown(path: &Path, run_as: &Option<RunAs>) -> Result<(), PgError> {
-    if let Some(u) = run_as {
-        std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
-            .map_err(io(format!("chown {}", path.display())))?;
+    match run_as {
+        Some(user) => chown_to(path, user),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// The superuser password, made once and kept beside the cluster (mode 0600).
-fn ensure_password(dir: &Path, run_as: &Option<RunAs>) -> Result<String, PgError> {
+fn chown_to(path: &Path, user: &RunAs) -> Result<(), PgError> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+        .map_err(io(format!("chown {}", path.display())))
+}
+
+/// Where the cluster's own files go: `dir` itself unless we are root and the `postgres` user
+/// cannot reach it, then a directory of ours under [`RELOCATED_ROOT`]. Never loosens the
+/// permissions of the user's directories.
+fn place_cluster(dir: &Path, run_as: &Option<RunAs>) -> Result<PathBuf, PgError> {
+    let Some(user) = run_as else {
+        set_mode(dir, 0o700)?;
+        return Ok(dir.to_path_buf());
+    };
+    // `dir` itself becomes the user's; what must already be open to it is the way there.
+    if can_enter(dir.parent().unwrap_or(dir), user)? {
+        set_mode(dir, 0o700)?;
+        chown_to(dir, user)?;
+        let _ = fs::remove_file(dir.join(LOCATION_NOTE));
+        return Ok(dir.to_path_buf());
+    }
+    let unreachable = |problem: String| PgError::Unreachable {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    if dir.join("pgdata").join("PG_VERSION").exists() {
+        return Err(unreachable(format!(
+            "{} holds a cluster made before it became unreachable, so it is not moved \
+             (make its parents enterable, or remove it to start a new cluster elsewhere)",
+            dir.join("pgdata").display()
+        )));
+    }
+    let cluster_dir = relocated_dir(dir, user).map_err(|e| {
+        unreachable(format!(
+            "the fallback under {RELOCATED_ROOT} could not be used: {e}"
+        ))
+    })?;
+    tracing::warn!(
+        data_dir = %dir.display(),
+        cluster = %cluster_dir.display(),
+        "the `postgres` user cannot enter the data directory (a parent is closed to others), so \
+         the cluster lives elsewhere; set TURNS_DATA_DIR to an enterable directory to keep it there"
+    );
+    let note = format!(
+        "This cluster's data lives in {}: the `postgres` user cannot enter this directory.\n",
+        cluster_dir.join("pgdata").display()
+    );
+    fs::write(dir.join(LOCATION_NOTE), note).map_err(io(format!("write {LOCATION_NOTE}")))?;
+    Ok(cluster_dir)
+}
+
+/// `RELOCATED_ROOT/<hash of dir>/postgres`: parents root's and world-enterable (0755), the
+/// cluster directory the user's own (0700), so other users still cannot read the data.
+fn relocated_dir(dir: &Path, user: &RunAs) -> Result<PathBuf, PgError> {
+    let canonical = fs::canonicalize(dir).map_err(io(format!("resolve {}", dir.display())))?;
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let root = PathBuf::from(RELOCATED_ROOT);
+    let parent = root.join(&hex::encode(digest)[..16]);
+    let cluster_dir = parent.join("postgres");
+    fs::create_dir_all(&cluster_dir).map_err(io(format!("create {}", cluster_dir.display())))?;
+    // Explicit modes: root's umask is often 077, which would lock the user out again.
+    set_mode(&root, 0o755)?;
+    set_mode(&parent, 0o755)?;
+    set_mode(&cluster_dir, 0o700)?;
+    chown_to(&cluster_dir, user)?;
+    if !can_enter(&parent, user)? {
+        return Err(PgError::Failed(format!(
+            "the `postgres` user cannot enter {} (check the modes of its parents)",
+            parent.display()
+        )));
+    }
+    Ok(cluster_dir)
+}
+
+/// Whether `user` can enter `dir`, asked of the kernel as that user: every parent's mode, owner,
+/// group and ACL counts, with the same credentials (no supplementary groups) the cluster gets.
+fn can_enter(dir: &Path, user: &RunAs) -> Result<bool, PgError> {
+    let mut test = Command::new("test");
+    test.arg("-x").arg(dir).uid(user.uid).gid(user.gid);
+    let status = test
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(io("run `test -x` as the postgres user"))?;
+    Ok(status.success())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), PgError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod {mode:o} {}", path.display())))
+}
+
+struct Password {
+    value: String,
+    /// Made just now: no existing cluster knows it.
+    is_new: bool,
+}
+
+/// The superuser password, made once and kept in the data directory (mode 0600), where the tools
+/// (`tools/bench`, the Playwright config) read it.
+fn ensure_password(dir: &Path) -> Result<Password, PgError> {
     let path = dir.join("superuser-password");
     if let Ok(pw) = fs::read_to_string(&path) {
         let pw = pw.trim().to_string();
         if !pw.is_empty() {
-            return Ok(pw);
+            return Ok(Password {
+                value: pw,
+                is_new: false,
+            });
         }
     }
     let pw = hex::encode(rand::random::<[u8; 16]>());
+    write_private(&path, &pw)?;
+    Ok(Password {
+        value: pw,
+        is_new: true,
+    })
+}
+
+/// Write a file only its owner may read (mode 0600 from the start, never briefly wider).
+fn write_private(path: &Path, contents: &str) -> Result<(), PgError> {
+    let what = || format!("write {}", path.display());
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(io("write superuser-password"))?;
-    std::io::Write::write_all(&mut f, pw.as_bytes()).map_err(io("write superuser-password"))?;
-    chown(&path, run_as)?;
-    Ok(pw)
+        .open(path)
+        .map_err(io(what()))?;
+    std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(io(what()))
 }
 
 fn init_cluster(
     bindir: &Path,
-    dir: &Path,
-    pgdata: &Path,
+    cluster_dir: &Path,
+    password: &str,
     run_as: &Option<RunAs>,
     durable: bool,
 ) -> Result<(), PgError> {
+    let pgdata = cluster_dir.join("pgdata");
     // A half-made directory from an interrupted initdb would make initdb refuse; start over.
     if pgdata.exists() {
-        fs::remove_dir_all(pgdata).map_err(io("remove incomplete pgdata"))?;
+        fs::remove_dir_all(&pgdata).map_err(io("remove incomplete pgdata"))?;
     }
+    // initdb reads the password as the cluster's user, who may not reach the data directory's
+    // copy; hand it one beside the cluster for the moment initdb needs it.
+    let pwfile = cluster_dir.join("initdb-password");
+    let _ = fs::remove_file(&pwfile);
+    write_private(&pwfile, password)?;
+    chown(&pwfile, run_as)?;
     let mut cmd = as_user(Command::new(bindir.join("initdb")), run_as);
     cmd.arg("-D")
-        .arg(pgdata)
+        .arg(&pgdata)
         .args(["-U", "turns", "-E", "UTF8", "--no-locale"])
         .args(["--auth-local=scram-sha-256", "--auth-host=scram-sha-256"])
-        .arg(format!(
-            "--pwfile={}",
-            dir.join("superuser-password").display()
-        ));
+        .arg(format!("--pwfile={}", pwfile.display()));
     if !durable {
         cmd.arg("--no-sync");
     }
-    let out = cmd.output().map_err(io("run initdb"))?;
+    let out = cmd.output();
+    let _ = fs::remove_file(&pwfile);
+    let out = out.map_err(io("run initdb"))?;
     if !out.status.success() {
         return Err(PgError::Failed(format!(
             "initdb failed:\n{}{}",
@@ -366,4 +523,119 @@ fn tail(path: &Path) -> String {
     }
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+
+    /// Connect (as the superuser, with the password from the data directory) and run `sql`.
+    fn execute(url: &str, sql: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                .expect("url")
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+            sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.expect("close");
+        })
+    }
+
+    /// A clone under /root (or any 0700 parent) must still get a working cluster when we are
+    /// root and the cluster runs as `postgres`.
+    #[test]
+    fn a_data_dir_the_postgres_user_cannot_reach_still_gets_a_cluster() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: only root runs the cluster as another user");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let locked = tmp.path().join("locked");
+        fs::create_dir(&locked).expect("mkdir locked");
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let dir = locked.join("checkout/.data/postgres");
+        let opts = ClusterOptions {
+            dir: dir.clone(),
+            port: None,
+            durable: false,
+        };
+
+        let pg = LocalPostgres::start(&opts).unwrap_or_else(|e| panic!("start: {e}"));
+        let cluster_dir = pg.cluster_dir().to_path_buf();
+        // Removes the relocated cluster even when an assertion below fails.
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                if let Some(keyed) = self.0.parent() {
+                    let _ = fs::remove_dir_all(keyed);
+                }
+            }
+        }
+        let _cleanup = Cleanup(cluster_dir.clone());
+        assert!(cluster_dir.starts_with(RELOCATED_ROOT), "{cluster_dir:?}");
+        assert_eq!(pg.data_dir(), dir);
+        execute(&pg.url("postgres"), "CREATE DATABASE kept");
+        pg.stop();
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&locked),
+            0o700,
+            "the user's directories stay as they were"
+        );
+        assert_eq!(
+            mode(&cluster_dir),
+            0o700,
+            "only postgres reads the relocated data"
+        );
+        assert!(
+            dir.join("superuser-password").is_file(),
+            "where the tools read it"
+        );
+        assert!(dir.join("postgres.log").is_file());
+        assert!(dir.join(LOCATION_NOTE).is_file());
+
+        // The second start finds the same cluster, with the same password.
+        let pg = LocalPostgres::start(&opts).unwrap_or_else(|e| panic!("restart: {e}"));
+        assert_eq!(pg.cluster_dir(), cluster_dir);
+        execute(&pg.url("kept"), "SELECT 1");
+        pg.stop();
+
+        // A new data directory at the same path (its password gone) gets a new cluster.
+        fs::remove_dir_all(&dir).expect("rm data dir");
+        let pg = LocalPostgres::start(&opts).unwrap_or_else(|e| panic!("fresh: {e}"));
+        assert_eq!(pg.cluster_dir(), cluster_dir);
+        execute(&pg.url("postgres"), "CREATE DATABASE kept");
+        pg.stop();
+    }
+
+    /// The common case stays as it was: the cluster lives in the data directory itself.
+    #[test]
+    fn a_data_dir_the_postgres_user_can_reach_keeps_its_cluster() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // tempdir makes 0700; open it the way a checkout under /home or /work usually is.
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = tmp.path().join(".data/postgres");
+        let pg = LocalPostgres::start(&ClusterOptions {
+            dir: dir.clone(),
+            port: None,
+            durable: false,
+        })
+        .unwrap_or_else(|e| panic!("start: {e}"));
+        assert_eq!(pg.cluster_dir(), dir);
+        execute(&pg.url("postgres"), "SELECT 1");
+        pg.stop();
+        assert!(dir.join("pgdata/PG_VERSION").is_file());
+        assert!(!dir.join(LOCATION_NOTE).exists());
+    }
 }

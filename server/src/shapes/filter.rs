@@ -2,11 +2,11 @@
 //! and evaluated on rows in Postgres' text format.
 //!
 //! Supported: column `=`/`<>`/`!=`/`<`/`<=`/`>`/`>=` literal or `$n` (either side), `AND`, `OR`,
-//! `NOT`, parentheses, `IN (…)`/`NOT IN (…)`, `IS [NOT] NULL`, `[NOT] LIKE`/`ILIKE`, `[NOT]
-//! BETWEEN`, a bare boolean column, `TRUE`/`FALSE`, and `literal::type` casts. Column types: uuid,
-//! text/varchar/char, int2/4/8, numeric, bool, date, timestamp(tz), and enums. Anything else is
-//! refused with the reason. NULL follows SQL's three-valued logic; a row matches when the clause
-//! is TRUE.
+//! `NOT`, parentheses, `IN (…)`/`NOT IN (…)`, `IS [NOT] NULL`, `[NOT] LIKE`/`ILIKE` (patterns of
+//! at most 256 characters), `[NOT] BETWEEN`, a bare boolean column, `TRUE`/`FALSE`, and
+//! `literal::type` casts. Column types: uuid, text/varchar/char, int2/4/8, numeric, bool, date,
+//! timestamp(tz), and enums. Anything else is refused with the reason. NULL follows SQL's
+//! three-valued logic; a row matches when the clause is TRUE.
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use sqlparser::ast::{BinaryOperator, CastKind, Expr, UnaryOperator, Value as SqlValue};
@@ -206,6 +206,9 @@ impl Columns<'_> {
     }
 }
 
+/// Longest `LIKE`/`ILIKE` pattern, in characters.
+const MAX_LIKE_PATTERN: usize = 256;
+
 /// Parse and type-check `where` against the columns, binding `$n` to `params[n-1]`.
 pub fn compile(
     where_clause: &str,
@@ -386,6 +389,12 @@ impl Compiler<'_, '_> {
         let Operand::Literal(Some(p)) = self.operand(pattern)? else {
             return Err("LIKE needs a pattern value".into());
         };
+        // A `$n` pattern escapes the clause's length limit; matching costs text × pattern length.
+        if p.chars().count() > MAX_LIKE_PATTERN {
+            return Err(format!(
+                "LIKE pattern is too long ({MAX_LIKE_PATTERN} characters at most)"
+            ));
+        }
         let p = if ci { p.to_lowercase() } else { p };
         let mut tokens = Vec::new();
         let mut chars = p.chars();
@@ -550,12 +559,46 @@ impl Filter {
 }
 
 fn like(text: &[char], pattern: &[LikeToken]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((LikeToken::Any, rest)) => (0..=text.len()).any(|i| like(&text[i..], rest)),
-        Some((LikeToken::One, rest)) => !text.is_empty() && like(&text[1..], rest),
-        Some((LikeToken::Literal(c), rest)) => text.first() == Some(c) && like(&text[1..], rest),
+    like_steps(text, pattern).0
+}
+
+/// `LIKE` by the two-pointer wildcard walk, and the number of steps it took (tests bound it).
+///
+/// A naive recursive matcher retries every split of the text at every `%`, which is exponential
+/// in the number of `%` (a crafted pattern held a runtime worker for minutes). Here only the
+/// latest `%` is ever retried: everything before it matched at the earliest place it could, and
+/// an earliest match leaves the most text for the rest, so earlier `%`s never need another try.
+/// Each retry moves that `%`'s start one character on, so the work is at most
+/// (text length + 1) × (pattern length + 1).
+fn like_steps(text: &[char], pattern: &[LikeToken]) -> (bool, usize) {
+    let (mut t, mut p, mut steps) = (0, 0, 0);
+    // The latest `%`: the pattern position after it, and the text position it has swallowed to.
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        steps += 1;
+        match pattern.get(p) {
+            Some(LikeToken::Any) => {
+                p += 1;
+                retry = Some((p, t));
+            }
+            Some(LikeToken::One) => (t, p) = (t + 1, p + 1),
+            Some(LikeToken::Literal(c)) if *c == text[t] => (t, p) = (t + 1, p + 1),
+            _ => match retry {
+                // Let the latest `%` swallow one more character and match the rest again.
+                Some((after, swallowed)) => {
+                    (t, p) = (swallowed + 1, after);
+                    retry = Some((after, t));
+                }
+                None => return (false, steps),
+            },
+        }
     }
+    // The text is used up: what is left of the pattern must be all `%`.
+    while pattern.get(p) == Some(&LikeToken::Any) {
+        steps += 1;
+        p += 1;
+    }
+    (p == pattern.len(), steps)
 }
 
 #[cfg(test)]
@@ -633,6 +676,123 @@ mod tests {
             check("\"t\".name = 'Maple Court'", &[], ROW),
             "qualified names use the last part"
         );
+    }
+
+    fn tokens(pattern: &str) -> Vec<LikeToken> {
+        pattern
+            .chars()
+            .map(|c| match c {
+                '%' => LikeToken::Any,
+                '_' => LikeToken::One,
+                c => LikeToken::Literal(c),
+            })
+            .collect()
+    }
+
+    /// The textbook table: `dp[i][j]` says whether `text[i..]` matches `pattern[j..]`. Quadratic
+    /// in space, obviously right; the reference the matcher is compared with.
+    fn like_reference(text: &[char], pattern: &[LikeToken]) -> bool {
+        let (n, m) = (text.len(), pattern.len());
+        let mut dp = vec![vec![false; m + 1]; n + 1];
+        dp[n][m] = true;
+        for j in (0..m).rev() {
+            for i in (0..=n).rev() {
+                let next = i < n && dp[i + 1][j + 1];
+                dp[i][j] = match &pattern[j] {
+                    LikeToken::Any => dp[i][j + 1] || (i < n && dp[i + 1][j]),
+                    LikeToken::One => next,
+                    LikeToken::Literal(c) => next && text[i] == *c,
+                };
+            }
+        }
+        dp[0][0]
+    }
+
+    /// Matches like the reference, within the O(n·m) work bound.
+    fn assert_like(text: &[char], pattern: &[LikeToken]) {
+        let (matched, steps) = like_steps(text, pattern);
+        let case = || format!("{:?} LIKE {pattern:?}", text.iter().collect::<String>());
+        assert_eq!(matched, like_reference(text, pattern), "{}", case());
+        let bound = (text.len() + 1) * (pattern.len() + 1);
+        assert!(steps <= bound, "{}: {steps} steps > {bound}", case());
+    }
+
+    #[test]
+    fn like_does_bounded_work_on_patterns_made_to_backtrack() {
+        let name: Vec<char> = "a".repeat(250).chars().collect();
+        for pattern in [
+            "%a%a%a%a%a%a%b",
+            "%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%b",
+            "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%b",
+            "%_%_%_%_%_%_%_b",
+            "a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a",
+        ] {
+            assert_like(&name, &tokens(pattern));
+        }
+        let long: Vec<char> = "ab".repeat(2000).chars().collect();
+        assert_like(&long, &tokens(&"%ab".repeat(80)));
+        assert_like(&long, &tokens(&format!("{}c", "%a%b".repeat(60))));
+    }
+
+    #[test]
+    fn like_agrees_with_the_reference_on_every_small_case() {
+        // Every pattern of up to 5 tokens over {a, b, _, %} against every text of up to 6
+        // characters over {a, b}.
+        fn all(alphabet: &[char], max_len: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max_len {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let texts: Vec<Vec<char>> = all(&['a', 'b'], 6)
+            .iter()
+            .map(|t| t.chars().collect())
+            .collect();
+        for pattern in all(&['a', 'b', '_', '%'], 5) {
+            let pattern = tokens(&pattern);
+            for text in &texts {
+                assert_like(text, &pattern);
+            }
+        }
+    }
+
+    #[test]
+    fn like_agrees_with_the_reference_on_generated_longer_cases() {
+        // A fixed xorshift sequence: deterministic, so a failure reproduces.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let text: Vec<char> = (0..next(40)).map(|_| ['a', 'b', 'c'][next(3)]).collect();
+            let pattern: String = (0..next(16))
+                .map(|_| ['a', 'b', 'c', '_', '%', '%'][next(6)])
+                .collect();
+            assert_like(&text, &tokens(&pattern));
+        }
+    }
+
+    #[test]
+    fn like_patterns_are_capped_in_length() {
+        let c = cols();
+        let at_most = "%".repeat(256);
+        assert!(compile("name LIKE $1", &Columns(&c), &[at_most]).is_ok());
+        for clause in ["name LIKE $1", "name NOT ILIKE $1"] {
+            let err = compile(clause, &Columns(&c), &["%".repeat(257)]).expect_err(clause);
+            assert!(err.contains("LIKE pattern is too long"), "{clause}: {err}");
+        }
+        let literal = format!("name LIKE '{}'", "a".repeat(300));
+        let err = compile(&literal, &Columns(&c), &[]).expect_err("literal");
+        assert!(err.contains("LIKE pattern is too long"), "{err}");
     }
 
     #[test]
