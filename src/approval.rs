@@ -60,7 +60,8 @@ impl ApprovalStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Ordered: a head-office approval is above a DFO approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[cfg_attr(feature = "ssr", derive(sqlx::Type))]
 #[cfg_attr(
@@ -123,6 +124,52 @@ impl Thresholds {
         let allowed = approved + approved * self.change_tolerance_pct / Decimal::new(100, 0);
         new_amount > allowed
     }
+
+    /// Whether a turn's approval covers what will be spent on it: the larger of the approved and
+    /// the current amount, within the tolerance, and approved by every level that amount needs.
+    /// (An approver may approve less than was asked; the work still costs the current amount.)
+    pub fn covers(
+        &self,
+        status: Option<ApprovalStatus>,
+        approved: Option<Decimal>,
+        amount: Option<Decimal>,
+        is_core: bool,
+    ) -> bool {
+        let Some(approved) = approved else {
+            return false;
+        };
+        let granted = match status {
+            // An approved amount with no level's decision: the PM approved it within their limit.
+            None | Some(ApprovalStatus::Pending) => None,
+            Some(ApprovalStatus::DfoApproved) => Some(ApprovalLevel::Dfo),
+            Some(ApprovalStatus::HoApproved) => Some(ApprovalLevel::Ho),
+            Some(_) => return false,
+        };
+        let spend = amount.map_or(approved, |a| a.max(approved));
+        !self.needs_reapproval(approved, spend) && self.required_level(spend, is_core) <= granted
+    }
+
+    /// Where approval stands after `level` approved `approved` on a turn whose amount is
+    /// `amount`: a DFO approval of anything that will spend above the HO threshold goes on to
+    /// head office.
+    pub fn after_approval(
+        &self,
+        level: ApprovalLevel,
+        approved: Decimal,
+        amount: Option<Decimal>,
+        is_core: bool,
+    ) -> ApprovalStatus {
+        let spend = amount.map_or(approved, |a| a.max(approved));
+        match level {
+            ApprovalLevel::Ho => ApprovalStatus::HoApproved,
+            ApprovalLevel::Dfo
+                if self.required_level(spend, is_core) == Some(ApprovalLevel::Ho) =>
+            {
+                ApprovalStatus::HoApprovalNeeded
+            }
+            ApprovalLevel::Dfo => ApprovalStatus::DfoApproved,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +199,59 @@ mod tests {
         let t = Thresholds::default();
         assert!(!t.needs_reapproval(d(2000), d(2200)));
         assert!(t.needs_reapproval(d(2000), Decimal::new(220001, 2)));
+    }
+
+    #[test]
+    fn a_dfo_approval_below_the_request_still_goes_to_head_office() {
+        let t = Thresholds::default();
+        // $9,000 asked, the DFO approves $4,000: the work will cost $9,000.
+        let s = t.after_approval(ApprovalLevel::Dfo, d(4000), Some(d(9000)), true);
+        assert_eq!(s, ApprovalStatus::HoApprovalNeeded);
+        assert!(!t.covers(
+            Some(ApprovalStatus::DfoApproved),
+            Some(d(4000)),
+            Some(d(9000)),
+            true
+        ));
+        assert_eq!(
+            t.after_approval(ApprovalLevel::Dfo, d(4000), Some(d(4000)), true),
+            ApprovalStatus::DfoApproved
+        );
+    }
+
+    #[test]
+    fn an_increase_within_the_tolerance_that_crosses_a_threshold_needs_that_level() {
+        let t = Thresholds::default();
+        let dfo = Some(ApprovalStatus::DfoApproved);
+        assert!(t.covers(dfo, Some(d(4900)), Some(d(4900)), true));
+        // +2% stays within the 10% tolerance but crosses the $5,000 HO threshold.
+        assert!(!t.covers(dfo, Some(d(4900)), Some(d(5000) + d(1)), true));
+        // Self-approved $1,000 raised to $1,050: within tolerance, but above the PM's limit.
+        assert!(!t.covers(
+            Some(ApprovalStatus::Pending),
+            Some(d(1000)),
+            Some(d(1050)),
+            true
+        ));
+        assert!(t.covers(
+            Some(ApprovalStatus::Pending),
+            Some(d(900)),
+            Some(d(950)),
+            true
+        ));
+        let ho = Some(ApprovalStatus::HoApproved);
+        assert!(t.covers(ho, Some(d(9000)), Some(d(9900)), true));
+        assert!(
+            !t.covers(ho, Some(d(9000)), Some(d(9901)), true),
+            "beyond the tolerance"
+        );
+        assert!(!t.covers(
+            Some(ApprovalStatus::Rejected),
+            Some(d(10)),
+            Some(d(10)),
+            true
+        ));
+        assert!(!t.covers(Some(ApprovalStatus::Pending), None, Some(d(10)), true));
     }
 
     #[test]

@@ -109,11 +109,8 @@ impl Change {
                 } else if reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                     errors.push(FieldError::new("reason", "Say why the turn is rejected."));
                 }
-                if reason.as_ref().is_some_and(|r| r.len() > 2000) {
-                    errors.push(FieldError::new(
-                        "reason",
-                        "Keep the reason under 2,000 characters.",
-                    ));
+                if let Some(r) = reason {
+                    check_text("reason", r, 2000, false, &mut errors);
                 }
             }
         }
@@ -232,6 +229,11 @@ impl TurnEdit {
             TurnEdit::WoNumber(Edit { to: Some(w), .. }) => {
                 check_text("wo_number", w, 50, false, errors)
             }
+            TurnEdit::MoveOutDate(Edit { to: Some(d), .. })
+            | TurnEdit::ExpectedCompletion(Edit { to: Some(d), .. })
+            | TurnEdit::Completion(Edit { to: Some(d), .. }) => {
+                check_date(self.column(), *d, errors)
+            }
             _ => {}
         }
     }
@@ -306,6 +308,15 @@ impl NewProperty {
         check_text("property_id", &self.property_id, 50, true, errors);
         check_text("name", &self.name, 255, true, errors);
         check_text("street_address", &self.street_address, 255, true, errors);
+        for (field, value, max) in [
+            ("city", &self.city, 100),
+            ("state", &self.state, 50),
+            ("zip_code", &self.zip_code, 20),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v, max, false, errors);
+            }
+        }
         if self.year_built.is_some_and(|y| !(1700..=2200).contains(&y)) {
             errors.push(FieldError::new(
                 "year_built",
@@ -329,6 +340,9 @@ impl NewTurn {
         check_text("turn_id", &self.turn_id, 50, true, errors);
         if let Some(w) = &self.wo_number {
             check_text("wo_number", w, 50, false, errors);
+        }
+        if let Some(d) = self.move_out_date {
+            check_date("move_out_date", d, errors);
         }
     }
 }
@@ -417,6 +431,25 @@ pub fn max_amount() -> Decimal {
     Decimal::new(9_999_999_999, 2)
 }
 
+/// The dates a turn can plausibly have; anything else is a typo (or a device's broken clock).
+pub const EARLIEST_DATE: (i32, u32, u32) = (1990, 1, 1);
+pub const LATEST_DATE: (i32, u32, u32) = (2100, 12, 31);
+
+fn check_date(field: &str, date: NaiveDate, errors: &mut Vec<FieldError>) {
+    let bound = |(y, m, d): (i32, u32, u32)| NaiveDate::from_ymd_opt(y, m, d);
+    let within = bound(EARLIEST_DATE).is_some_and(|lo| date >= lo)
+        && bound(LATEST_DATE).is_some_and(|hi| date <= hi);
+    if !within {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "Enter a date between {} and {}.",
+                EARLIEST_DATE.0, LATEST_DATE.0
+            ),
+        ));
+    }
+}
+
 fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
     if amount.is_sign_negative() && !amount.is_zero() {
         errors.push(FieldError::new(field, "The amount cannot be negative."));
@@ -430,6 +463,12 @@ fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
 fn check_text(field: &str, value: &str, max: usize, required: bool, errors: &mut Vec<FieldError>) {
     if required && value.trim().is_empty() {
         errors.push(FieldError::new(field, "This field is required."));
+    } else if value.contains('\0') {
+        // Postgres text cannot hold NUL; say so instead of failing the write.
+        errors.push(FieldError::new(
+            field,
+            "This field contains a character that cannot be saved.",
+        ));
     } else if value.chars().count() > max {
         errors.push(FieldError::new(
             field,
@@ -514,6 +553,41 @@ mod tests {
             proptest::prop_assert_eq!(rival.base_holds(&x), x.turn_amount == start.turn_amount);
             proptest::prop_assert!(rival.rebased(&x).base_holds(&x));
         }
+    }
+
+    #[test]
+    fn values_postgres_cannot_store_are_refused_by_field() {
+        let edit = |edits| Change::EditTurn {
+            turn: Uuid::nil(),
+            edits,
+        };
+        let nul = edit(vec![TurnEdit::WoNumber(Edit {
+            from: None,
+            to: Some("WO\0-1".into()),
+        })]);
+        assert_eq!(nul.validate().expect_err("refused")[0].field, "wo_number");
+        let far = NaiveDate::from_ymd_opt(200_000, 1, 1).expect("chrono date");
+        let date = edit(vec![TurnEdit::MoveOutDate(Edit {
+            from: None,
+            to: Some(far),
+        })]);
+        assert_eq!(
+            date.validate().expect_err("refused")[0].field,
+            "move_out_date"
+        );
+        let new_turn = Change::CreateTurn(NewTurn {
+            id: Uuid::nil(),
+            turn_id: "T-1".into(),
+            property_id: Uuid::nil(),
+            move_out_date: NaiveDate::from_ymd_opt(1899, 12, 31),
+            wo_number: None,
+        });
+        assert!(new_turn.validate().is_err());
+        let fine = edit(vec![TurnEdit::Completion(Edit {
+            from: None,
+            to: NaiveDate::from_ymd_opt(2026, 12, 1),
+        })]);
+        assert!(fine.validate().is_ok());
     }
 
     #[test]

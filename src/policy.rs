@@ -49,6 +49,16 @@ pub struct TurnFacts {
     pub approval_status: ApprovalStatus,
 }
 
+/// What the policy needs to know about a user a property would be assigned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssigneeFacts {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub is_active: bool,
+    /// Whether the user manages a property the acting senior PM oversees (their team).
+    pub in_actors_team: bool,
+}
+
 /// Which rows a role reads. The server maps each variant to one fixed SQL filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -115,6 +125,26 @@ impl Actor {
         self.role.is_admin() || self.manages(property)
     }
 
+    /// Make `to` the property manager of a property this actor manages: only an active property
+    /// manager; a senior PM only within their own team (or themselves), an admin anyone.
+    pub fn can_assign_property_to(&self, to: &AssigneeFacts) -> bool {
+        let is_pm = to.is_active && to.role == Role::PropertyManager;
+        match self.role {
+            r if r.is_admin() => is_pm,
+            Role::SrPropertyManager => {
+                (is_pm && to.in_actors_team)
+                    || (to.user_id == self.user_id && to.is_active && to.role == self.role)
+            }
+            Role::PropertyManager => to.user_id == self.user_id && to.is_active,
+            _ => false,
+        }
+    }
+
+    /// A vendor's contact details (email, phone) are for the people who hire vendors.
+    pub fn sees_vendor_contacts(&self) -> bool {
+        self.is_manager()
+    }
+
     pub fn can_manage_turn(&self, turn: &TurnFacts) -> bool {
         self.can_manage_property(&turn.property)
     }
@@ -160,6 +190,37 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_go_only_to_active_property_managers_of_the_seniors_team() {
+        let w = world();
+        let to = |user_id, role, in_actors_team| AssigneeFacts {
+            user_id,
+            role,
+            is_active: true,
+            in_actors_team,
+        };
+        let senior = actor(&w, Role::SrPropertyManager);
+        assert!(senior.can_assign_property_to(&to(w.pm, Role::PropertyManager, true)));
+        assert!(!senior.can_assign_property_to(&to(w.other_pm, Role::PropertyManager, false)));
+        for role in [Role::Vendor, Role::DfoApprover, Role::Admin, Role::User] {
+            assert!(
+                !senior.can_assign_property_to(&to(w.pm, role, true)),
+                "{role:?}"
+            );
+        }
+        let inactive = AssigneeFacts {
+            is_active: false,
+            ..to(w.pm, Role::PropertyManager, true)
+        };
+        assert!(!senior.can_assign_property_to(&inactive));
+        let admin = actor(&w, Role::Admin);
+        assert!(admin.can_assign_property_to(&to(w.other_pm, Role::PropertyManager, false)));
+        assert!(!admin.can_assign_property_to(&to(w.vendor, Role::Vendor, false)));
+        let pm = actor(&w, Role::PropertyManager);
+        assert!(pm.can_assign_property_to(&to(w.pm, Role::PropertyManager, false)));
+        assert!(!pm.can_assign_property_to(&to(w.other_pm, Role::PropertyManager, true)));
+    }
 
     struct World {
         pm: Uuid,

@@ -1,11 +1,11 @@
 //! The Turns server: start (or connect to) Postgres, migrate, load demo data once, serve.
 use leptos::config::get_configuration;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use turns_app::server::router;
 use turns_server::config::{bind_addr, Config};
 use turns_server::db::Database;
 use turns_server::seed::{seed_demo_if_empty, DEMO_LOGINS, DEMO_PASSWORD};
+use turns_server::serve::Limits;
 use turns_server::AppState;
 
 #[tokio::main]
@@ -31,7 +31,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let db = Database::open(&config).await?;
     let today = chrono::Utc::now().date_naive();
-    if config.seed_demo && seed_demo_if_empty(&db.pool, today).await? {
+    let demo = config.seed_demo;
+    if demo && seed_demo_if_empty(&db.pool, today).await? {
         tracing::info!("loaded the demo data");
     }
 
@@ -39,27 +40,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .start_shapes(&db.url)
         .await?;
     let shapes = state.shapes.clone();
+    let live = state.live.clone();
     let app = router(state, leptos_options);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("\nTurns is running at http://{addr}");
-    println!("Demo logins (password for all: {DEMO_PASSWORD}):");
-    for (email, role) in DEMO_LOGINS {
-        println!("  {:<24} {}", email, role.label());
+    if demo {
+        println!("Demo logins (password for all: {DEMO_PASSWORD}):");
+        for (email, role) in DEMO_LOGINS {
+            println!("  {:<24} {}", email, role.label());
+        }
     }
     println!("Press Ctrl-C to stop.\n");
 
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    turns_server::serve::serve(listener, app, Limits::default(), shutdown_signal()).await;
     tracing::info!("shutting down");
     if let Some(shapes) = shapes {
         shapes.stop();
     }
+    live.stop();
     db.close().await;
-    served?;
     Ok(())
 }
 

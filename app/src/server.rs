@@ -9,7 +9,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
-use turns_server::http::{require_login_for_pages, session_layer};
+use turns_server::http::{require_login_for_pages, same_origin_writes, session_layer};
 use turns_server::AppState;
 
 pub fn router(state: AppState, options: LeptosOptions) -> Router {
@@ -35,6 +35,7 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
             require_login_for_pages(req, next, &PROTECTED_PAGES)
         }))
         .layer(from_fn_with_state(state, session_layer))
+        .layer(from_fn(same_origin_writes))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -62,7 +62,7 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-fn token_hash(token: &str) -> String {
+pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -140,59 +140,70 @@ pub async fn delete_session(pool: &PgPool, token: &str) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Counts failed logins in a sliding window, per email and per client address.
+/// Failed logins in a sliding window, so that password guessing is slow whoever tries it and a
+/// legitimate user is not locked out by someone else's guessing.
+///
+/// An attempt reserves its place *before* the slow password check (the check and the record are
+/// one step under the lock), so parallel guesses cannot all slip past the count; a success gives
+/// its place back. Three counts:
+/// - one email from one client address (`per_pair`): the guessing limit;
+/// - one client address, any emails (`per_client`): a spray over many accounts;
+/// - one email from every client it has never logged in from (`per_email`): guessing spread over
+///   many addresses. A device that has logged in to this account before (it carries the
+///   account's device cookie) is not counted here, so an attacker hammering an email from
+///   elsewhere does not lock its owner out of their own device.
+///
+/// Password hashing itself is bounded too (`hashing`): at most a few argon2 runs in flight, each
+/// ~19 MB, so a burst of logins queues instead of growing the server's memory.
 pub struct LoginLimiter {
     window: Duration,
-    per_email: usize,
+    per_pair: usize,
     per_client: usize,
+    per_email: usize,
     failures: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Signs device cookies (random per process: after a restart a device is new again).
+    device_key: [u8; 32],
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Default for LoginLimiter {
     fn default() -> Self {
-        LoginLimiter::new(Duration::from_secs(15 * 60), 5, 20)
+        LoginLimiter::new(Duration::from_secs(15 * 60), 5, 20, 100)
     }
 }
 
+/// A login attempt counted in advance; `succeeded` gives its place back.
+pub struct Attempt {
+    keys: Vec<String>,
+    at: Instant,
+}
+
+/// How many password checks may run at once.
+const HASHING_SLOTS: usize = 4;
+
 impl LoginLimiter {
-    pub fn new(window: Duration, per_email: usize, per_client: usize) -> Self {
+    pub fn new(window: Duration, per_pair: usize, per_client: usize, per_email: usize) -> Self {
         LoginLimiter {
             window,
-            per_email,
+            per_pair,
             per_client,
+            per_email,
             failures: Mutex::new(HashMap::new()),
+            device_key: rand::random(),
+            hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
         }
     }
 
-    fn keys(email: &str, client: &str) -> [String; 2] {
-        [format!("email:{email}"), format!("client:{client}")]
-    }
-
-    /// `Err(retry_after_secs)` when either key has used up its failures.
-    fn check(&self, email: &str, client: &str) -> Result<(), u64> {
+    /// Count an attempt now, or `Err(retry_after_secs)` when one of its keys is used up.
+    pub fn begin(&self, email: &str, client: &str, known_device: bool) -> Result<Attempt, u64> {
         let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let [ek, ck] = Self::keys(email, client);
-        let mut retry = 0;
-        for (key, limit) in [(ek, self.per_email), (ck, self.per_client)] {
-            if let Some(times) = map.get_mut(&key) {
-                times.retain(|t| now.duration_since(*t) < self.window);
-                if times.len() >= limit {
-                    let oldest = times.first().copied().unwrap_or(now);
-                    let wait = self.window.saturating_sub(now.duration_since(oldest));
-                    retry = retry.max(wait.as_secs().max(1));
-                }
-            }
+        let mut keys = vec![
+            (format!("pair:{email}\n{client}"), self.per_pair),
+            (format!("client:{client}"), self.per_client),
+        ];
+        if !known_device {
+            keys.push((format!("email:{email}"), self.per_email));
         }
-        if retry > 0 {
-            Err(retry)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn record_failure(&self, email: &str, client: &str) {
-        let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             // Bound memory under a spray of distinct keys: forget windows that have passed.
@@ -203,14 +214,55 @@ impl LoginLimiter {
                     .is_some_and(|t| now.duration_since(*t) < window)
             });
         }
-        for key in Self::keys(email, client) {
-            map.entry(key).or_default().push(now);
+        let mut retry = 0;
+        for (key, limit) in &keys {
+            if let Some(times) = map.get_mut(key) {
+                times.retain(|t| now.duration_since(*t) < self.window);
+                if times.len() >= *limit {
+                    let oldest = times.first().copied().unwrap_or(now);
+                    let wait = self.window.saturating_sub(now.duration_since(oldest));
+                    retry = u64::max(retry, wait.as_secs().max(1));
+                }
+            }
+        }
+        if retry > 0 {
+            return Err(retry);
+        }
+        for (key, _) in &keys {
+            map.entry(key.clone()).or_default().push(now);
+        }
+        Ok(Attempt {
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+            at: now,
+        })
+    }
+
+    /// The attempt was right: it was not a failure, and its email and client start afresh.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for key in attempt.keys {
+            if key.starts_with("pair:") {
+                map.remove(&key);
+            } else if let Some(times) = map.get_mut(&key) {
+                if let Some(i) = times.iter().position(|t| *t == attempt.at) {
+                    times.remove(i);
+                }
+            }
         }
     }
 
-    fn record_success(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("email:{email}"));
+    /// The device cookie value that marks a device this email has logged in from.
+    pub fn device_tag(&self, email: &str) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256>>::new_from_slice(&self.device_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(email.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    fn is_known_device(&self, email: &str, device: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        device.is_some_and(|d| bool::from(d.as_bytes().ct_eq(self.device_tag(email).as_bytes())))
     }
 }
 
@@ -228,21 +280,34 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Check credentials; on success record the login and return the user.
+/// Who is trying to log in, as far as the limiter is concerned.
+pub struct LoginClient<'a> {
+    /// The client address (the proxy's `X-Forwarded-For` only when configured to trust it).
+    pub address: &'a str,
+    /// The device cookie, if the browser sent one.
+    pub device: Option<&'a str>,
+}
+
+/// Check credentials; on success record the login and return the user. Every failure and every
+/// refusal by the limiter is logged (email and client address; never the password).
 pub async fn authenticate(
     pool: &PgPool,
     limiter: &LoginLimiter,
     raw_email: &str,
     password: &str,
-    client: &str,
+    client: &LoginClient<'_>,
 ) -> Result<SessionUser, ApiError> {
     let email = normalize_email(raw_email)?;
     if password.is_empty() || password.len() > 1024 {
         return Err(ApiError::BadRequest("Enter your password.".into()));
     }
-    limiter
-        .check(&email, client)
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    let known = limiter.is_known_device(&email, client.device);
+    let attempt = limiter
+        .begin(&email, client.address, known)
+        .map_err(|retry_after_secs| {
+            tracing::warn!(%email, client = client.address, retry_after_secs, "login refused: too many failures");
+            ApiError::RateLimited { retry_after_secs }
+        })?;
 
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -252,9 +317,11 @@ pub async fn authenticate(
         user: SessionUser,
     }
     let row: Option<Row> = sqlx::query_as(
-        "SELECT u.password_hash, u.is_active,
+        "SELECT c.password_hash, u.is_active,
                 u.id, u.email, u.first_name, u.last_name, u.role, u.vendor_id, v.name AS vendor_name
-           FROM users u LEFT JOIN vendors v ON v.id = u.vendor_id
+           FROM users u
+           LEFT JOIN user_credentials c ON c.user_id = u.id
+           LEFT JOIN vendors v ON v.id = u.vendor_id
           WHERE u.email = $1",
     )
     .bind(&email)
@@ -264,10 +331,16 @@ pub async fn authenticate(
         Some(r) => (r.password_hash.clone(), r.is_active),
         None => (None, false),
     };
-    let ok = verify_password(password, stored).await? && active;
+    let verified = {
+        let _slot = tokio::time::timeout(Duration::from_secs(10), limiter.hashing.acquire())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(ApiError::internal)?;
+        verify_password(password, stored).await?
+    };
     match row {
-        Some(r) if ok => {
-            limiter.record_success(&email);
+        Some(r) if verified && active => {
+            limiter.succeeded(attempt);
             sqlx::query("UPDATE users SET last_login = now() WHERE id = $1")
                 .bind(r.user.id)
                 .execute(pool)
@@ -275,7 +348,7 @@ pub async fn authenticate(
             Ok(r.user)
         }
         _ => {
-            limiter.record_failure(&email, client);
+            tracing::warn!(%email, client = client.address, known_device = known, "login failed");
             Err(ApiError::Unauthorized(INVALID_LOGIN.into()))
         }
     }
@@ -286,30 +359,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_blocks_an_email_after_its_failures_and_a_success_resets_it() {
-        let l = LoginLimiter::new(Duration::from_secs(60), 3, 100);
-        for _ in 0..3 {
-            assert!(l.check("a@x", "c1").is_ok());
-            l.record_failure("a@x", "c1");
+    fn limiter_counts_an_attempt_before_it_is_checked_and_a_success_gives_it_back() {
+        let l = LoginLimiter::new(Duration::from_secs(60), 3, 100, 100);
+        let first = l.begin("a@x", "c1", false).expect("room");
+        for _ in 0..2 {
+            l.begin("a@x", "c1", false).expect("room");
         }
         assert!(
-            l.check("a@x", "c2").is_err(),
-            "email key blocks from any client"
+            l.begin("a@x", "c1", false).is_err(),
+            "in-flight attempts count"
         );
-        assert!(l.check("b@x", "c1").is_ok(), "other emails unaffected");
-        l.record_success("a@x");
-        assert!(l.check("a@x", "c1").is_ok());
+        assert!(
+            l.begin("a@x", "c2", false).is_ok(),
+            "another client has its own count"
+        );
+        assert!(
+            l.begin("b@x", "c1", false).is_ok(),
+            "other emails unaffected"
+        );
+        l.succeeded(first);
+        assert!(
+            l.begin("a@x", "c1", false).is_ok(),
+            "a success starts afresh"
+        );
     }
 
     #[test]
     fn limiter_blocks_a_client_spraying_many_emails() {
-        let l = LoginLimiter::new(Duration::from_secs(60), 100, 4);
+        let l = LoginLimiter::new(Duration::from_secs(60), 100, 4, 100);
         for i in 0..4 {
-            l.record_failure(&format!("u{i}@x"), "10.0.0.1");
+            l.begin(&format!("u{i}@x"), "10.0.0.1", false)
+                .expect("room");
         }
-        let retry = l.check("fresh@x", "10.0.0.1").expect_err("blocked");
+        let retry = l
+            .begin("fresh@x", "10.0.0.1", false)
+            .err()
+            .expect("blocked");
         assert!((1..=60).contains(&retry));
-        assert!(l.check("fresh@x", "10.0.0.2").is_ok());
+        assert!(l.begin("fresh@x", "10.0.0.2", false).is_ok());
+    }
+
+    #[test]
+    fn guessing_from_many_addresses_spares_the_owners_known_device() {
+        let l = LoginLimiter::new(Duration::from_secs(60), 5, 100, 10);
+        for i in 0..10 {
+            l.begin("a@x", &format!("10.0.0.{i}"), false).expect("room");
+        }
+        assert!(
+            l.begin("a@x", "10.9.9.9", false).is_err(),
+            "unknown devices wait"
+        );
+        let tag = l.device_tag("a@x");
+        assert!(l.is_known_device("a@x", Some(&tag)));
+        assert!(!l.is_known_device("b@x", Some(&tag)), "a tag is per email");
+        assert!(
+            l.begin("a@x", "10.9.9.9", true).is_ok(),
+            "the owner's device logs in"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Trust `X-Forwarded-For` for the client address (only behind a proxy you control).
     pub trust_proxy: bool,
-    /// Load the demo data set on start when the database has no users.
+    /// Load the demo data set (public passwords!) on start when the database has no users. Only
+    /// the private development cluster does so by default; a real database needs `SEED_DEMO=true`.
     pub seed_demo: bool,
     pub max_db_connections: u32,
     /// Enables `GET /v1/shape` (any table/where) for trusted callers that send it; unset = off.
@@ -35,10 +36,17 @@ pub struct ConfigError {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Config::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Configuration from named variables (`from_env` reads the process environment).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let database_url = var("DATABASE_URL");
         let ttl_hours: u64 = parse(var("SESSION_TTL_HOURS"), "SESSION_TTL_HOURS", 24 * 14)?;
         Ok(Config {
-            database_url: var("DATABASE_URL"),
+            seed_demo: parse(var("SEED_DEMO"), "SEED_DEMO", database_url.is_none())?,
+            database_url,
             data_dir: var("TURNS_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
             pg_port: var("TURNS_PG_PORT")
                 .map(|v| parse(Some(v), "TURNS_PG_PORT", 0u16))
@@ -46,7 +54,6 @@ impl Config {
             session_ttl: Duration::from_secs(ttl_hours * 3600),
             secure_cookies: parse(var("SECURE_COOKIES"), "SECURE_COOKIES", false)?,
             trust_proxy: parse(var("TRUST_PROXY"), "TRUST_PROXY", false)?,
-            seed_demo: parse(var("SEED_DEMO"), "SEED_DEMO", true)?,
             max_db_connections: parse(var("DB_MAX_CONNECTIONS"), "DB_MAX_CONNECTIONS", 20)?,
             shape_secret: var("SHAPE_SECRET"),
             long_poll: Duration::from_secs(parse(
@@ -97,4 +104,30 @@ pub fn bind_addr(default: SocketAddr) -> SocketAddr {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .expect("valid")
+    }
+
+    #[test]
+    fn demo_accounts_load_by_default_only_on_the_private_cluster() {
+        assert!(config(&[]).seed_demo, "embedded default: demo data");
+        let real = [("DATABASE_URL", "postgres://db.example/turns")];
+        assert!(
+            !config(&real).seed_demo,
+            "a real database gets no demo users"
+        );
+        let asked = [real[0], ("SEED_DEMO", "true")];
+        assert!(config(&asked).seed_demo, "unless asked for");
+    }
 }

@@ -16,6 +16,9 @@ pub enum ApiError {
     NotFound,
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The server has no room for this now (a bounded resource is in use); retry shortly.
+    #[error("the server is busy; please try again in a moment")]
+    Busy,
     #[error("something went wrong on our side; please try again")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -32,6 +35,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

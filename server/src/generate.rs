@@ -96,6 +96,7 @@ pub async fn generate(
     let managers = opts.managers.max(1);
     let seniors = managers.div_ceil(5);
     let mut users = String::new();
+    let mut credentials = String::new();
     let mut pm_ids = Vec::new();
     let mut senior_ids = Vec::new();
     let lower = prefix.to_lowercase();
@@ -117,18 +118,25 @@ pub async fn generate(
         for v in [
             id.to_string(),
             email,
-            hash.clone(),
             "Gen".into(),
             format!("Manager {}", i + 1),
         ] {
             field(&mut users, Some(v), false);
         }
         field(&mut users, Some(role), true);
+        field(&mut credentials, Some(id), false);
+        field(&mut credentials, Some(&hash), true);
     }
     copy_rows(
         pool,
-        "COPY users (id, email, password_hash, first_name, last_name, role) FROM STDIN",
+        "COPY users (id, email, first_name, last_name, role) FROM STDIN",
         users,
+    )
+    .await?;
+    copy_rows(
+        pool,
+        "COPY user_credentials (user_id, password_hash) FROM STDIN",
+        credentials,
     )
     .await?;
 

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -59,18 +59,35 @@ pub fn session_of<B>(req: &axum::http::Request<B>) -> SessionState {
 }
 
 pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
+/// The request header by which the local-first client says whose local data it acts for.
+pub const CLIENT_USER_HEADER: &str = "x-turns-user";
+
+/// The hash of the session token a request came with (set beside a valid `SessionState`), so
+/// long-lived responses can end when that session ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionKey(pub String);
+
 /// Resolve the session cookie once per request and store the result in the request extensions.
+///
+/// Also: a client acting for a local user (`X-Turns-User`) is refused unless the session is that
+/// user's, so a stale tab can never send one user's queued edits, or pull rows, under another
+/// user's cookie; and answers to signed-in requests are not stored by any cache unless the
+/// handler says otherwise (they hold one user's data).
 pub async fn session_layer(
     State(state): State<AppState>,
     mut req: Request,
@@ -78,14 +95,23 @@ pub async fn session_layer(
 ) -> Response {
     let path = req.uri().path();
     let is_asset = path.starts_with("/pkg/") || path == "/favicon.ico" || path == "/health";
-    let session = match cookie_token(req.headers()) {
-        Some(token) if !is_asset => match auth::lookup_session(&state.pool, &token).await {
+    let token = cookie_token(req.headers()).filter(|_| !is_asset);
+    let session = match &token {
+        Some(token) => match auth::lookup_session(&state.pool, token).await {
             Ok(s) => s,
             Err(e) => return e.into_response(),
         },
-        _ => SessionState::Anonymous,
+        None => SessionState::Anonymous,
     };
+    if let Some(refusal) = client_user_mismatch(req.headers(), &session) {
+        return refusal;
+    }
     let clear_cookie = session == SessionState::Expired;
+    let signed_in = session.user().is_some();
+    if let (Some(token), true) = (&token, signed_in) {
+        req.extensions_mut()
+            .insert(SessionKey(auth::token_hash(token)));
+    }
     req.extensions_mut().insert(session);
     let mut res = next.run(req).await;
     if clear_cookie {
@@ -94,7 +120,83 @@ pub async fn session_layer(
             session_cookie("", 0, state.config.secure_cookies),
         );
     }
+    if signed_in && !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
     res
+}
+
+/// 401 when the client acts for a local user the session does not belong to.
+fn client_user_mismatch(headers: &HeaderMap, session: &SessionState) -> Option<Response> {
+    let claimed = headers.get(CLIENT_USER_HEADER)?;
+    let claimed = claimed
+        .to_str()
+        .ok()
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
+    let message = match (claimed, session.user()) {
+        (Some(claimed), Some(user)) if claimed == user.id => return None,
+        (_, Some(_)) => "You are signed in as another user on this device. Log in again to send this user's changes.",
+        (_, None) => "Please log in to continue.",
+    };
+    tracing::warn!(
+        signed_in = session.user().is_some(),
+        "refused a request made for another local user"
+    );
+    let mut res = ApiError::Unauthorized(message.into()).into_response();
+    if session.user().is_some() {
+        res.headers_mut().insert(
+            axum::http::HeaderName::from_static("x-turns-session"),
+            HeaderValue::from_static("other-user"),
+        );
+    }
+    Some(res)
+}
+
+/// Refuse state-changing requests that a browser sent from another site (CSRF). Browsers send
+/// `Sec-Fetch-Site` and `Origin` with every such request, and a page cannot forge them; callers
+/// that are not browsers send neither and cannot carry a victim's cookie anyway. The JSON write
+/// endpoint also takes only JSON: a cross-site form or `text/plain` body is refused outright.
+pub async fn same_origin_writes(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let cross_site = match fetch_site {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => headers.get(header::ORIGIN).is_some_and(|origin| {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            origin_authority(origin.to_str().unwrap_or("")) != host
+        }),
+    };
+    if cross_site {
+        tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"message": "Cross-site requests are not accepted."})),
+        )
+            .into_response();
+    }
+    if req.uri().path() == "/api/mutate" && !is_json(req.headers()) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(serde_json::json!({"message": "Send changes as application/json."})),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// `host[:port]` of an `Origin` value (`None` for `null` or anything that is not one).
+fn origin_authority(origin: &str) -> Option<&str> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
 }
 
 /// Pages that need a signed-in user redirect to the login page (saying why) without one.
@@ -136,7 +238,7 @@ struct LoginInput {
     next: Option<String>,
 }
 
-fn wants_json(headers: &HeaderMap) -> bool {
+fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -159,17 +261,30 @@ fn client_address(req: &Request, trust_proxy: bool) -> String {
         .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
 }
 
-/// Only same-site paths, so a crafted link cannot bounce a fresh login to another site.
+/// Only plain same-site paths, so a crafted link cannot bounce a fresh login to another site:
+/// one leading `/`, then visible ASCII only. Browsers drop tabs and newlines from URLs (so
+/// `/\t/evil.example` becomes `//evil.example`) and read `\` as `/`; none of those pass.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/",
     }
 }
 
+/// The cookie that marks a device an account has logged in from (see `auth::LoginLimiter`).
+const DEVICE_COOKIE: &str = "turns_device";
+
 async fn login(State(state): State<AppState>, req: Request) -> Response {
-    let json = wants_json(req.headers());
-    let client = client_address(&req, state.config.trust_proxy);
+    let json = is_json(req.headers());
+    let address = client_address(&req, state.config.trust_proxy);
+    let device = cookie(req.headers(), DEVICE_COOKIE);
+    let previous = cookie_token(req.headers());
     let result = async {
         let bytes = axum::body::to_bytes(req.into_body(), 16 * 1024)
             .await
@@ -180,6 +295,10 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             serde_urlencoded::from_bytes(&bytes).ok()
         }
         .ok_or_else(|| ApiError::BadRequest("Enter your email and password.".into()))?;
+        let client = auth::LoginClient {
+            address: &address,
+            device: device.as_deref(),
+        };
         let user = auth::authenticate(
             &state.pool,
             &state.limiter,
@@ -188,6 +307,10 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             &client,
         )
         .await?;
+        // Logging in again ends the session this browser had (whoever's it was).
+        if let Some(previous) = &previous {
+            auth::delete_session(&state.pool, previous).await?;
+        }
         let (token, _) =
             auth::create_session(&state.pool, user.id, state.config.session_ttl).await?;
         Ok::<_, ApiError>((user, token, input.next))
@@ -201,19 +324,30 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
                 state.config.session_ttl.as_secs(),
                 state.config.secure_cookies,
             );
+            let device = state.limiter.device_tag(&user.email);
             let mut res = if json {
                 Json(user).into_response()
             } else {
                 Redirect::to(safe_next(next.as_deref())).into_response()
             };
             res.headers_mut().append(header::SET_COOKIE, cookie);
+            let secure = if state.config.secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            };
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{DEVICE_COOKIE}={device}; Path=/auth/login; HttpOnly; SameSite=Strict; Max-Age=31536000{secure}"
+            )) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
             res
         }
         Err(e) if json => e.into_response(),
         Err(e) => {
             e.log();
             let reason = match e {
-                ApiError::RateLimited { .. } => "locked",
+                ApiError::RateLimited { .. } | ApiError::Busy => "locked",
                 ApiError::Unauthorized(_) => "invalid",
                 ApiError::BadRequest(_) => "input",
                 _ => "server",
@@ -224,7 +358,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
-    let json = wants_json(req.headers())
+    let json = is_json(req.headers())
         || req
             .headers()
             .get(header::ACCEPT)
@@ -243,5 +377,13 @@ async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
         header::SET_COOKIE,
         session_cookie("", 0, state.config.secure_cookies),
     );
+    // Pages this browser cached for the user go too. Local storage is the client's to clear: it
+    // may hold another user's unsent edits (see the README's security section).
+    res.headers_mut().insert(
+        HeaderName::from_static("clear-site-data"),
+        HeaderValue::from_static("\"cache\""),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

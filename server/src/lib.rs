@@ -7,10 +7,12 @@ pub mod db;
 pub mod error;
 pub mod generate;
 pub mod http;
+pub mod live_sessions;
 pub mod mutations;
 pub mod pg;
 pub mod queries;
 pub mod seed;
+pub mod serve;
 pub mod shapes;
 pub mod testing;
 
@@ -22,6 +24,8 @@ pub struct AppState {
     pub pool: sqlx::PgPool,
     pub config: Arc<config::Config>,
     pub limiter: Arc<auth::LoginLimiter>,
+    /// Per-session budgets of live shape requests, and sessions that ended.
+    pub live: Arc<live_sessions::LiveSessions>,
     /// The shape server, once its change stream runs.
     pub shapes: Option<Arc<shapes::ShapeServer>>,
 }
@@ -32,6 +36,7 @@ impl AppState {
             pool,
             config: Arc::new(config),
             limiter: Arc::new(auth::LoginLimiter::default()),
+            live: Arc::new(live_sessions::LiveSessions::default()),
             shapes: None,
         }
     }
@@ -45,6 +50,7 @@ impl AppState {
             .await
             .map_err(|e| shapes::ShapeError::Db(sqlx::Error::Protocol(e.to_string())))?;
         server.set_consumer(shapes::wal::spawn(server.clone(), database_url.to_string()));
+        self.live.listen(self.pool.clone());
         let housekeeping = server.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(300));

@@ -9,14 +9,15 @@
 //! applies once however its replays race. A rejection writes nothing but its receipt, so every
 //! replay gets the same answer.
 use crate::queries::{CARD_COLUMNS, CARD_FROM};
-use chrono::NaiveDate;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use turns::model::TurnCard;
 use turns::mutation::{
-    Change, EditRight, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
+    Change, Edit, EditRight, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection,
+    TurnEdit,
 };
-use turns::policy::{PropertyFacts, TurnFacts};
+use turns::policy::{AssigneeFacts, PropertyFacts, TurnFacts};
 use turns::{Actor, ApprovalLevel, ApprovalStatus, Decimal, Role, Thresholds};
 use uuid::Uuid;
 
@@ -28,10 +29,24 @@ enum Stop {
 
 impl From<sqlx::Error> for Stop {
     fn from(e: sqlx::Error) -> Self {
-        match constraint_message(&e) {
-            Some((field, message)) => Stop::Reject(Rejection::invalid_field(field, message)),
-            None => Stop::Db(e),
+        if let Some((field, message)) = constraint_message(&e) {
+            return Stop::Reject(Rejection::invalid_field(field, message));
         }
+        // Class 22, data exception: a value Postgres cannot take (out of range, bad encoding).
+        // That is the input's fault and final: refuse it, or the device would retry it forever
+        // and every edit queued behind it would wait.
+        let data_exception = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("22"));
+        if data_exception {
+            tracing::warn!(error = %e, "refused a value the database cannot store");
+            return Stop::Reject(Rejection::invalid_field(
+                "value",
+                "A value in this change cannot be saved. Check it and try again.",
+            ));
+        }
+        Stop::Db(e)
     }
 }
 
@@ -48,14 +63,14 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
     let constraint = e.as_database_error()?.constraint()?;
     Some(match constraint {
         "turns_turn_id_idx" => ("turn_id", "Another turn already has this turn id."),
-        "turns_pkey" => ("id", "This turn was already created."),
+        // Ids are made on devices; a collision says nothing about whose row holds it.
+        "turns_pkey" | "properties_pkey" => ("id", "This id is already in use; try again."),
         "turns_completion_after_move_out" => (
             "turn_completion_date",
             "Completion cannot be before the move-out date.",
         ),
         "turns_amount_non_negative" => ("turn_amount", "The amount cannot be negative."),
         "properties_property_id_idx" => ("property_id", "Another property already has this id."),
-        "properties_pkey" => ("id", "This property was already created."),
         "properties_name_not_blank" => ("name", "This field is required."),
         "properties_year_built_range" => {
             ("year_built", "Year built must be between 1700 and 2200.")
@@ -293,9 +308,18 @@ async fn thresholds(conn: &mut PgConnection) -> Step<Thresholds> {
     })
 }
 
-/// Approved for the amount on the card: self-approved (PENDING with an approved amount), or
-/// approved by the last level it needed.
-fn approval_complete(card: &TurnCard) -> bool {
+/// Approved for what the turn will cost, by every level that needs to (the rule is the core's).
+fn approval_covers(card: &TurnCard, limits: &Thresholds, is_core: bool) -> bool {
+    limits.covers(
+        card.approval_status,
+        card.approved_turn_amount,
+        card.turn_amount,
+        is_core,
+    )
+}
+
+/// Someone approved an amount on this card (it may no longer cover the current amount).
+fn has_approval(card: &TurnCard) -> bool {
     card.approved_turn_amount.is_some()
         && matches!(
             card.approval_status,
@@ -337,7 +361,7 @@ async fn apply_edit(
         let planned = async {
             m.change.validate().map_err(Rejection::invalid)?;
             let turn = read_turn(conn, actor, id, false).await?;
-            let after = plan_edit(conn, actor, m, &turn, edits).await?;
+            let after = plan_edit(conn, actor, &turn, edits).await?;
             Ok::<_, Stop>((turn, after))
         }
         .await;
@@ -379,6 +403,17 @@ async fn apply_edit(
     )))
 }
 
+/// The device's clock when the change was made, kept as information for the audit trail only
+/// when it is plausible (not before 2000, not more than a day ahead of ours); business dates
+/// never come from it.
+fn device_time(m: &Mutation) -> Option<DateTime<Utc>> {
+    let now = Utc::now();
+    let earliest = DateTime::from_timestamp(946_684_800, 0).unwrap_or(now);
+    (earliest..=now + chrono::Duration::days(1))
+        .contains(&m.device_time)
+        .then_some(m.device_time)
+}
+
 fn is_receipt_conflict(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.constraint())
@@ -389,7 +424,6 @@ fn is_receipt_conflict(e: &sqlx::Error) -> bool {
 async fn plan_edit(
     conn: &mut PgConnection,
     actor: &Actor,
-    m: &Mutation,
     locked: &LockedTurn,
     edits: &[TurnEdit],
 ) -> Step<Option<TurnCard>> {
@@ -430,12 +464,8 @@ async fn plan_edit(
     } else {
         Thresholds::default()
     };
-    if amount_changed {
-        if let (Some(approved), Some(new)) = (after.approved_turn_amount, after.turn_amount) {
-            if approval_complete(&after) && limits.needs_reapproval(approved, new) {
-                start_approval(&mut after, &limits, locked.is_core, false);
-            }
-        }
+    if amount_changed && has_approval(&after) && !approval_covers(&after, &limits, locked.is_core) {
+        start_approval(&mut after, &limits, locked.is_core, false);
     }
     if after.vendor_id != locked.card.vendor_id {
         if let Some(vendor) = after.vendor_id {
@@ -443,14 +473,7 @@ async fn plan_edit(
         }
     }
     if stage_changed {
-        enter_stage(
-            conn,
-            &mut after,
-            &limits,
-            locked.is_core,
-            m.device_time.date_naive(),
-        )
-        .await?;
+        enter_stage(conn, &mut after, &limits, locked.is_core).await?;
     }
     Ok(Some(after))
 }
@@ -484,7 +507,6 @@ async fn enter_stage(
     turn: &mut TurnCard,
     limits: &Thresholds,
     is_core: bool,
-    device_day: NaiveDate,
 ) -> Step<()> {
     let stage: Option<StageRow> = sqlx::query_as(
         "SELECT name, display_order, is_amount_required, is_vendor_required, requires_approval,
@@ -520,17 +542,19 @@ async fn enter_stage(
     .bind(stage.display_order)
     .fetch_one(&mut *conn)
     .await?;
-    if stage.requires_approval && !approval_complete(turn) {
+    let covered = approval_covers(turn, limits, is_core);
+    if stage.requires_approval && !covered {
         // Entering the approval stage starts the approval.
         start_approval(turn, limits, is_core, true);
-    } else if approval_before && !approval_complete(turn) {
+    } else if approval_before && !covered {
         return Err(gate(format!(
             "The turn amount must be approved before the turn moves to {}.",
             stage.name
         )));
     }
     if stage.is_complete_stage && turn.turn_completion_date.is_none() {
-        turn.turn_completion_date = Some(device_day);
+        // The server's day, never the device's clock (which may be anything).
+        turn.turn_completion_date = Some(chrono::Utc::now().date_naive());
     }
     Ok(())
 }
@@ -584,7 +608,7 @@ async fn write_turn(
     .bind(actor.user_id)
     .bind(m.change.action())
     .bind(before)
-    .bind(m.device_time)
+    .bind(device_time(m))
     .bind(m.id)
     .bind(if_version)
     .fetch_optional(&mut *conn)
@@ -626,7 +650,7 @@ async fn audit(
     .bind(row)
     .bind(before)
     .bind(after)
-    .bind(m.device_time)
+    .bind(device_time(m))
     .bind(m.id)
     .fetch_one(&mut *conn)
     .await?;
@@ -649,11 +673,12 @@ async fn submit(
     if after.turn_amount.is_none() {
         return Err(Rejection::invalid_field("turn_amount", "Set the turn amount first.").into());
     }
+    let limits = thresholds(conn).await?;
     match after.approval_status {
         Some(ApprovalStatus::DfoApprovalNeeded | ApprovalStatus::HoApprovalNeeded) => {
             return Ok(None);
         }
-        _ if approval_complete(&after) => {
+        _ if approval_covers(&after, &limits, locked.is_core) => {
             return Err(Rejection::invalid_field(
                 "approval_status",
                 "This amount is approved already.",
@@ -662,7 +687,6 @@ async fn submit(
         }
         _ => {}
     }
-    let limits = thresholds(conn).await?;
     start_approval(&mut after, &limits, locked.is_core, true);
     write_locked_turn(conn, actor, m, &after, &locked.before).await
 }
@@ -699,15 +723,8 @@ async fn decide(
         };
         after.approved_turn_amount = Some(a);
         let limits = thresholds(conn).await?;
-        after.approval_status = Some(match level {
-            ApprovalLevel::Dfo
-                if limits.required_level(a, locked.is_core) == Some(ApprovalLevel::Ho) =>
-            {
-                ApprovalStatus::HoApprovalNeeded
-            }
-            ApprovalLevel::Dfo => ApprovalStatus::DfoApproved,
-            ApprovalLevel::Ho => ApprovalStatus::HoApproved,
-        });
+        after.approval_status =
+            Some(limits.after_approval(level, a, after.turn_amount, locked.is_core));
         Some(a)
     } else {
         after.approval_status = Some(ApprovalStatus::Rejected);
@@ -725,7 +742,7 @@ async fn decide(
     .bind(reason.map(str::trim).filter(|r| !r.is_empty()))
     .bind(actor.user_id)
     .bind(actor.role)
-    .bind(m.device_time)
+    .bind(device_time(m))
     .execute(&mut *conn)
     .await?;
     write_locked_turn(conn, actor, m, &after, &locked.before).await
@@ -744,15 +761,16 @@ async fn create_turn(
     .bind(t.property_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((pm, sr)) = facts else {
+    // A property outside the actor's scope answers as one that does not exist: the refusal must
+    // not tell which ids exist elsewhere.
+    let manageable = facts.is_some_and(|(pm, sr)| {
+        actor.can_manage_property(&PropertyFacts {
+            property_manager_id: pm,
+            sr_property_manager_id: sr,
+        })
+    });
+    if !manageable {
         return Err(Rejection::invalid_field("property_id", "Unknown property.").into());
-    };
-    let property = PropertyFacts {
-        property_manager_id: pm,
-        sr_property_manager_id: sr,
-    };
-    if !actor.can_manage_property(&property) {
-        return Err(Rejection::forbidden("Only the property's managers open turns on it.").into());
     }
     let after: Value = sqlx::query_scalar(
         "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
@@ -796,6 +814,9 @@ async fn create_property(
         Role::SrPropertyManager => (p.property_manager_id, Some(actor.user_id)),
         _ => (p.property_manager_id, None),
     };
+    if let Some(pm) = pm {
+        check_assignee(conn, actor, pm).await?;
+    }
     let after: Value = sqlx::query_scalar(
         "INSERT INTO properties (id, property_id, name, street_address, city, state, zip_code,
                                  year_built, is_core, property_manager_id, sr_property_manager_id,
@@ -821,6 +842,38 @@ async fn create_property(
     audit(conn, actor, m, "properties", p.id, None, Some(&after))
         .await
         .map(Some)
+}
+
+/// Whether `actor` may make `user` a property's manager (the rule is the policy's).
+async fn check_assignee(conn: &mut PgConnection, actor: &Actor, user: Uuid) -> Step<()> {
+    let facts: Option<(Role, bool, bool)> = sqlx::query_as(
+        "SELECT u.role, u.is_active,
+                EXISTS (SELECT 1 FROM properties p
+                         WHERE p.property_manager_id = u.id AND p.sr_property_manager_id = $2)
+           FROM users u WHERE u.id = $1",
+    )
+    .bind(user)
+    .bind(actor.user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let allowed = facts.is_some_and(|(role, is_active, in_actors_team)| {
+        actor.can_assign_property_to(&AssigneeFacts {
+            user_id: user,
+            role,
+            is_active,
+            in_actors_team,
+        })
+    });
+    if allowed {
+        Ok(())
+    } else {
+        // The same answer for unknown users and for users outside the actor's reach.
+        Err(Rejection::invalid_field(
+            "property_manager_id",
+            "Choose an active property manager on your team.",
+        )
+        .into())
+    }
 }
 
 /// The JSON (as `to_jsonb` spells it) of an edit's starting and new values.
@@ -879,6 +932,11 @@ async fn update_property(
             "A senior property manager or an admin reassigns properties.",
         )
         .into());
+    }
+    for e in edits {
+        if let PropertyEdit::PropertyManager(Edit { to: Some(pm), .. }) = e {
+            check_assignee(conn, actor, *pm).await?;
+        }
     }
     let mut patch = serde_json::Map::new();
     let mut stale = Vec::new();

@@ -93,8 +93,11 @@ async fn insert_user(
 ) -> Result<Uuid, ApiError> {
     let hash = hash_password(DEMO_PASSWORD).await?;
     let id = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, first_name, last_name, role, vendor_id, email_verified)
-         VALUES ($1, $2, $3, $4, $5, $6, true) RETURNING id",
+        "WITH u AS (
+           INSERT INTO users (email, first_name, last_name, role, vendor_id, email_verified)
+           VALUES ($1, $3, $4, $5, $6, true) RETURNING id)
+         INSERT INTO user_credentials (user_id, password_hash) SELECT id, $2 FROM u
+      RETURNING user_id",
     )
     .bind(email)
     .bind(hash)

@@ -75,6 +75,7 @@ pub fn plain_router(state: AppState) -> axum::Router {
             state.clone(),
             crate::http::session_layer,
         ))
+        .layer(axum::middleware::from_fn(crate::http::same_origin_writes))
         .with_state(state)
 }
 
@@ -116,10 +117,22 @@ pub async fn send(
     cookie: Option<&str>,
     body: Option<(&str, String)>,
 ) -> Reply {
+    let cookie: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    send_with(router, method, uri, &cookie, body).await
+}
+
+/// Send one request with the given headers through a router in-process.
+pub async fn send_with(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, String)>,
+) -> Reply {
     use tower::ServiceExt;
     let mut req = axum::http::Request::builder().method(method).uri(uri);
-    if let Some(c) = cookie {
-        req = req.header(axum::http::header::COOKIE, c);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let body = match body {
         Some((content_type, b)) => {

@@ -637,3 +637,247 @@ async fn a_batch_of_edits_commits_once_and_survives_bad_members_and_replays() {
     .expect("count");
     assert_eq!(audits, 4);
 }
+
+#[tokio::test]
+async fn head_office_cannot_be_skipped_by_approving_less_or_raising_within_the_tolerance() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let dfo = actor(pool, "dfo@turns.demo").await;
+    let notice = stage(pool, "Notice").await;
+    let approval = stage(pool, "Approval").await;
+    let to_approval = TurnEdit::Stage(Edit {
+        from: notice,
+        to: approval,
+    });
+    let approve = |turn, amount| Change::DecideApproval {
+        turn,
+        approve: true,
+        amount,
+        reason: None,
+    };
+
+    // $9,000 asked; the DFO approves $4,000. The work still costs $9,000: head office decides.
+    let big = new_turn(pool, &pm).await;
+    run(
+        pool,
+        &pm,
+        edit(big, vec![amount(None, usd(9000)), to_approval.clone()]),
+    )
+    .await;
+    assert!(matches!(
+        run(pool, &dfo, approve(big, usd(4000))).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        row(pool, big).await.approval_status,
+        ApprovalStatus::HoApprovalNeeded
+    );
+
+    // $4,900 approved by the DFO, then raised by 2% to $4,998... and to $5,001: within the
+    // tolerance, but above the HO threshold, so head office must approve before work goes on.
+    let near = new_turn(pool, &pm).await;
+    run(
+        pool,
+        &pm,
+        edit(near, vec![amount(None, usd(4900)), to_approval]),
+    )
+    .await;
+    run(pool, &dfo, approve(near, None)).await;
+    assert_eq!(
+        row(pool, near).await.approval_status,
+        ApprovalStatus::DfoApproved
+    );
+    run(pool, &pm, edit(near, vec![amount(usd(4900), usd(4998))])).await;
+    assert_eq!(
+        row(pool, near).await.approval_status,
+        ApprovalStatus::DfoApproved,
+        "below the threshold and within the tolerance: the approval holds"
+    );
+    run(pool, &pm, edit(near, vec![amount(usd(4998), usd(5001))])).await;
+    assert_eq!(
+        row(pool, near).await.approval_status,
+        ApprovalStatus::HoApprovalNeeded
+    );
+    let in_progress = stage(pool, "In progress").await;
+    let start = run(
+        pool,
+        &pm,
+        edit(
+            near,
+            vec![TurnEdit::Stage(Edit {
+                from: approval,
+                to: in_progress,
+            })],
+        ),
+    )
+    .await;
+    assert!(matches!(rejected(&start), Rejection::Invalid { .. }));
+}
+
+#[tokio::test]
+async fn values_postgres_cannot_store_are_refused_and_never_block_the_edits_behind_them() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let (a, b) = (new_turn(pool, &pm).await, new_turn(pool, &pm).await);
+    let wo = |turn, to: &str| {
+        mutation(edit(
+            turn,
+            vec![TurnEdit::WoNumber(Edit {
+                from: None,
+                to: Some(to.into()),
+            })],
+        ))
+    };
+    let far_future = chrono::NaiveDate::from_ymd_opt(200_000, 1, 1).expect("chrono date");
+    let batch = vec![
+        wo(a, "A1"),
+        wo(b, "NUL\0byte"),
+        mutation(edit(
+            b,
+            vec![TurnEdit::MoveOutDate(Edit {
+                from: Some(Utc::now().date_naive()),
+                to: Some(far_future),
+            })],
+        )),
+        wo(b, "B1"),
+    ];
+    let outcomes = apply_batch(pool, &pm, &batch)
+        .await
+        .expect("a bad value is an answer, not a server error");
+    assert!(matches!(outcomes[0], Outcome::Applied { .. }));
+    for bad in &outcomes[1..3] {
+        assert!(
+            matches!(rejected(bad), Rejection::Invalid { .. }),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(outcomes[3], Outcome::Applied { .. }));
+    assert_eq!(row(pool, b).await.wo_number.as_deref(), Some("B1"));
+    let mut new_property = new_property_fields("P-NUL", "Nul\0Court");
+    new_property.city = Some("Nul\0ville".into());
+    let outcome = run(pool, &pm, Change::CreateProperty(new_property)).await;
+    assert!(matches!(rejected(&outcome), Rejection::Invalid { .. }));
+}
+
+#[tokio::test]
+async fn the_device_clock_never_sets_a_business_date() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    run(pool, &pm, edit(turn, vec![amount(None, usd(500))])).await;
+    run(pool, &pm, Change::SubmitForApproval { turn }).await;
+    let vendor: Uuid =
+        sqlx::query_scalar("SELECT id FROM vendors WHERE is_approved AND is_active LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .expect("vendor");
+    let (notice, ready) = (stage(pool, "Notice").await, stage(pool, "Rent ready").await);
+    let mut m = mutation(edit(
+        turn,
+        vec![
+            TurnEdit::Vendor(Edit {
+                from: None,
+                to: Some(vendor),
+            }),
+            TurnEdit::Stage(Edit {
+                from: notice,
+                to: ready,
+            }),
+        ],
+    ));
+    m.device_time = "2099-06-01T12:00:00Z".parse().expect("time");
+    let outcome = apply(pool, &pm, &m).await.expect("ran");
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+    assert_eq!(
+        row(pool, turn).await.turn_completion_date,
+        Some(Utc::now().date_naive()),
+        "the server's day, not the device's"
+    );
+    let recorded: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT device_time FROM audit_logs WHERE client_mutation_id = $1")
+            .bind(m.id)
+            .fetch_one(pool)
+            .await
+            .expect("audit row");
+    assert_eq!(recorded, None, "an implausible device time is not recorded");
+}
+
+#[tokio::test]
+async fn a_senior_pm_assigns_properties_only_to_active_pms_of_their_team() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let senior = actor(pool, "srpm@turns.demo").await;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let (property, name): (Uuid, String) = sqlx::query_as(
+        "SELECT id, name FROM properties WHERE property_manager_id = $1 ORDER BY property_id LIMIT 1",
+    )
+    .bind(pm.user_id)
+    .fetch_one(pool)
+    .await
+    .expect("property");
+    let reassign = |to: Uuid| Change::UpdateProperty {
+        property,
+        edits: vec![PropertyEdit::PropertyManager(Edit {
+            from: Some(pm.user_id),
+            to: Some(to),
+        })],
+    };
+    for outsider in [
+        "pm3@turns.demo",
+        "vendor@turns.demo",
+        "dfo@turns.demo",
+        "admin@turns.demo",
+    ] {
+        let who = actor(pool, outsider).await;
+        let outcome = run(pool, &senior, reassign(who.user_id)).await;
+        assert!(
+            matches!(rejected(&outcome), Rejection::Invalid { .. }),
+            "{outsider}: {outcome:?}"
+        );
+    }
+    let mut created = new_property_fields("P-TEAM", "Team Court");
+    created.property_manager_id = Some(actor(pool, "vendor@turns.demo").await.user_id);
+    assert!(matches!(
+        rejected(&run(pool, &senior, Change::CreateProperty(created)).await),
+        Rejection::Invalid { .. }
+    ));
+    let teammate = actor(pool, "pm2@turns.demo").await;
+    let outcome = run(pool, &senior, reassign(teammate.user_id)).await;
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+    let now_managed: Option<Uuid> =
+        sqlx::query_scalar("SELECT property_manager_id FROM properties WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("property");
+    assert_eq!(now_managed, Some(teammate.user_id));
+}
+
+#[tokio::test]
+async fn creating_on_another_scopes_property_says_no_more_than_for_a_missing_one() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let pm3 = actor(pool, "pm3@turns.demo").await;
+    let theirs: Uuid =
+        sqlx::query_scalar("SELECT id FROM properties WHERE property_manager_id = $1 LIMIT 1")
+            .bind(pm3.user_id)
+            .fetch_one(pool)
+            .await
+            .expect("property");
+    let open_on = |property_id| {
+        Change::CreateTurn(NewTurn {
+            id: Uuid::new_v4(),
+            turn_id: format!("T-{}", Uuid::new_v4().simple()),
+            property_id,
+            move_out_date: None,
+            wo_number: None,
+        })
+    };
+    let elsewhere = run(pool, &pm, open_on(theirs)).await;
+    let missing = run(pool, &pm, open_on(Uuid::new_v4())).await;
+    assert_eq!(rejected(&elsewhere), rejected(&missing));
+}

@@ -287,6 +287,7 @@ async fn bad_input_is_refused_cleanly() {
         ),
         (&*generic("users", "&columns=id,password_hash"), 400),
         (&*generic("sessions", ""), 400),
+        (&*generic("user_credentials", ""), 400),
         (&*generic("turns", "&offset=banana"), 400),
         (&*generic("turns", "&offset=5_1"), 400),
         (&*generic("turns", "&columns=turn_id"), 400),
@@ -472,7 +473,16 @@ async fn exactly_once_in_commit_order_under_concurrent_writers_and_a_restart() {
         "the where shape equals its query",
     );
 
-    let metrics = send(&router, "GET", "/metrics", None, None).await;
+    let anonymous = send(&router, "GET", "/metrics", None, None).await;
+    assert_eq!(anonymous.status, 404, "metrics are for operators");
+    let metrics = send(
+        &router,
+        "GET",
+        &format!("/metrics?secret={SECRET}"),
+        None,
+        None,
+    )
+    .await;
     assert!(
         metrics.body.contains("turns_shape_changes_total"),
         "{}",

@@ -434,7 +434,7 @@ async fn main() -> Result<(), Error> {
         conns.push(s);
     }
     let metrics = loop {
-        let m = get(&addr, "/metrics").await?;
+        let m = get(&addr, &format!("/metrics?secret={SECRET}")).await?;
         let waiting: usize = m
             .body
             .lines()

@@ -3,6 +3,8 @@
 //! and columns from the session's policy scope), and `GET /v1/health`.
 use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::auth::SessionState;
+use crate::http::SessionKey;
+use crate::live_sessions::{LiveGuard, OverBudget};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -39,7 +41,22 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Operators only: an admin's session, or the trusted callers' `SHAPE_SECRET` as `?secret=`
+/// (what a scraper sends). Anyone else gets 404, as if there were nothing here.
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let admin = session.user().is_some_and(|u| u.role.is_admin());
+    let secret_ok = state.config.shape_secret.as_deref().is_some_and(|secret| {
+        params
+            .iter()
+            .any(|(k, v)| k == "secret" && constant_time_eq(v.as_bytes(), secret.as_bytes()))
+    });
+    if !admin && !secret_ok {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     match &state.shapes {
         Some(s) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -182,7 +199,7 @@ async fn generic_shape(
         Ok(d) => d,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut res = serve(&state, def, &params, &headers).await;
+    let mut res = serve(&state, def, &params, &headers, None).await;
     res.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -247,6 +264,7 @@ async fn authorized_shape(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Extension(session): Extension<SessionState>,
+    key: Option<Extension<SessionKey>>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
@@ -279,7 +297,14 @@ async fn authorized_shape(
         Ok(d) => d,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut res = serve(&state, def, &params, &headers).await;
+    let Some(Extension(key)) = key else {
+        return Refusal::Status(
+            StatusCode::UNAUTHORIZED,
+            "Please log in to continue.".into(),
+        )
+        .into_response();
+    };
+    let mut res = serve(&state, def, &params, &headers, Some(&key)).await;
     let h = res.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Cookie"));
     // One user's rows: a browser may cache them, a shared cache must not.
@@ -360,7 +385,25 @@ fn authorized_definition(name: &str, actor: &Actor) -> Result<ShapeDef, Refusal>
         },
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
-        "vendors" => def("vendors", Some("is_active AND is_approved"), vec![], None),
+        "vendors" if actor.sees_vendor_contacts() => {
+            def("vendors", Some("is_active AND is_approved"), vec![], None)
+        }
+        // Vendors, approvers and readers see who a vendor is, not how to reach them (rival
+        // vendors must not get each other's contacts).
+        "vendors" => def(
+            "vendors",
+            Some("is_active AND is_approved"),
+            vec![],
+            Some(&[
+                "id",
+                "name",
+                "trade",
+                "is_active",
+                "is_approved",
+                "version",
+                "updated_at",
+            ]),
+        ),
         "users" if actor.role.is_admin() => def(
             "users",
             None,
@@ -443,11 +486,14 @@ fn cursor(long_poll: Duration, previous: Option<&str>) -> String {
     c.to_string()
 }
 
+/// Serve a shape request; `session` (browsers' requests) is held to its budget, and its live
+/// requests end when it does.
 async fn serve(
     state: &AppState,
     def: ShapeDef,
     params: &[(String, String)],
     headers: &HeaderMap,
+    session: Option<&SessionKey>,
 ) -> Response {
     let Some(server) = state.shapes.clone() else {
         return shape_error(ShapeError::NotReady);
@@ -456,8 +502,19 @@ async fn serve(
         Ok(p) => p,
         Err(refusal) => return refusal.into_response(),
     };
+    let mut live = None;
+    if let Some(SessionKey(key)) = session {
+        let budget = match p.start {
+            Start::Snapshot | Start::Now => state.live.start_shape(key),
+            Start::At(_) if p.live => state.live.hold_live(key).map(|g| live = Some(g)),
+            Start::At(_) => Ok(()),
+        };
+        if let Err(over) = budget {
+            return over_budget(over);
+        }
+    }
     let fresh_handle = super::new_handle_id(&def);
-    match respond(&server, def, &p, headers).await {
+    match respond(&server, def, &p, headers, live).await {
         Ok(res) => res,
         Err(e) => {
             let refetch = matches!(e, ShapeError::MustRefetch);
@@ -484,6 +541,42 @@ async fn serve(
     }
 }
 
+fn over_budget(over: OverBudget) -> Response {
+    tracing::warn!(?over, "refused a shape request over the session's budget");
+    let (message, retry) = match over {
+        OverBudget::TooManyLive => ("Too many live requests for this session.".to_string(), 5),
+        OverBudget::TooManyShapes { retry_after_secs } => (
+            "Too many new shapes for this session; try again later.".to_string(),
+            retry_after_secs,
+        ),
+    };
+    let mut res = Refusal::Status(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header_value(&retry.to_string()));
+    res
+}
+
+/// The answer to a live request whose session ended while it waited.
+fn session_ended() -> Response {
+    Refusal::Status(
+        StatusCode::UNAUTHORIZED,
+        "Your session has ended. Please log in again.".into(),
+    )
+    .into_response()
+}
+
+/// Resolves when the request's session ends (never for requests without one).
+async fn session_end(live: &mut Option<LiveGuard>) {
+    match live {
+        Some(g) => g.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn has_ended(live: &Option<LiveGuard>) -> bool {
+    live.as_ref().is_some_and(LiveGuard::has_ended)
+}
+
 /// The up-to-date control message. Its `global_last_seen_lsn` is the response offset's LSN: SSE
 /// clients continue from `{it}_0`, which (offsets being transaction-granular) is exactly there.
 fn up_to_date(offset: Offset) -> Value {
@@ -492,14 +585,23 @@ fn up_to_date(offset: Offset) -> Value {
 
 /// Live changes as Server-Sent Events: each message an event, each batch ending in up-to-date,
 /// until a few long-poll periods have passed (the client then reconnects from its offset).
-fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &str) -> Response {
+fn sse(
+    server: Arc<ShapeServer>,
+    handle: Arc<Handle>,
+    after: Offset,
+    cursor: &str,
+    live: Option<LiveGuard>,
+) -> Response {
     let deadline = tokio::time::Instant::now() + server.long_poll * 3;
     let id = handle.id.clone();
-    let events = futures_util::stream::unfold(Some(after), move |from| {
+    let events = futures_util::stream::unfold(Some((after, live)), move |state| {
         let (server, handle) = (server.clone(), handle.clone());
         async move {
-            let mut from = from?;
+            let (mut from, mut live) = state?;
             loop {
+                if has_ended(&live) {
+                    return None;
+                }
                 let waiter = server.wait_for_shape(&handle.shape);
                 let (messages, last, utd) =
                     match server.changes(&handle, from, CHANGES_PER_RESPONSE).await {
@@ -510,7 +612,7 @@ fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &st
                         }
                     };
                 from = last;
-                if !messages.is_empty() {
+                if !messages.is_empty() && !has_ended(&live) {
                     let mut chunk = String::new();
                     for m in messages.iter().chain(utd.then(|| up_to_date(last)).iter()) {
                         chunk.push_str("data: ");
@@ -519,14 +621,16 @@ fn sse(server: Arc<ShapeServer>, handle: Arc<Handle>, after: Offset, cursor: &st
                     }
                     return Some((
                         Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
-                        Some(from),
+                        Some((from, live)),
                     ));
                 }
-                if tokio::time::timeout_at(deadline, waiter.notify.notified())
-                    .await
-                    .is_err()
-                {
-                    return None;
+                tokio::select! {
+                    woke = tokio::time::timeout_at(deadline, waiter.notify.notified()) => {
+                        if woke.is_err() {
+                            return None;
+                        }
+                    }
+                    () = session_end(&mut live) => return None,
                 }
             }
         }
@@ -566,6 +670,7 @@ async fn respond(
     def: ShapeDef,
     p: &Protocol,
     req_headers: &HeaderMap,
+    mut live: Option<LiveGuard>,
 ) -> Result<Response, ShapeError> {
     let mut h = HeaderMap::new();
     let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
@@ -611,7 +716,7 @@ async fn respond(
             }
             if p.sse {
                 let cursor = cursor(server.long_poll, p.cursor.as_deref());
-                return Ok(sse(server.clone(), handle, after, &cursor));
+                return Ok(sse(server.clone(), handle, after, &cursor, live));
             }
             let deadline = tokio::time::Instant::now() + server.long_poll;
             let _waiting = p.live.then(|| Waiting::new(&server.metrics.live_waiting));
@@ -625,16 +730,20 @@ async fn respond(
                     break (messages, last, utd);
                 };
                 from = last;
-                if tokio::time::timeout_at(deadline, waiter.notify.notified())
-                    .await
-                    .is_err()
-                {
+                let woke = tokio::select! {
+                    woke = tokio::time::timeout_at(deadline, waiter.notify.notified()) => woke.is_ok(),
+                    () = session_end(&mut live) => return Ok(session_ended()),
+                };
+                if !woke {
                     // Nothing for this shape: answer at the newest offset.
                     let (_, last, utd) =
                         server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
                     break (Vec::new(), last, utd);
                 }
             };
+            if has_ended(&live) {
+                return Ok(session_ended());
+            }
             let mut body = messages;
             if utd {
                 body.push(up_to_date(offset));

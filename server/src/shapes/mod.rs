@@ -283,9 +283,6 @@ impl ShapeError {
     }
 }
 
-/// Columns no shape ever carries or filters on, whoever asks.
-const HIDDEN_COLUMNS: [(&str, &str); 1] = [("users", "password_hash")];
-
 /// How many recent transactions stay in memory (older ones are read from `sync_log`).
 const TAIL_TRANSACTIONS: usize = 20_000;
 
@@ -520,7 +517,6 @@ impl ShapeServer {
         .await?;
         let columns = rows
             .into_iter()
-            .filter(|(column, ..)| !HIDDEN_COLUMNS.contains(&(name, column.as_str())))
             .map(
                 |(name, ty, is_enum, not_null, pk_index, max_length)| ColumnInfo {
                     kind: Some(ColType::from_pg(&ty, is_enum)),
