@@ -142,6 +142,7 @@ pub async fn apply_batch(
             && sqlx::query("SELECT 1").execute(&mut *tx).await.is_ok()
             && tx.commit().await.is_ok()
         {
+            log_refusals(actor, batch, &outcomes);
             return Ok(outcomes);
         }
     }
@@ -149,7 +150,25 @@ pub async fn apply_batch(
     for m in batch {
         outcomes.push(apply(pool, actor, m).await?);
     }
+    log_refusals(actor, batch, &outcomes);
     Ok(outcomes)
+}
+
+/// Refusals of scope (forbidden, not found) are what probing looks like: log each one.
+fn log_refusals(actor: &Actor, batch: &[Mutation], outcomes: &[Outcome]) {
+    for (m, o) in batch.iter().zip(outcomes) {
+        if let Outcome::Rejected(r @ (Rejection::Forbidden { .. } | Rejection::NotFound { .. })) = o
+        {
+            tracing::warn!(
+                user = %actor.user_id,
+                role = ?actor.role,
+                mutation = %m.id,
+                action = m.change.action(),
+                reason = r.message(),
+                "refused a change out of the user's scope"
+            );
+        }
+    }
 }
 
 /// Store the outcome under the mutation id; false when the id has an outcome already.

@@ -295,7 +295,10 @@ async fn authorized_shape(
     }
     let def = match authorized_definition(&name, &user.actor()) {
         Ok(d) => d,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => {
+            tracing::warn!(user = %user.id, role = ?user.role, shape = %name, "refused a shape");
+            return refusal.into_response();
+        }
     };
     let Some(Extension(key)) = key else {
         return Refusal::Status(
