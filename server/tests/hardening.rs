@@ -329,7 +329,11 @@ async fn a_client_acting_for_one_user_is_refused_under_another_users_session() {
         None,
     )
     .await;
-    assert_eq!(own.location(), Some("/board"), "the user's own requests go through");
+    assert_eq!(
+        own.location(),
+        Some("/board"),
+        "the user's own requests go through"
+    );
     let signed_out = send_with(&app, "GET", url, &[("x-turns-user", &b)], None).await;
     assert_eq!(signed_out.status, 401);
     assert!(!signed_out.headers.contains_key("x-turns-session"));
