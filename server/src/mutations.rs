@@ -789,7 +789,10 @@ async fn create_turn(
         })
     });
     if !manageable {
-        return Err(Rejection::invalid_field("property_id", "Unknown property.").into());
+        return Err(Rejection::NotFound {
+            message: "This property no longer exists or is no longer yours to manage.".into(),
+        }
+        .into());
     }
     let after: Value = sqlx::query_scalar(
         "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
