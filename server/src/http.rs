@@ -148,7 +148,7 @@ fn client_user_mismatch(headers: &HeaderMap, session: &SessionState) -> Option<R
     let mut res = ApiError::Unauthorized(message.into()).into_response();
     if session.user().is_some() {
         res.headers_mut().insert(
-            axum::http::HeaderName::from_static("x-turns-session"),
+            HeaderName::from_static("x-turns-session"),
             HeaderValue::from_static("other-user"),
         );
     }
