@@ -223,3 +223,108 @@ pub async fn bench_database(
         .map_err(|e| e.to_string())?;
     Ok(BenchDatabase { cluster, url, pool })
 }
+
+fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header: {}", r.body))
+}
+
+/// A client that materialises a shape like the official one: rows by key, applied per response.
+/// It fails loudly on what a correct server never sends: an insert of a key it has, an update
+/// or delete of one it lacks, or a row going back to an older version.
+pub struct Follower {
+    pub base: String,
+    pub cookie: Option<String>,
+    pub handle: String,
+    pub offset: String,
+    pub rows: std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Follower {
+    /// Start at `offset=-1`; `base` ends in `?` or `&`.
+    pub async fn start(router: &axum::Router, base: &str, cookie: Option<&str>) -> Follower {
+        let r = send(router, "GET", &format!("{base}offset=-1"), cookie, None).await;
+        assert_eq!(r.status, 200, "{base}: {}", r.body);
+        assert!(r.headers.contains_key("electric-schema"));
+        let mut f = Follower {
+            base: base.to_string(),
+            cookie: cookie.map(str::to_string),
+            handle: header(&r, "electric-handle").to_string(),
+            offset: header(&r, "electric-offset").to_string(),
+            rows: Default::default(),
+        };
+        f.apply(&r);
+        f
+    }
+
+    pub fn apply(&mut self, r: &Reply) {
+        for m in r.json().as_array().expect("array") {
+            let Some(op) = m["headers"]["operation"].as_str() else {
+                continue;
+            };
+            let key = m["key"].as_str().expect("key").to_string();
+            let value = m["value"].as_object().cloned().unwrap_or_default();
+            match op {
+                "insert" => {
+                    assert!(
+                        self.rows.insert(key.clone(), value).is_none(),
+                        "insert of a present key {key}"
+                    );
+                }
+                "update" => {
+                    let row = self
+                        .rows
+                        .get_mut(&key)
+                        .unwrap_or_else(|| panic!("update of a missing key {key}"));
+                    let version = |r: &serde_json::Map<String, serde_json::Value>| {
+                        r.get("version")
+                            .and_then(|v| v.as_str().map(str::to_string).or(Some(v.to_string())))
+                            .and_then(|v| v.parse::<i64>().ok())
+                    };
+                    let before = version(row);
+                    row.extend(value);
+                    if let (Some(before), Some(after)) = (before, version(row)) {
+                        assert!(after > before, "{key}: version {before} then {after}");
+                    }
+                }
+                "delete" => {
+                    assert!(
+                        self.rows.remove(&key).is_some(),
+                        "delete of a missing key {key}"
+                    );
+                }
+                other => panic!("operation {other}"),
+            }
+        }
+        self.offset = header(r, "electric-offset").to_string();
+    }
+
+    /// One request from the current position; returns whether it ended up to date.
+    pub async fn poll(&mut self, router: &axum::Router, live: bool) -> bool {
+        let url = format!(
+            "{}handle={}&offset={}{}",
+            self.base,
+            self.handle,
+            self.offset,
+            if live { "&live=true" } else { "" }
+        );
+        let r = send(router, "GET", &url, self.cookie.as_deref(), None).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        self.apply(&r);
+        r.headers.contains_key("electric-up-to-date")
+    }
+
+    /// Read until up to date with everything committed so far.
+    pub async fn catch_up(&mut self, state: &AppState, router: &axum::Router) {
+        state
+            .shapes
+            .as_ref()
+            .expect("shapes")
+            .caught_up()
+            .await
+            .expect("log caught up");
+        while !self.poll(router, false).await {}
+    }
+}

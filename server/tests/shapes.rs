@@ -1,10 +1,9 @@
 //! The shape server against a real PostgreSQL with logical replication: snapshot + stream join,
 //! live changes (also from plain SQL), rows moving in and out of shapes, authorized shapes per
 //! role, and bad input.
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use turns_server::testing::{demo_state, login, plain_router, send, Reply};
+use turns_server::testing::{demo_state, login, plain_router, send, Follower};
 
 const SECRET: &str = "test-secret";
 
@@ -18,99 +17,6 @@ async fn app() -> (turns_server::AppState, axum::Router) {
     let state = state.start_shapes(&url).await.expect("shapes");
     let router = plain_router(state.clone());
     (state, router)
-}
-
-fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
-    r.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header: {}", r.body))
-}
-
-/// A client that materialises a shape like the official one: rows by key, applied per response.
-struct Follower {
-    base: String,
-    cookie: Option<String>,
-    handle: String,
-    offset: String,
-    rows: BTreeMap<String, serde_json::Map<String, Value>>,
-}
-
-impl Follower {
-    async fn start(router: &axum::Router, base: &str, cookie: Option<&str>) -> Follower {
-        let r = send(router, "GET", &format!("{base}offset=-1"), cookie, None).await;
-        assert_eq!(r.status, 200, "{base}: {}", r.body);
-        assert!(r.headers.contains_key("electric-schema"));
-        let mut f = Follower {
-            base: base.to_string(),
-            cookie: cookie.map(str::to_string),
-            handle: header(&r, "electric-handle").to_string(),
-            offset: header(&r, "electric-offset").to_string(),
-            rows: BTreeMap::new(),
-        };
-        f.apply(&r);
-        f
-    }
-
-    fn apply(&mut self, r: &Reply) {
-        for m in r.json().as_array().expect("array") {
-            let Some(op) = m["headers"]["operation"].as_str() else {
-                continue;
-            };
-            let key = m["key"].as_str().expect("key").to_string();
-            let value = m["value"].as_object().cloned().unwrap_or_default();
-            match op {
-                "insert" => {
-                    assert!(
-                        self.rows.insert(key.clone(), value).is_none(),
-                        "insert of a present key {key}"
-                    );
-                }
-                "update" => {
-                    let row = self
-                        .rows
-                        .get_mut(&key)
-                        .unwrap_or_else(|| panic!("update of a missing key {key}"));
-                    row.extend(value);
-                }
-                "delete" => {
-                    assert!(
-                        self.rows.remove(&key).is_some(),
-                        "delete of a missing key {key}"
-                    );
-                }
-                other => panic!("operation {other}"),
-            }
-        }
-        self.offset = header(r, "electric-offset").to_string();
-    }
-
-    /// One request from the current position; returns whether it ended up to date.
-    async fn poll(&mut self, router: &axum::Router, live: bool) -> bool {
-        let url = format!(
-            "{}handle={}&offset={}{}",
-            self.base,
-            self.handle,
-            self.offset,
-            if live { "&live=true" } else { "" }
-        );
-        let r = send(router, "GET", &url, self.cookie.as_deref(), None).await;
-        assert_eq!(r.status, 200, "{url}: {}", r.body);
-        self.apply(&r);
-        r.headers.contains_key("electric-up-to-date")
-    }
-
-    /// Read until up to date with everything committed so far.
-    async fn catch_up(&mut self, state: &turns_server::AppState, router: &axum::Router) {
-        state
-            .shapes
-            .as_ref()
-            .expect("shapes")
-            .caught_up()
-            .await
-            .expect("log caught up");
-        while !self.poll(router, false).await {}
-    }
 }
 
 fn generic(table: &str, extra: &str) -> String {
