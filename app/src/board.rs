@@ -275,7 +275,8 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
                 vendors.into_iter().map(|v| (v.id, v.name)).collect()))}
             <button type="submit" class="apply">"Apply"</button>
         </form>
-        {move || (total() == 0).then(|| view! { <p class="empty">"Nothing here yet: no turns are in your scope."</p> })}
+        // After the session ended the board is empty on purpose (the sync bar says why).
+        {move || (total() == 0 && local.ended.with(Option::is_none)).then(|| view! { <p class="empty">"Nothing here yet: no turns are in your scope."</p> })}
         <div class="board">{columns}</div>
         <TurnDrawer local selected cards/>
     }

@@ -3,7 +3,7 @@
 //! Every action becomes a mutation in the local store: shown at once, sent when possible. Edits
 //! carry the values the user saw when the drawer opened, so the server can merge them with other
 //! people's changes or report a conflict.
-use crate::local::{now_ms, Failed, Local, SyncState, ViewCard};
+use crate::local::{ended_notice, now_ms, Ended, Failed, Local, SyncState, ViewCard};
 use leptos::prelude::*;
 use turns::model::{format_usd, TurnCard};
 use turns::mutation::{Change, Edit, FieldError, Rejection, TurnEdit};
@@ -453,6 +453,15 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
                 <span data-testid="first-sync">{format!("Loading turns: {got} of about {of}")}</span>
             })}
             {move || local.notice.get().map(|n| view! { <span class="notice" data-testid="sync-notice">{n}</span> })}
+            // The session this tab synced for is over: say so, what waits, and whom to log in as.
+            {move || local.ended.get().map(|why| view! {
+                <span class="notice" role="alert" data-testid="session-notice" data-reason=why.as_str()>
+                    {ended_notice(why, local.email().as_deref(), local.unsent())}
+                    {(why != Ended::LoggedOut).then(|| view! {
+                        " " <a href="/login?next=/board" data-testid="session-login">"Log in"</a>
+                    })}
+                </span>
+            })}
         </div>
         <ul class="rejected" data-testid="rejected-list">
             <For each=failed key=|f| f.mutation.id let:f>

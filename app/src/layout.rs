@@ -8,6 +8,13 @@ use leptos_meta::Title;
 pub fn Frame(children: Children) -> impl IntoView {
     let me = Resource::new(|| (), |_| current_user());
     let local = crate::local::use_local();
+    // Browser only: who is signed in now tells the local store whether its session still holds,
+    // whom its notice names, and whose logout in another tab ends this one.
+    Effect::new(move |_| {
+        if let Some(Ok(Some(u))) = me.get() {
+            local.signed_in(u.id, u.email);
+        }
+    });
     view! {
         <header class="topbar">
             <a class="brand" href="/board">"Turns"</a>
@@ -17,16 +24,20 @@ pub fn Frame(children: Children) -> impl IntoView {
             </nav>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
-                    me.await.ok().flatten().map(|u| view! {
-                        <div class="who">
-                            <span class="who-name" data-testid="user-name">{u.display_name()}</span>
-                            <span class="who-role" data-testid="user-role">{u.role.label()}</span>
-                            // Logging out forgets this user's data on the device.
-                            <form method="post" action="/auth/logout" class="logout"
-                                on:submit=move |_| local.clear()>
-                                <button type="submit">"Log out"</button>
-                            </form>
-                        </div>
+                    me.await.ok().flatten().map(|u| {
+                        let id = u.id;
+                        view! {
+                            <div class="who">
+                                <span class="who-name" data-testid="user-name">{u.display_name()}</span>
+                                <span class="who-role" data-testid="user-role">{u.role.label()}</span>
+                                // Logging out forgets this user's data on the device (from any page)
+                                // and ends their other tabs.
+                                <form method="post" action="/auth/logout" class="logout"
+                                    on:submit=move |_| local.log_out(id)>
+                                    <button type="submit">"Log out"</button>
+                                </form>
+                            </div>
+                        }
                     })
                 })}
             </Suspense>

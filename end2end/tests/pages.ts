@@ -64,6 +64,17 @@ export class BoardPage {
   async logOut() {
     await this.page.getByRole("button", { name: "Log out" }).click();
   }
+  /** What the sync bar says once this tab's session is over (with a "Log in" link). */
+  sessionNotice() {
+    return this.page.getByTestId("session-notice");
+  }
+  /** Set a turn's work order in its drawer and save (queued in the outbox at once). */
+  async editWo(turnId: string, wo: string) {
+    await this.open(turnId);
+    await this.page.getByTestId("edit-wo").fill(wo);
+    await this.page.getByTestId("save-turn").click();
+    await expect(this.page.getByTestId("drawer")).toHaveCount(0);
+  }
 }
 
 export class PropertiesPage {

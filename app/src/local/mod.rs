@@ -13,6 +13,12 @@
 //!
 //! Only one tab per user talks to the server (the leader, see `net`); the others follow the same
 //! storage keys. Everything about the network lives in `net`, storage in `storage` (browser only).
+//!
+//! The store belongs to one user, and so does every request it makes (`X-Turns-User`). When the
+//! server says that user's session is over here (expired, deactivated, logged out elsewhere, or
+//! another user signed in on this device), the tab stops syncing for good (`Ended`): the unsent
+//! outbox stays in storage until that user logs in again, the cached board goes. A logout in one
+//! tab ends every tab of that user.
 #[cfg(any(feature = "hydrate", test))]
 mod compact;
 #[cfg(feature = "hydrate")]
@@ -51,6 +57,54 @@ pub struct Failed {
     pub seq: u64,
     pub mutation: Mutation,
     pub rejection: Rejection,
+}
+
+/// Why a tab stopped syncing for its user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The server no longer takes the user's session: expired, deactivated, logged out elsewhere.
+    Session,
+    /// A different user is signed in on this device (cookies are shared by every tab).
+    OtherUser,
+    /// The user logged out, in this tab or another: their storage is cleared.
+    LoggedOut,
+}
+
+impl Ended {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Session => "session",
+            Ended::OtherUser => "other-user",
+            Ended::LoggedOut => "logged-out",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Ended> {
+        [Ended::Session, Ended::OtherUser, Ended::LoggedOut]
+            .into_iter()
+            .find(|e| e.as_str() == text)
+    }
+}
+
+/// What the sync bar says once the tab stopped syncing: whom to log in as, and what waits.
+pub fn ended_notice(why: Ended, email: Option<&str>, waiting: usize) -> String {
+    let log_in = |verb: &str| match email {
+        Some(e) => format!("{verb} in as {e}"),
+        None => format!("{verb} in again"),
+    };
+    let what = match waiting {
+        0 => "to continue".to_string(),
+        1 => "to send 1 waiting change".to_string(),
+        n => format!("to send {n} waiting changes"),
+    };
+    match why {
+        Ended::Session => format!("Your session ended — {} {what}.", log_in("log")),
+        Ended::OtherUser => format!(
+            "Another user is signed in on this device. {} {what}.",
+            log_in("Log")
+        ),
+        Ended::LoggedOut => "You have been logged out.".to_string(),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,8 +149,12 @@ pub struct Local {
     pub first_sync: RwSignal<Option<(usize, usize)>>,
     /// This tab sends the outbox and follows the stream.
     pub leader: RwSignal<bool>,
-    /// Something the user should know about syncing (storage full, session expired).
+    /// Something the user should know about syncing (storage full).
     pub notice: RwSignal<Option<String>>,
+    /// Set once this tab stopped syncing for `user`; never cleared (a new login is a new page).
+    pub ended: RwSignal<Option<Ended>>,
+    /// The signed-in user's id and email, from the page header: the notice names whom to log in as.
+    pub account: RwSignal<Option<(Uuid, String)>>,
     started: StoredValue<bool>,
 }
 
@@ -113,6 +171,8 @@ impl Local {
             first_sync: RwSignal::new(None),
             leader: RwSignal::new(false),
             notice: RwSignal::new(None),
+            ended: RwSignal::new(None),
+            account: RwSignal::new(None),
             started: StoredValue::new(false),
         }
     }
@@ -120,6 +180,16 @@ impl Local {
     /// Bind to the board's viewer. The first board seeds the view (the server-rendered paint);
     /// once the stream runs, later boards only refresh names and stages.
     pub fn attach(&self, board: Board) {
+        if self.ended.get_untracked().is_some() {
+            // Whoever's board this is, it is not for this store any more.
+            return;
+        }
+        if self.started.get_value() && self.user.get_untracked() != Some(board.viewer) {
+            // A board fetched without our header (a client-side navigation) for someone else:
+            // another user signed in on this device. Never mix their rows into this store.
+            self.end(Ended::OtherUser);
+            return;
+        }
         let Board { turns, .. } = board.clone();
         let meta = Board {
             turns: Vec::new(),
@@ -137,9 +207,79 @@ impl Local {
         self.meta.set(Some(meta));
     }
 
+    /// The page header learned who is signed in. A different user than this store's means the
+    /// store's session is over; otherwise remember the email for the notice, and (browser) end
+    /// this tab when that user logs out in another tab.
+    pub fn signed_in(&self, id: Uuid, email: String) {
+        if self.ended.get_untracked().is_some() {
+            return;
+        }
+        if self.user.get_untracked().is_some_and(|u| u != id) {
+            self.end(Ended::OtherUser);
+            return;
+        }
+        self.account.set(Some((id, email)));
+        #[cfg(feature = "hydrate")]
+        net::watch(*self, id);
+    }
+
+    /// The email of this store's user, if the page header told us.
+    pub fn email(&self) -> Option<String> {
+        let user = self.user.get()?;
+        self.account.with(|a| {
+            a.as_ref()
+                .filter(|(id, _)| *id == user)
+                .map(|(_, e)| e.clone())
+        })
+    }
+
+    /// Queued changes not yet sent (what the user would lose if they never logged in again).
+    pub fn unsent(&self) -> usize {
+        self.outbox
+            .with(|o| o.iter().filter(|p| p.sent.is_none()).count())
+    }
+
+    /// Stop syncing for this store's user, for good, and tell the other tabs. After a session
+    /// ends the unsent outbox stays in storage (sent when the user logs in again on this device)
+    /// but the cached board is deleted; after a logout nothing is written again and the tab goes
+    /// to the login page.
+    pub fn end(&self, why: Ended) {
+        if self.finish(why) {
+            #[cfg(feature = "hydrate")]
+            net::ended(*self, why, true);
+        }
+    }
+
+    /// The in-memory part of `end`; false if the tab had already ended as (or worse than) `why`.
+    fn finish(&self, why: Ended) -> bool {
+        let was = self.ended.get_untracked();
+        let worse = match (was, why) {
+            (None, _) => true,
+            (Some(Ended::LoggedOut), _) => false,
+            (Some(_), Ended::LoggedOut) => true,
+            // "Another user" says more than "session ended": the server knows which.
+            (Some(Ended::Session), Ended::OtherUser) => true,
+            _ => false,
+        };
+        if !worse {
+            return false;
+        }
+        self.ended.set(Some(why));
+        self.leader.set(false);
+        // Another user's device must not keep showing this user's turns.
+        self.base.set(Vec::new());
+        self.synced_at.set(None);
+        self.first_sync.set(None);
+        if why == Ended::LoggedOut {
+            self.outbox.set(Vec::new());
+            self.failed.set(Vec::new());
+        }
+        true
+    }
+
     /// Start following local storage and (in the leading tab) the server. Browser only; once.
     pub fn start(&self) {
-        if self.started.get_value() {
+        if self.started.get_value() || self.ended.get_untracked().is_some() {
             return;
         }
         self.started.set_value(true);
@@ -159,8 +299,12 @@ impl Local {
         })
     }
 
-    /// Make a mutation: stored in the outbox first, then shown, then sent by the leader.
+    /// Make a mutation: stored in the outbox first, then shown, then sent by the leader. After a
+    /// session ended it is still kept (for the user's next login); after a logout nothing is.
     pub fn make(&self, change: Change, base_version: Option<i32>) {
+        if self.ended.get_untracked() == Some(Ended::LoggedOut) {
+            return;
+        }
         let mutation = Mutation {
             id: Uuid::new_v4(),
             base_version,
@@ -219,12 +363,20 @@ impl Local {
         self.failed.update(|l| l.retain(|f| f.mutation.id != id));
     }
 
-    /// Forget this user's data on this device (logout).
-    pub fn clear(&self) {
+    /// Logging out in this tab: stop syncing first (so nothing writes the keys again), then forget
+    /// the user's data on this device; their other tabs hear of it and go to the login page. The
+    /// form post that follows ends the session and navigates.
+    pub fn log_out(&self, user: Uuid) {
+        self.ended.set(Some(Ended::LoggedOut));
+        self.leader.set(false);
         #[cfg(feature = "hydrate")]
-        if let Some(user) = self.user.get_untracked() {
+        {
+            net::wake();
+            storage::announce(user, Ended::LoggedOut);
             storage::clear_user(user);
         }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = user;
     }
 }
 
@@ -419,5 +571,66 @@ fn apply_optimistic(card: &mut TurnCard, change: &Change, meta: Option<&Board>) 
         | Change::CreateTurn(_)
         | Change::CreateProperty(_)
         | Change::UpdateProperty { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_notice_names_the_user_and_what_waits() {
+        assert_eq!(
+            ended_notice(Ended::Session, Some("pm@turns.demo"), 3),
+            "Your session ended — log in as pm@turns.demo to send 3 waiting changes."
+        );
+        assert_eq!(
+            ended_notice(Ended::OtherUser, Some("pm@turns.demo"), 1),
+            "Another user is signed in on this device. Log in as pm@turns.demo to send 1 \
+             waiting change."
+        );
+        assert_eq!(
+            ended_notice(Ended::Session, None, 0),
+            "Your session ended — log in again to continue."
+        );
+    }
+
+    #[test]
+    fn reasons_round_trip_through_their_names() {
+        for e in [Ended::Session, Ended::OtherUser, Ended::LoggedOut] {
+            assert_eq!(Ended::parse(e.as_str()), Some(e));
+        }
+        assert_eq!(Ended::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn an_ended_store_only_gets_worse_and_forgets_the_board() {
+        let owner = leptos::prelude::Owner::new();
+        owner.with(|| {
+            let local = Local::new();
+            local.base.set(vec![TurnCard::default()]);
+            local.outbox.set(vec![Pending {
+                seq: 1,
+                mutation: Mutation {
+                    id: Uuid::new_v4(),
+                    base_version: None,
+                    device_time: chrono::Utc::now(),
+                    change: Change::SubmitForApproval {
+                        turn: Uuid::new_v4(),
+                    },
+                },
+                sent: None,
+            }]);
+            assert!(local.finish(Ended::Session));
+            assert!(local.base.get_untracked().is_empty());
+            // The unsent edit is kept for the user's next login.
+            assert_eq!(local.outbox.get_untracked().len(), 1);
+            assert!(local.finish(Ended::OtherUser));
+            assert!(!local.finish(Ended::Session));
+            assert!(local.finish(Ended::LoggedOut));
+            assert!(local.outbox.get_untracked().is_empty());
+            assert!(!local.finish(Ended::OtherUser));
+            assert_eq!(local.ended.get_untracked(), Some(Ended::LoggedOut));
+        });
     }
 }

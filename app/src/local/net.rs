@@ -1,20 +1,27 @@
 //! The browser side of sync: one leading tab per user follows the `turns` shape and sends the
 //! outbox; every tab follows local storage. Retries back off with jitter and never give up, and
 //! time offline is not a failure: nothing is sent while the browser says it is offline.
+//!
+//! Every request says whose store it serves (`X-Turns-User`); the server answers 401 unless the
+//! session is that user's. A 401 ends syncing in every tab of that user (`Local::end`): nothing is
+//! sent or followed under someone else's cookie.
 use super::storage::{self, Snapshot};
-use super::{now_ms, Failed, Local, Pending, Sent};
-use crate::api::{mutate, turn_board, AppError, MAX_BATCH};
+use super::{now_ms, Ended, Failed, Local, Pending, Sent};
+use crate::api::MAX_BATCH;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
+use gloo_net::http::{Request, Response};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use turns::model::TurnCard;
-use turns::mutation::{Change, Outcome, Rejection};
+use turns::model::{Board, TurnCard};
+use turns::mutation::{Change, Mutation, Outcome, Rejection};
 use uuid::Uuid;
+use wasm_bindgen::prelude::*;
 
 /// The leader's lease; renewed every second, taken over by another tab when it lapses.
 const LEASE_MS: u64 = 3000;
@@ -22,11 +29,33 @@ const LEASE_MS: u64 = 3000;
 /// from the outbox after this long while the stream is live.
 const UNSEEN_MS: u64 = 30_000;
 const MAX_BACKOFF_MS: u64 = 30_000;
-const SESSION_ENDED: &str =
-    "Your session has ended. Log in again to sync — your changes are kept on this device.";
+/// Whose store a request serves; the server refuses it (401) unless the session is this user's.
+const USER_HEADER: &str = "X-Turns-User";
+/// On that 401, `other-user` says a different user's session is valid on this device.
+const SESSION_HEADER: &str = "X-Turns-Session";
+/// The service worker's cache of signed-in pages (see `public/sw.js`).
+const SHELL_CACHE: &str = "turns-shell-v1";
 
 thread_local! {
     static WAKERS: RefCell<Vec<mpsc::UnboundedSender<()>>> = const { RefCell::new(Vec::new()) };
+    /// This page's id in the leader lease.
+    static TAB: String = Uuid::new_v4().to_string();
+    /// Users whose logout this page listens for (one listener each).
+    static WATCHED: RefCell<HashSet<Uuid>> = RefCell::new(HashSet::new());
+    /// This page has seen its user's lease: from then on a missing lease means a logout cleared
+    /// the user's keys (only a logout deletes it).
+    static LEASE_SEEN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn tab() -> String {
+    TAB.with(Clone::clone)
+}
+
+#[wasm_bindgen]
+extern "C" {
+    // `caches` exists only in secure contexts: `catch` turns its absence into an error.
+    #[wasm_bindgen(catch, js_namespace = caches, js_name = delete)]
+    fn delete_cache(name: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// Something changed (new mutation, back online, storage event): loops waiting for work run now.
@@ -61,10 +90,74 @@ fn navigator_online() -> bool {
     web_sys::window().is_none_or(|w| w.navigator().on_line())
 }
 
+/// Listen (once per page and user) for the user's other tabs saying syncing ended: a logout
+/// there sends this page to the login page; a session that ended there ends here too.
+pub fn watch(local: Local, user: Uuid) {
+    if !WATCHED.with(|w| w.borrow_mut().insert(user)) {
+        return;
+    }
+    let signal = storage::signal_key(user);
+    window_event_listener(leptos::ev::storage, move |ev| {
+        if ev.key().as_deref() != Some(signal.as_str()) {
+            return;
+        }
+        // The write carries the reason; the removal right after it carries nothing.
+        let Some(why) = ev.new_value().as_deref().and_then(Ended::parse) else {
+            return;
+        };
+        let mine = local.user.get_untracked() == Some(user)
+            || local
+                .account
+                .with_untracked(|a| a.as_ref().is_some_and(|(id, _)| *id == user));
+        if mine && local.finish(why) {
+            ended(local, why, false);
+        }
+    });
+}
+
+/// The storage and page side of `Local::end`. `announce`: this tab learned it from the server
+/// (so the other tabs hear it from us), not from another tab.
+pub fn ended(local: Local, why: Ended, announce: bool) {
+    wake();
+    // The signed-in pages the service worker kept hold this user's board.
+    let _ = delete_cache(SHELL_CACHE);
+    let user = local.user.get_untracked().or_else(|| {
+        local
+            .account
+            .with_untracked(|a| a.as_ref().map(|(id, _)| *id))
+    });
+    match why {
+        Ended::Session | Ended::OtherUser => {
+            let Some(user) = user else {
+                return;
+            };
+            // The board goes; the outbox and refused changes stay for the user's next login.
+            storage::forget_reads(user);
+            let tab = tab();
+            if storage::leader(user).is_some_and(|(t, _)| t == tab) {
+                // Let another tab (after the user logs in again) lead at once.
+                storage::set_leader(user, &tab, 0);
+            }
+            if announce {
+                storage::announce(user, why);
+                if why == Ended::Session {
+                    spawn_local(probe(local, user));
+                }
+            }
+        }
+        Ended::LoggedOut => {
+            // Storage is already cleared by the tab that logged out: write nothing, leave.
+            local.meta.set(None);
+            let _ = location().set_href("/login?notice=logged_out");
+        }
+    }
+}
+
 pub fn start(local: Local) {
     let Some(user) = local.user.get_untracked() else {
         return;
     };
+    watch(local, user);
     let snapshot = storage::load_snapshot(user).filter(|s| s.board.viewer == user);
     if let Some(s) = &snapshot {
         local.base.set(s.board.turns.clone());
@@ -82,9 +175,24 @@ pub fn start(local: Local) {
     window_event_listener(leptos::ev::offline, move |_| set_online(false));
     // Other tabs' writes: follow them.
     let mine = storage::prefix(user);
+    let signal = storage::signal_key(user);
     window_event_listener(leptos::ev::storage, move |ev| {
-        if !ev.key().is_some_and(|k| k.starts_with(&mine)) {
+        if !ev
+            .key()
+            .is_some_and(|k| k.starts_with(&mine) && k != signal)
+        {
             return;
+        }
+        match local.ended.get_untracked() {
+            // Keys are being cleared by a logout: nothing to follow.
+            Some(Ended::LoggedOut) => return,
+            // Only the count of waiting changes is still shown.
+            Some(_) => {
+                local.outbox.set(storage::load_outbox(user));
+                local.failed.set(storage::load_failed(user));
+                return;
+            }
+            None => {}
         }
         local.outbox.set(storage::load_outbox(user));
         local.failed.set(storage::load_failed(user));
@@ -96,19 +204,32 @@ pub fn start(local: Local) {
         }
         wake();
     });
-    let tab = Uuid::new_v4().to_string();
+    let tab = tab();
     {
         let tab = tab.clone();
         window_event_listener(leptos::ev::pagehide, move |_| {
+            // After a logout the lease is gone: `leader` is None and nothing is written.
             if storage::leader(user).is_some_and(|(t, _)| t == tab) {
                 storage::set_leader(user, &tab, 0);
             }
         });
     }
     spawn_local(async move {
-        loop {
+        while local.ended.get_untracked().is_none() {
             let now = now_ms();
-            let free = storage::leader(user).is_none_or(|(t, until)| t == tab || until < now);
+            let lease = storage::leader(user);
+            if lease.is_none() && LEASE_SEEN.get() {
+                // Only a logout deletes the lease: another tab logged this user out and its
+                // signal has not reached us yet. Stop before writing anything.
+                if local.finish(Ended::LoggedOut) {
+                    ended(local, Ended::LoggedOut, false);
+                }
+                break;
+            }
+            if lease.is_some() {
+                LEASE_SEEN.set(true);
+            }
+            let free = lease.is_none_or(|(t, until)| t == tab || until < now);
             if free {
                 storage::set_leader(user, &tab, now + LEASE_MS);
                 if !local.leader.get_untracked() {
@@ -133,11 +254,118 @@ pub fn start(local: Local) {
     });
 }
 
+/// How many times an ended session asks whether another user is signed in (at 1, 2, 4, 8, 16 s).
+const PROBES: u32 = 5;
+
+/// A plain 401 often comes on a request already in flight when another user's login (in another
+/// tab) ended this session, with the old cookie: it cannot say who is signed in now. Ask a few
+/// more times with an empty batch (which applies nothing) so the notice names the right reason.
+async fn probe(local: Local, user: Uuid) {
+    let mut rx = waker();
+    let mut tries = 0;
+    let mut delay = 1000;
+    while tries < PROBES && local.ended.get_untracked() == Some(Ended::Session) {
+        nap(&mut rx, delay).await;
+        if !local.online.get_untracked() {
+            continue;
+        }
+        match send_batch(user, Vec::new()).await {
+            Reply::Ended(Ended::OtherUser) => local.end(Ended::OtherUser),
+            Reply::Ended(_) => {
+                tries += 1;
+                delay = (delay * 2).min(MAX_BACKOFF_MS);
+            }
+            Reply::Retry => delay = backoff(delay),
+            // The user's session holds again (they logged in elsewhere): nothing more to learn.
+            Reply::Done(_) | Reply::Refused(_) => return,
+        }
+    }
+}
+
+/// This tab leads and its user's session has not ended here.
+fn active(local: Local) -> bool {
+    local.leader.get_untracked() && local.ended.get_untracked().is_none()
+}
+
+/// How the server answered a request made for the store's user.
+enum Reply<T> {
+    Done(T),
+    /// 401: the user's session is over on this device.
+    Ended(Ended),
+    /// 400: the request itself was refused, with the server's message.
+    Refused(String),
+    /// No answer, or one worth trying again later.
+    Retry,
+}
+
+/// Why a 401 came: the server says when another user's session is the valid one.
+fn ended_by(response: &Response) -> Ended {
+    match response.headers().get(SESSION_HEADER).as_deref() {
+        Some("other-user") => Ended::OtherUser,
+        _ => Ended::Session,
+    }
+}
+
+/// Send a request carrying the user header and read its JSON answer.
+async fn call<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> Reply<T> {
+    let Ok(request) = request else {
+        return Reply::Retry;
+    };
+    let Ok(response) = request.send().await else {
+        return Reply::Retry;
+    };
+    match response.status() {
+        200..=299 => match response.json().await {
+            Ok(value) => Reply::Done(value),
+            Err(_) => Reply::Retry,
+        },
+        401 => Reply::Ended(ended_by(&response)),
+        400 => {
+            // A server function's error (`{"BadRequest": …}`) or a plain `{"message": …}`.
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let message = body
+                .get("BadRequest")
+                .or_else(|| body.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("The request was malformed.");
+            Reply::Refused(message.to_string())
+        }
+        _ => Reply::Retry,
+    }
+}
+
+/// `POST /api/mutate` (the `mutate` server function's fixed endpoint) for the user: called
+/// directly, not through the server function's client, to carry the user header and to tell a
+/// 401's reason apart.
+async fn send_batch(user: Uuid, batch: Vec<Mutation>) -> Reply<Vec<Outcome>> {
+    #[derive(serde::Serialize)]
+    struct Args {
+        batch: Vec<Mutation>,
+    }
+    call(
+        Request::post("/api/mutate")
+            .header(USER_HEADER, &user.to_string())
+            .json(&Args { batch }),
+    )
+    .await
+}
+
+/// `POST /api/board` (the `turn_board` server function) for the user, as `send_batch`.
+async fn fetch_board(user: Uuid) -> Reply<Board> {
+    call(
+        Request::post("/api/board")
+            .header(USER_HEADER, &user.to_string())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(""),
+    )
+    .await
+}
+
 /// Send queued mutations in order, in batches; settle each by its outcome.
 async fn send_loop(local: Local, user: Uuid) {
     let mut rx = waker();
     let mut delay = 0;
-    while local.leader.get_untracked() {
+    while active(local) {
         let batch: Vec<Pending> = local.outbox.with_untracked(|o| {
             let mut unsent: Vec<Pending> = o.iter().filter(|p| p.sent.is_none()).cloned().collect();
             unsent.sort_by_key(|p| p.seq);
@@ -149,25 +377,16 @@ async fn send_loop(local: Local, user: Uuid) {
             continue;
         }
         let mutations = batch.iter().map(|p| p.mutation.clone()).collect();
-        match mutate(mutations).await {
-            Ok(outcomes) => {
+        match send_batch(user, mutations).await {
+            Reply::Done(outcomes) => {
                 delay = 0;
-                // Sending works again: a session notice is over (a storage notice is not).
-                if local
-                    .notice
-                    .with_untracked(|n| n.as_deref() == Some(SESSION_ENDED))
-                {
-                    local.notice.set(None);
-                }
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
                     settle(local, user, p, outcome);
                 }
             }
-            Err(AppError::Unauthorized) => {
-                local.notice.set(Some(SESSION_ENDED.into()));
-                nap(&mut rx, 15_000).await;
-            }
-            Err(AppError::BadRequest(message)) => {
+            // Kept in storage, unsent, until the user logs in again on this device.
+            Reply::Ended(why) => local.end(why),
+            Reply::Refused(message) => {
                 // The whole batch was refused as malformed: show it rather than retry forever.
                 for p in batch {
                     let rejection = Rejection::Invalid {
@@ -177,7 +396,7 @@ async fn send_loop(local: Local, user: Uuid) {
                     settle(local, user, p, Outcome::Rejected(rejection));
                 }
             }
-            Err(_) => {
+            Reply::Retry => {
                 delay = backoff(delay);
                 nap(&mut rx, delay).await;
             }
@@ -211,6 +430,10 @@ fn remember(txids: &HashSet<String>) {
 }
 
 fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
+    if storage_cleared(local, user) {
+        // Logged out while the batch was in flight: its keys are gone and stay gone.
+        return;
+    }
     match outcome {
         Outcome::Applied { txid: Some(txid) } if !seen(&txid) => {
             let sent = Pending {
@@ -253,6 +476,13 @@ fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
             local.failed.update(|f| f.push(failed));
         }
     }
+}
+
+/// A logout (here or in another tab) cleared the user's keys: write none of them again. Checked
+/// before each write, as another tab's logout signal may still be on its way.
+fn storage_cleared(local: Local, user: Uuid) -> bool {
+    local.ended.get_untracked() == Some(Ended::LoggedOut)
+        || (LEASE_SEEN.get() && storage::leader(user).is_none())
 }
 
 fn drop_pending(local: Local, user: Uuid, p: &Pending) {
@@ -299,7 +529,8 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
     // When the current snapshot was asked for: it holds every write acknowledged before then.
     let mut snapshot_asked_at = 0;
     let expected = local.base.with_untracked(Vec::len);
-    while local.leader.get_untracked() {
+    let user_id = user.to_string();
+    while active(local) {
         if !local.online.get_untracked() {
             nap(&mut rx, 5000).await;
             continue;
@@ -319,7 +550,11 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
         if offset == "-1" {
             snapshot_asked_at = now_ms();
         }
-        let response = match gloo_net::http::Request::get(&url).send().await {
+        let response = match Request::get(&url)
+            .header(USER_HEADER, &user_id)
+            .send()
+            .await
+        {
             Ok(r) => r,
             Err(_) => {
                 delay = backoff(delay);
@@ -327,6 +562,10 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 continue;
             }
         };
+        if !active(local) {
+            // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
+            break;
+        }
         match response.status() {
             200 => {}
             409 => {
@@ -336,9 +575,9 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 continue;
             }
             401 => {
-                local.notice.set(Some(SESSION_ENDED.into()));
-                nap(&mut rx, 15_000).await;
-                continue;
+                // Not this user's session any more: never follow another user's rows.
+                local.end(ended_by(&response));
+                break;
             }
             _ => {
                 delay = backoff(delay);
@@ -355,6 +594,9 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 continue;
             }
         };
+        if !active(local) {
+            break;
+        }
         if delay > 0 {
             // The server is back: whatever else was backing off may go now.
             wake();
@@ -419,8 +661,10 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
                 persisted = offset.clone();
             }
             if unknown && local.online.get_untracked() {
-                if let Ok(board) = turn_board().await {
-                    local.attach(board);
+                match fetch_board(user).await {
+                    Reply::Done(board) if active(local) => local.attach(board),
+                    Reply::Ended(why) => local.end(why),
+                    _ => {}
                 }
             }
         }
@@ -576,6 +820,10 @@ fn retire(local: Local, user: Uuid, txids: &HashSet<String>, snapshot_asked_at: 
 }
 
 fn persist(local: Local, user: Uuid, handle: &Option<String>, offset: &str) {
+    // Only while syncing for a signed-in user: an ended session's board is deleted, not kept.
+    if local.ended.get_untracked().is_some() || storage_cleared(local, user) {
+        return;
+    }
     let Some(meta) = local.meta.get_untracked() else {
         return;
     };

@@ -4,9 +4,11 @@
 //! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
 //!   other's edits; never dropped to make room;
 //! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
-//! - `leader`: which tab talks to the server, and until when.
+//! - `leader`: which tab talks to the server, and until when; only a logout deletes it;
+//! - `signal`: never kept: written and removed at once to tell the user's other tabs that syncing
+//!   ended (`Ended`), through their `storage` events.
 use super::compact::Cards;
-use super::{Failed, Pending};
+use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
 use turns::model::Board;
@@ -136,6 +138,25 @@ pub fn leader(user: Uuid) -> Option<(String, u64)> {
 
 pub fn set_leader(user: Uuid, tab: &str, until: u64) {
     let _ = LocalStorage::set(key(user, "leader"), (tab, until));
+}
+
+/// The key of the one-shot signal to the user's other tabs.
+pub fn signal_key(user: Uuid) -> String {
+    key(user, "signal")
+}
+
+/// Tell the user's other tabs that syncing ended (they see the write as a `storage` event).
+/// Nothing stays behind.
+pub fn announce(user: Uuid, why: Ended) {
+    let k = signal_key(user);
+    let _ = LocalStorage::raw().set_item(&k, why.as_str());
+    LocalStorage::delete(k);
+}
+
+/// The user's session ended on this device: the cached board goes, the outbox and refused
+/// changes stay (edits are never dropped; they go out when the user logs in again).
+pub fn forget_reads(user: Uuid) {
+    LocalStorage::delete(key(user, "snapshot"));
 }
 
 pub fn clear_user(user: Uuid) {
