@@ -71,7 +71,7 @@ test("a client resumes from its stored offset and handle", async () => {
   const offset = first.lastOffset;
   shape.unsubscribeAll();
 
-  psql("UPDATE turns SET wo_number = 'WO-RESUME' WHERE turn_id = (SELECT min(turn_id) FROM turns)");
+  psql("UPDATE turns SET wo_number = 'WO-RESUME' WHERE turn_id = (SELECT min(turn_id) FROM turns WHERE turn_id LIKE 'T-%')");
   const seen: string[] = [];
   const resumed = turnsShape({ where: "wo_number = $1", params: ["WO-RESUME"] }, { handle, offset });
   const stop = resumed.subscribe((messages) => {
@@ -118,7 +118,7 @@ test("live changes over Server-Sent Events", async () => {
   const stream = turnsShape({ where: "wo_number = $1", params: ["WO-SSE"] }, { liveSse: true });
   const shape = new Shape(stream);
   await shape.rows;
-  psql("UPDATE turns SET wo_number = 'WO-SSE' WHERE turn_id = (SELECT min(turn_id) FROM turns WHERE wo_number IS NULL)");
+  psql("UPDATE turns SET wo_number = 'WO-SSE' WHERE turn_id = (SELECT min(turn_id) FROM turns WHERE wo_number IS NULL AND turn_id LIKE 'T-%')");
   await until(() => shape.currentRows.length === 1, "the change arrives as an event");
   psql("UPDATE turns SET wo_number = NULL WHERE wo_number = 'WO-SSE'");
   await until(() => shape.currentRows.length === 0, "and moves out again");
@@ -139,11 +139,16 @@ test("after the log is rotated, clients get 409 and recover by refetching", asyn
   shape.unsubscribeAll();
 });
 
-test("authorized shapes follow scope changes live: a turn reassigned between vendors moves", async ({ request }) => {
+test("authorized shapes follow scope changes live: a turn reassigned between vendors moves", async ({ playwright }) => {
+  // One cookie jar per user, as two devices would have: logging in again in one jar ends the
+  // session it had.
   const cookieFor = async (email: string) => {
-    const r = await request.post("/auth/login", { data: { email, password: "turns-demo" } });
+    const device = await playwright.request.newContext({ baseURL: base() });
+    const r = await device.post("/auth/login", { data: { email, password: "turns-demo" } });
     expect(r.ok()).toBe(true);
-    return (r.headers()["set-cookie"] ?? "").split(";")[0];
+    const cookie = (r.headers()["set-cookie"] ?? "").split(";")[0];
+    await device.dispose();
+    return cookie;
   };
   const follow = (cookie: string) => new Shape(new ShapeStream<Row>({ url: `${base()}/api/shapes/turns`, headers: { cookie } }));
   const one = follow(await cookieFor("vendor@turns.demo"));

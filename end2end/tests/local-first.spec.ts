@@ -311,6 +311,8 @@ test.describe("server restarts", () => {
         LEPTOS_OUTPUT_NAME: "turns", LEPTOS_SITE_ROOT: "target/site", LEPTOS_SITE_PKG_DIR: "pkg",
         LEPTOS_SITE_ADDR: `127.0.0.1:${port}`, LEPTOS_ENV: "PROD", DATABASE_URL: dbUrl(),
         SHAPE_LONG_POLL_SECS: "5", RUST_LOG: "warn",
+        // A DATABASE_URL gets no demo accounts unless asked for.
+        SEED_DEMO: "true",
       },
       stdio: "ignore",
     });

@@ -146,7 +146,12 @@ pub fn ended(local: Local, why: Ended, announce: bool) {
             }
         }
         Ended::LoggedOut => {
-            // Storage is already cleared by the tab that logged out: write nothing, leave.
+            // The tab that logged out cleared this user's storage. Clear once more: a lease
+            // renewal or a snapshot save here may have read before that clear and written
+            // after it. Then write nothing and leave.
+            if let Some(user) = user {
+                storage::clear_user(user);
+            }
             local.meta.set(None);
             let _ = location().set_href("/login?notice=logged_out");
         }

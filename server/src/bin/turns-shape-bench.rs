@@ -6,98 +6,18 @@
 //! commit → change received by waiting live clients (1/100/1,000), change throughput with 1,000
 //! `col = const` shapes against `pgbench` in the same run, a 100,000-row snapshot against `COPY`,
 //! and server memory per waiting live request (10,000 held).
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "support/http.rs"]
+mod support;
+use support::{get, rss_kb, start_app, Client, Error};
+
 const SECRET: &str = "bench-secret";
-
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// A keep-alive HTTP/1.1 connection (as browsers use); responses carry content-length.
-struct Client {
-    addr: String,
-    conn: Option<tokio::io::BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn new(addr: &str) -> Client {
-        Client {
-            addr: addr.to_string(),
-            conn: None,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Result<Reply, Error> {
-        match self.try_get(path).await {
-            Ok(r) => Ok(r),
-            Err(_) => {
-                self.conn = None;
-                self.try_get(path).await
-            }
-        }
-    }
-
-    async fn try_get(&mut self, path: &str) -> Result<Reply, Error> {
-        use tokio::io::AsyncBufReadExt;
-        if self.conn.is_none() {
-            self.conn = Some(tokio::io::BufReader::new(
-                TcpStream::connect(&self.addr).await?,
-            ));
-        }
-        let conn = self.conn.as_mut().ok_or("no connection")?;
-        conn.get_mut()
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
-            .await?;
-        let mut line = String::new();
-        conn.read_line(&mut line).await?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("status")?;
-        let mut headers = HashMap::new();
-        loop {
-            line.clear();
-            if conn.read_line(&mut line).await? == 0 {
-                return Err("closed".into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.insert(k.trim().to_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        conn.read_exact(&mut body).await?;
-        Ok(Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    }
-}
-
-async fn get(addr: &str, path: &str) -> Result<Reply, Error> {
-    Client::new(addr).get(path).await
-}
 
 fn shape_url(table: &str, where_clause: Option<&str>, rest: &str) -> String {
     let w = where_clause
@@ -131,17 +51,6 @@ async fn follow_to_now(client: &mut Client, base: &str) -> Result<(String, Strin
             return Ok((handle, offset));
         }
     }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn met(ok: bool) -> &'static str {
@@ -262,31 +171,13 @@ async fn main() -> Result<(), Error> {
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut server = Command::new(&app)
-        .env("DATABASE_URL", &url)
-        .env("SHAPE_SECRET", SECRET)
-        .env("SHAPE_LONG_POLL_SECS", "60")
-        .env("SEED_DEMO", "false")
-        .env("DB_MAX_CONNECTIONS", "20")
-        .env("LEPTOS_OUTPUT_NAME", "turns")
-        .env("LEPTOS_SITE_ROOT", "target/site")
-        .env("LEPTOS_SITE_PKG_DIR", "pkg")
-        .env("LEPTOS_SITE_ADDR", &addr)
-        .env("LEPTOS_ENV", "PROD")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&addr, "/v1/health")
-        .await
-        .map(|r| r.status != 200)
-        .unwrap_or(true)
-    {
-        if Instant::now() > deadline {
-            return Err("server did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut server = start_app(
+        &app,
+        &url,
+        &addr,
+        &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
+    )
+    .await?;
     let pid = server.id();
     let mut out = String::new();
 
@@ -428,8 +319,8 @@ async fn main() -> Result<(), Error> {
     let before = rss_kb(pid);
     let mut conns = Vec::with_capacity(held);
     for _ in 0..held {
-        let mut s = TcpStream::connect(&addr).await?;
-        s.write_all(format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut s, format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
             .await?;
         conns.push(s);
     }
