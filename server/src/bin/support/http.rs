@@ -121,12 +121,14 @@ pub async fn get(addr: &str, path: &str) -> Result<Reply, Error> {
 }
 
 /// Start the release app on `addr` against `database_url` (no demo data), with extra
-/// environment; returns once `/v1/health` answers.
+/// environment, its log (warnings and errors) going to `log`; returns once `/v1/health`
+/// answers.
 pub async fn start_app(
     app: &str,
     database_url: &str,
     addr: &str,
     env: &[(&str, &str)],
+    log: &std::path::Path,
 ) -> Result<Child, Error> {
     let mut cmd = Command::new(app);
     cmd.env("DATABASE_URL", database_url)
@@ -138,7 +140,7 @@ pub async fn start_app(
         .env("LEPTOS_SITE_ADDR", addr)
         .env("LEPTOS_ENV", "PROD")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
+        .stdout(Stdio::from(std::fs::File::create(log)?));
     for (k, v) in env {
         cmd.env(k, v);
     }
