@@ -201,6 +201,11 @@ impl LiveGuard {
 
     /// Resolves when the session ends (never, if nobody announces it).
     pub async fn ended(&mut self) {
+        // Announced before this wait began (the receiver holds everything since the guard was
+        // made, but a caller may have consumed it already).
+        if self.has_ended() {
+            return;
+        }
         loop {
             match self.ended.recv().await {
                 Ok(s) if *s == *self.session => return,

@@ -19,32 +19,9 @@ use turns::mutation::{Change, Edit, Mutation, Outcome, TurnEdit};
 use turns::policy::{PropertyFacts, TurnFacts};
 use turns::{Actor, ApprovalStatus, Role};
 use turns_server::mutations::apply_batch;
-use turns_server::testing::{actor, demo_state, login, plain_router, Follower};
+use turns_server::testing::{actor, demo_state, login, plain_router, Follower, Rng};
 use turns_server::AppState;
 use uuid::Uuid;
-
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// One simulated device.
 struct Device {
@@ -110,14 +87,7 @@ async fn start(state: AppState) -> (AppState, axum::Router) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_converge_on_their_authorized_view_with_every_edit_applied_once() {
-    let seed: u64 = std::env::var("TURNS_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+    let seed = Rng::seed_from_env("TURNS_MODEL_SEED");
     let target: usize = std::env::var("TURNS_MODEL_OPS")
         .ok()
         .and_then(|s| s.parse().ok())

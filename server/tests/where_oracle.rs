@@ -10,31 +10,10 @@
 use sqlx::PgPool;
 use std::collections::BTreeSet;
 use turns_server::shapes::filter::{compile, ColType, Columns};
-use turns_server::testing::fresh_database;
+use turns_server::testing::{fresh_database, Rng};
 
 /// Clauses a run once found to disagree (kept so they never come back).
 const REGRESSIONS: &[&str] = &[];
-
-/// xorshift64*: small, deterministic, good enough to pick grammar branches.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const STATUSES: [&str; 6] = [
     "PENDING",
@@ -249,28 +228,13 @@ async fn table(pool: &PgPool, rng: &mut Rng) -> Vec<(i64, Vec<Option<String>>)> 
 
 #[tokio::test]
 async fn where_clauses_select_the_rows_postgres_selects() {
-    let seed: u64 = std::env::var("TURNS_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let seed = Rng::seed_from_env("TURNS_FUZZ_SEED");
     let cases: usize = std::env::var("TURNS_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1500);
     println!("where oracle: seed {seed} (replay with TURNS_FUZZ_SEED={seed}), {cases} clauses");
-    // splitmix64 first, so that nearby seeds start far apart.
-    let mixed = {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) | 1
-    };
-    let mut rng = Rng(mixed);
+    let mut rng = Rng::seeded(seed);
     let (pool, _) = fresh_database().await;
     let rows = table(&pool, &mut rng).await;
     let columns: Vec<(String, ColType)> =

@@ -602,9 +602,6 @@ fn sse(
         async move {
             let (mut from, mut live) = state?;
             loop {
-                if has_ended(&live) {
-                    return None;
-                }
                 let waiter = server.wait_for_shape(&handle.shape);
                 let (messages, last, utd) =
                     match server.changes(&handle, from, CHANGES_PER_RESPONSE).await {
@@ -615,7 +612,10 @@ fn sse(
                         }
                     };
                 from = last;
-                if !messages.is_empty() && !has_ended(&live) {
+                if has_ended(&live) {
+                    return None;
+                }
+                if !messages.is_empty() {
                     let mut chunk = String::new();
                     for m in messages.iter().chain(utd.then(|| up_to_date(last)).iter()) {
                         chunk.push_str("data: ");
