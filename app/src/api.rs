@@ -20,6 +20,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("We could not reach the server. Check your connection and try again.")]
     Network,
+    /// The server cannot serve this now (its database is unreachable or every connection is
+    /// busy): nothing was done; try again shortly.
+    #[error("The server is busy. Please try again in a moment.")]
+    Unavailable,
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
 }
@@ -58,6 +62,7 @@ pub mod ssr {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Network | AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
@@ -85,8 +90,13 @@ pub mod ssr {
         session_user().ok_or_else(|| fail(AppError::Unauthorized))
     }
 
-    /// Log a database error with its cause; the client sees only `Internal`.
+    /// Log a database error with its cause; the client sees only `Unavailable` (503, when the
+    /// database cannot be reached or is busy) or `Internal`.
     pub fn internal(e: sqlx::Error) -> AppError {
+        if turns_server::error::database_unavailable(&e) {
+            tracing::warn!(error = %e, "server function: database unavailable");
+            return fail(AppError::Unavailable);
+        }
         tracing::error!(error = %e, "server function failed");
         fail(AppError::Internal)
     }

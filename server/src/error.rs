@@ -57,14 +57,30 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            // Every database connection is in use: overload, not a fault. The client retries.
-            sqlx::Error::PoolTimedOut => {
-                tracing::warn!("database pool exhausted: answering 503");
-                ApiError::Busy
-            }
-            e => ApiError::internal(e),
+        if database_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable: answering 503");
+            ApiError::Busy
+        } else {
+            ApiError::internal(e)
         }
+    }
+}
+
+/// Whether a database error means "not now" rather than a fault: every connection in use, or the
+/// database unreachable, restarting or shutting down. The request did nothing (a transaction cut
+/// off before its commit is rolled back; a write whose commit was cut is made safe to resend by
+/// its mutation id), so the client should retry, and the answer is 503, not 500.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // A connection that broke while being opened (sqlx reports a peer that closed during
+        // the TLS negotiation as a protocol error) or mid-conversation: it is gone either way.
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // SQLSTATE class 08: connection exception; 57P01-57P03: shutting down or starting up.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

@@ -74,6 +74,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Without TCP_NODELAY a response written as head then body waits for the peer's delayed
+        // ACK of the head (up to 40 ms on Linux) before the body leaves: every small response
+        // would cost that much latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
+        }
         let service =
             app.clone()
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {

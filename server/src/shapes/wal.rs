@@ -37,15 +37,26 @@ pub async fn slot_name(pool: &PgPool) -> Result<String, sqlx::Error> {
     Ok(format!("turns_shapes_{}", &clean[..clean.len().min(40)]))
 }
 
+/// A replication connection that lasted this long was healthy: its failure starts the backoff
+/// over.
+const HEALTHY_RUN: Duration = Duration::from_secs(5);
+
 /// Run the consumer until the process ends, reconnecting with backoff after errors.
 pub fn spawn(server: Arc<ShapeServer>, database_url: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        const FIRST_RETRY: Duration = Duration::from_millis(200);
+        let mut backoff = FIRST_RETRY;
         loop {
+            let started = tokio::time::Instant::now();
             match run(&server, &database_url).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "replication stream stopped; reconnecting");
+                    // A stream that ran for a while was healthy: this is a new outage, retried
+                    // quickly (else one cut a day after a few earlier ones waits 10 s).
+                    if started.elapsed() >= HEALTHY_RUN {
+                        backoff = FIRST_RETRY;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "replication stream stopped; reconnecting");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
