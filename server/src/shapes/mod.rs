@@ -542,6 +542,22 @@ impl ShapeServer {
 
     /// Validate a definition against its table.
     pub async fn resolve(&self, def: ShapeDef) -> Result<Arc<Shape>, ShapeError> {
+        // Postgres text cannot hold NUL, nor jsonb (where handles keep their definition) \u0000:
+        // refuse it here, or the catalog lookup or the stored handle fails as a server error.
+        let nul = |s: &str| s.contains('\0');
+        if nul(&def.schema) || nul(&def.table) {
+            let (schema, name) = (&def.schema, &def.table);
+            return Err(ShapeError::invalid(
+                "table",
+                format!("{schema}.{name} is not a synced table"),
+            ));
+        }
+        if def.where_clause.as_deref().is_some_and(nul) {
+            return Err(ShapeError::invalid("where", "must not contain NUL"));
+        }
+        if def.params.iter().any(|p| nul(p)) {
+            return Err(ShapeError::invalid("params", "must not contain NUL"));
+        }
         let table = self.table(&def.schema, &def.table).await?;
         let named: Vec<(String, ColType)> = table
             .columns
