@@ -246,6 +246,18 @@ impl LocalPostgres {
         self.shutdown();
     }
 
+    /// Immediate shutdown, as in a crash: no checkpoint, open connections cut; the next start
+    /// recovers from the WAL.
+    pub fn crash(mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
+            }
+            let _ = keeper.join();
+        }
+    }
+
     fn shutdown(&mut self) {
         let Some(keeper) = self.keeper.take() else {
             return;

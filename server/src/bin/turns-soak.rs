@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
-#[path = "support/http.rs"]
-mod support;
-use support::{rss_kb, start_app, Client, Error};
+use turns_server::testing::http::{rss_kb, start_app, Client, Error};
 
 const SECRET: &str = "soak-secret";
 

@@ -1,5 +1,5 @@
-//! What the load-generating binaries share: a keep-alive HTTP/1.1 client (as browsers use),
-//! starting the release app as a separate process, and reading its memory.
+//! Talking to the app as a separate process (the load-generating binaries and the fault test):
+//! a keep-alive HTTP/1.1 client (as browsers use), starting the app, and reading its memory.
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +26,11 @@ impl Client {
             addr: addr.to_string(),
             conn: None,
         }
+    }
+
+    /// The `host:port` it connects to.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     pub async fn get(&mut self, path: &str) -> Result<Reply, Error> {
@@ -120,9 +125,9 @@ pub async fn get(addr: &str, path: &str) -> Result<Reply, Error> {
     Client::new(addr).get(path).await
 }
 
-/// Start the release app on `addr` against `database_url` (no demo data), with extra
+/// Start the app (the release build, or the test's) on `addr` against `database_url` (no demo data), with extra
 /// environment, its log (warnings and errors) going to `log`; returns once `/v1/health`
-/// answers.
+/// answers; an error as soon as it exits instead.
 pub async fn start_app(
     app: &str,
     database_url: &str,
@@ -144,14 +149,18 @@ pub async fn start_app(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let server = cmd.spawn()?;
+    let mut server = cmd.spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(addr, "/v1/health")
         .await
         .map(|r| r.status != 200)
         .unwrap_or(true)
     {
+        if let Some(status) = server.try_wait()? {
+            return Err(format!("the server exited: {status}").into());
+        }
         if Instant::now() > deadline {
+            let _ = server.kill();
             return Err("server did not start".into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

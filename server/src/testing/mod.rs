@@ -7,6 +7,9 @@ use sqlx::PgPool;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod fault_proxy;
+pub mod http;
+
 static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
 
 fn cluster() -> &'static LocalPostgres {
@@ -260,7 +263,12 @@ impl Follower {
     }
 
     pub fn apply(&mut self, r: &Reply) {
-        for m in r.json().as_array().expect("array") {
+        self.apply_messages(&r.json(), header(r, "electric-offset"));
+    }
+
+    /// Apply one response's messages and move to its `electric-offset`.
+    pub fn apply_messages(&mut self, messages: &serde_json::Value, offset: &str) {
+        for m in messages.as_array().expect("array") {
             let Some(op) = m["headers"]["operation"].as_str() else {
                 continue;
             };
@@ -298,7 +306,7 @@ impl Follower {
                 other => panic!("operation {other}"),
             }
         }
-        self.offset = header(r, "electric-offset").to_string();
+        self.offset = offset.to_string();
     }
 
     /// One request from the current position; returns whether it ended up to date.
