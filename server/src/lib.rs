@@ -2,6 +2,7 @@
 //! development), authentication, policy-scoped queries, demo and benchmark data, and the plain
 //! HTTP routes. No Leptos here: the `turns-app` crate adds the pages and server functions on top.
 pub mod auth;
+pub mod authorized_shapes;
 pub mod config;
 pub mod db;
 pub mod error;

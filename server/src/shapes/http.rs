@@ -3,6 +3,7 @@
 //! and columns from the session's policy scope), and `GET /v1/health`.
 use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::auth::SessionState;
+use crate::authorized_shapes::NotAllowed;
 use crate::http::SessionKey;
 use crate::live_sessions::{LiveGuard, OverBudget};
 use crate::AppState;
@@ -14,8 +15,6 @@ use axum::{Extension, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use turns::policy::Scope;
-use turns::Actor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -293,11 +292,15 @@ async fn authorized_shape(
         )
         .into_response();
     }
-    let def = match authorized_definition(&name, &user.actor()) {
+    let def = match crate::authorized_shapes::definition(&name, &user.actor()) {
         Ok(d) => d,
-        Err(refusal) => {
+        Err(refused) => {
             tracing::warn!(user = %user.id, role = ?user.role, shape = %name, "refused a shape");
-            return refusal.into_response();
+            let status = match refused {
+                NotAllowed::Forbidden => StatusCode::FORBIDDEN,
+                NotAllowed::NoSuchShape => StatusCode::NOT_FOUND,
+            };
+            return Refusal::Status(status, refused.message(&name)).into_response();
         }
     };
     let Some(Extension(key)) = key else {
@@ -322,123 +325,6 @@ async fn authorized_shape(
         h.insert(header::CACHE_CONTROL, header_value(&v));
     }
     res
-}
-
-/// The shape each named view is, for this actor — from the policy's scope.
-fn authorized_definition(name: &str, actor: &Actor) -> Result<ShapeDef, Refusal> {
-    let def = |table: &str,
-               where_clause: Option<&str>,
-               params: Vec<String>,
-               columns: Option<&[&str]>| ShapeDef {
-        schema: "public".into(),
-        table: table.into(),
-        where_clause: where_clause.map(str::to_string),
-        params,
-        columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
-        replica_full: false,
-    };
-    let scope = actor.scope();
-    Ok(match name {
-        "properties" => match scope {
-            Scope::All => def("properties", None, vec![], None),
-            Scope::ManagedBy(u) => def(
-                "properties",
-                Some("property_manager_id = $1"),
-                vec![u.to_string()],
-                None,
-            ),
-            Scope::OverseenBy(u) => def(
-                "properties",
-                Some("property_manager_id = $1 OR sr_property_manager_id = $1"),
-                vec![u.to_string()],
-                None,
-            ),
-            // Vendors and approvers read properties through their turns (board server function).
-            Scope::Vendor(_) | Scope::Awaiting(_) | Scope::Nothing => {
-                def("properties", Some("false"), vec![], None)
-            }
-        },
-        "turns" => match scope {
-            Scope::All => def("turns", Some("is_active"), vec![], None),
-            Scope::ManagedBy(u) => def(
-                "turns",
-                Some("is_active AND property_manager_id = $1"),
-                vec![u.to_string()],
-                None,
-            ),
-            Scope::OverseenBy(u) => def(
-                "turns",
-                Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
-                vec![u.to_string()],
-                None,
-            ),
-            Scope::Vendor(v) => def(
-                "turns",
-                Some("is_active AND vendor_id = $1"),
-                vec![v.to_string()],
-                Some(turns::policy::VENDOR_TURN_COLUMNS),
-            ),
-            Scope::Awaiting(level) => def(
-                "turns",
-                Some("is_active AND approval_status = $1"),
-                vec![level.needed_status().as_str().to_string()],
-                None,
-            ),
-            Scope::Nothing => def("turns", Some("false"), vec![], None),
-        },
-        "stages" => def("turn_stages", Some("is_active"), vec![], None),
-        "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
-        "vendors" if actor.sees_vendor_contacts() => {
-            def("vendors", Some("is_active AND is_approved"), vec![], None)
-        }
-        // Vendors, approvers and readers see who a vendor is, not how to reach them (rival
-        // vendors must not get each other's contacts).
-        "vendors" => def(
-            "vendors",
-            Some("is_active AND is_approved"),
-            vec![],
-            Some(&[
-                "id",
-                "name",
-                "trade",
-                "is_active",
-                "is_approved",
-                "version",
-                "updated_at",
-            ]),
-        ),
-        "users" if actor.role.is_admin() => def(
-            "users",
-            None,
-            vec![],
-            Some(&[
-                "id",
-                "email",
-                "first_name",
-                "last_name",
-                "phone",
-                "role",
-                "is_active",
-                "email_verified",
-                "last_login",
-                "vendor_id",
-                "version",
-                "updated_at",
-            ]),
-        ),
-        "users" => {
-            return Err(Refusal::Status(
-                StatusCode::FORBIDDEN,
-                "You do not have access to this.".into(),
-            ))
-        }
-        _ => {
-            return Err(Refusal::Status(
-                StatusCode::NOT_FOUND,
-                format!("no shape named {name:?}"),
-            ))
-        }
-    })
 }
 
 fn header_value(s: &str) -> HeaderValue {

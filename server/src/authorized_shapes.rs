@@ -1,0 +1,130 @@
+//! Which shape a signed-in user gets for each named view (`/api/shapes/{name}`): the table,
+//! filter and columns come from the policy's scope for the user, never from the request. The
+//! shape server (`shapes/`) serves whatever definition it is given; this is where the app decides.
+use crate::shapes::ShapeDef;
+use turns::policy::Scope;
+use turns::Actor;
+
+/// Why a named view is not served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAllowed {
+    /// The view exists, not for this role.
+    Forbidden,
+    NoSuchShape,
+}
+
+impl NotAllowed {
+    pub fn message(self, name: &str) -> String {
+        match self {
+            NotAllowed::Forbidden => "You do not have access to this.".into(),
+            NotAllowed::NoSuchShape => format!("no shape named {name:?}"),
+        }
+    }
+}
+
+/// The shape each named view is, for this actor — from the policy's scope.
+pub fn definition(name: &str, actor: &Actor) -> Result<ShapeDef, NotAllowed> {
+    let def = |table: &str,
+               where_clause: Option<&str>,
+               params: Vec<String>,
+               columns: Option<&[&str]>| ShapeDef {
+        schema: "public".into(),
+        table: table.into(),
+        where_clause: where_clause.map(str::to_string),
+        params,
+        columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        replica_full: false,
+    };
+    let scope = actor.scope();
+    Ok(match name {
+        "properties" => match scope {
+            Scope::All => def("properties", None, vec![], None),
+            Scope::ManagedBy(u) => def(
+                "properties",
+                Some("property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::OverseenBy(u) => def(
+                "properties",
+                Some("property_manager_id = $1 OR sr_property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            // Vendors and approvers read properties through their turns (board server function).
+            Scope::Vendor(_) | Scope::Awaiting(_) | Scope::Nothing => {
+                def("properties", Some("false"), vec![], None)
+            }
+        },
+        "turns" => match scope {
+            Scope::All => def("turns", Some("is_active"), vec![], None),
+            Scope::ManagedBy(u) => def(
+                "turns",
+                Some("is_active AND property_manager_id = $1"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::OverseenBy(u) => def(
+                "turns",
+                Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
+                vec![u.to_string()],
+                None,
+            ),
+            Scope::Vendor(v) => def(
+                "turns",
+                Some("is_active AND vendor_id = $1"),
+                vec![v.to_string()],
+                Some(turns::policy::VENDOR_TURN_COLUMNS),
+            ),
+            Scope::Awaiting(level) => def(
+                "turns",
+                Some("is_active AND approval_status = $1"),
+                vec![level.needed_status().as_str().to_string()],
+                None,
+            ),
+            Scope::Nothing => def("turns", Some("false"), vec![], None),
+        },
+        "stages" => def("turn_stages", Some("is_active"), vec![], None),
+        "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
+        "vendors" if actor.sees_vendor_contacts() => {
+            def("vendors", Some("is_active AND is_approved"), vec![], None)
+        }
+        // Vendors, approvers and readers see who a vendor is, not how to reach them (rival
+        // vendors must not get each other's contacts).
+        "vendors" => def(
+            "vendors",
+            Some("is_active AND is_approved"),
+            vec![],
+            Some(&[
+                "id",
+                "name",
+                "trade",
+                "is_active",
+                "is_approved",
+                "version",
+                "updated_at",
+            ]),
+        ),
+        "users" if actor.role.is_admin() => def(
+            "users",
+            None,
+            vec![],
+            Some(&[
+                "id",
+                "email",
+                "first_name",
+                "last_name",
+                "phone",
+                "role",
+                "is_active",
+                "email_verified",
+                "last_login",
+                "vendor_id",
+                "version",
+                "updated_at",
+            ]),
+        ),
+        "users" => return Err(NotAllowed::Forbidden),
+        _ => return Err(NotAllowed::NoSuchShape),
+    })
+}

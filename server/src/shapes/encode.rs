@@ -1,0 +1,155 @@
+//! The protocol's JSON: change messages, snapshot bodies, the `electric-schema` header.
+use super::{Change, Offset, Op, Row, Shape, ShapeServer, Tx};
+use serde_json::{Map, Value};
+
+impl ShapeServer {
+    /// The `electric-schema` header value for a shape.
+    pub fn schema_json(shape: &Shape) -> String {
+        let mut out = Map::new();
+        for &i in &shape.selected {
+            let c = &shape.table.columns[i];
+            let mut m = Map::new();
+            let ty = match c.ty.as_str() {
+                "integer" => "int4",
+                "bigint" => "int8",
+                "smallint" => "int2",
+                "boolean" => "bool",
+                "character varying" => "varchar",
+                "character" => "bpchar",
+                "timestamp with time zone" => "timestamptz",
+                "timestamp without time zone" => "timestamp",
+                other => other,
+            };
+            m.insert("type".into(), ty.into());
+            if let Some(p) = c.pk_index {
+                m.insert("pk_index".into(), p.into());
+            }
+            if c.not_null {
+                m.insert("not_null".into(), true.into());
+            }
+            if let Some(l) = c.max_length {
+                m.insert("max_length".into(), l.into());
+            }
+            out.insert(c.name.clone(), Value::Object(m));
+        }
+        Value::Object(out).to_string()
+    }
+}
+
+/// The shape-log message for one change, if it concerns the shape. An update that moves a row
+/// into the shape is an insert for it; out of it, a delete.
+pub(super) fn message_for(shape: &Shape, change: &Change, tx: &Tx, at: Offset) -> Option<Value> {
+    let was_in = change.old.as_ref().is_some_and(|o| shape.matches(o));
+    let is_in = change.new.as_ref().is_some_and(|n| shape.matches(n));
+    let (op, row, old_value) = match (change.op, was_in, is_in) {
+        (Op::Insert, _, true) => (Op::Insert, shape.project(change.new.as_ref()?), None),
+        (Op::Update, false, true) => (Op::Insert, shape.project(change.new.as_ref()?), None),
+        (Op::Update, true, true) => {
+            let new = change.new.as_ref()?;
+            let old = change.old.as_ref()?;
+            if shape.def.replica_full {
+                (Op::Update, shape.project(new), Some(shape.project(old)))
+            } else {
+                // Changed columns and the key only.
+                let full = shape.project(new);
+                let pk: Vec<&str> = shape.table.pk().iter().map(|c| c.name.as_str()).collect();
+                let changed = full
+                    .into_iter()
+                    .filter(|(k, v)| pk.contains(&k.as_str()) || old.get(k) != Some(v))
+                    .collect();
+                (Op::Update, changed, None)
+            }
+        }
+        (Op::Update | Op::Delete, true, false) => {
+            let old = change.old.as_ref()?;
+            let row = if shape.def.replica_full {
+                shape.project(old)
+            } else {
+                key_only(shape, old)
+            };
+            (Op::Delete, row, None)
+        }
+        _ => return None,
+    };
+    let key_source = change
+        .new
+        .as_ref()
+        .filter(|_| op != Op::Delete)
+        .or(change.old.as_ref())?;
+    let mut headers = serde_json::json!({
+        "operation": op,
+        "relation": [shape.table.schema, shape.table.name],
+        "txids": [tx.xid],
+        "lsn": tx.lsn.to_string(),
+        "op_position": at.op,
+    });
+    if at.op + 1 == tx.changes.len() as u64 {
+        headers["last"] = true.into();
+    }
+    let mut msg =
+        serde_json::json!({ "key": shape.key(key_source), "value": row, "headers": headers });
+    if let Some(old) = old_value {
+        msg["old_value"] = Value::Object(old);
+    }
+    Some(msg)
+}
+
+fn key_only(shape: &Shape, row: &Row) -> Row {
+    shape
+        .table
+        .pk()
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                row.get(&c.name).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// A snapshot's insert messages, serialised as they are read (comma-separated JSON objects),
+/// so a large snapshot is one buffer rather than a map per row.
+#[derive(Default)]
+pub struct SnapshotBody {
+    pub rows: usize,
+    pub json: Vec<u8>,
+}
+
+impl SnapshotBody {
+    pub(super) fn push(&mut self, shape: &Shape, values: &[Option<&str>]) {
+        let out = &mut self.json;
+        if self.rows > 0 {
+            out.push(b',');
+        }
+        self.rows += 1;
+        let key = shape.key_with(|c| {
+            let i = shape.table.columns.iter().position(|x| x.name == c.name)?;
+            values[i]
+        });
+        out.extend_from_slice(b"{\"key\":");
+        json_str(out, &key);
+        out.extend_from_slice(b",\"value\":{");
+        for (n, &i) in shape.selected.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json_str(out, &shape.table.columns[i].name);
+            out.push(b':');
+            match values[i] {
+                Some(v) => json_str(out, v),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"},\"headers\":{\"operation\":\"insert\",\"relation\":[");
+        json_str(out, &shape.table.schema);
+        out.push(b',');
+        json_str(out, &shape.table.name);
+        out.extend_from_slice(b"]}}");
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}

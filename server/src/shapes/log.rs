@@ -1,0 +1,209 @@
+//! The change log: committed transactions in commit order, the newest in an in-memory tail,
+//! all of them in `sync_log`; the head, how far the WAL consumer has read, and barriers that
+//! tell when everything committed before a moment is logged.
+use super::metrics::unix_now;
+use super::{Offset, ShapeError, ShapeServer, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A row as column → Postgres text value (JSON string) or NULL.
+pub type Row = Map<String, Value>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// `schema.table`
+    pub relation: String,
+    pub op: Op,
+    pub new: Option<Row>,
+    pub old: Option<Row>,
+}
+
+/// One committed transaction, as logged.
+#[derive(Clone, Debug)]
+pub struct Tx {
+    pub lsn: u64,
+    pub xid: u32,
+    pub changes: Vec<Change>,
+}
+
+/// How many recent transactions stay in memory (older ones are read from `sync_log`).
+const TAIL_TRANSACTIONS: usize = 20_000;
+
+impl ShapeServer {
+    pub fn head(&self) -> Offset {
+        *self.head.borrow()
+    }
+
+    /// The WAL consumer has read everything up to `lsn`.
+    pub fn mark_seen(&self, lsn: u64) {
+        self.seen.send_if_modified(|s| {
+            let moved = lsn > *s;
+            *s = (*s).max(lsn);
+            moved
+        });
+    }
+
+    /// Append a stored transaction to the tail and wake waiters (called by the WAL consumer after
+    /// the transaction is durable in `sync_log`).
+    pub fn publish(&self, tx: Tx) {
+        self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .changes
+            .fetch_add(tx.changes.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .last_logged_ms
+            .store(unix_now() * 1000, Ordering::Relaxed);
+        let head = Offset {
+            lsn: tx.lsn,
+            op: tx.changes.len().saturating_sub(1) as u64,
+        };
+        let tx = Arc::new(tx);
+        {
+            let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
+            tail.push_back(tx.clone());
+            while tail.len() > TAIL_TRANSACTIONS {
+                if let Some(old) = tail.pop_front() {
+                    self.tail_from.store(old.lsn, Ordering::Release);
+                }
+            }
+        }
+        self.head.send_replace(head);
+        self.wake(&tx);
+    }
+
+    /// A non-transactional logical message: once the consumer has seen it, every commit before
+    /// it is in the log. Returns its LSN.
+    pub(super) async fn emit_barrier(&self) -> Result<u64, ShapeError> {
+        let lsn: i64 = sqlx::query_scalar(
+            "SELECT (pg_logical_emit_message(false, 'turns.barrier', '') - '0/0')::bigint",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(lsn as u64)
+    }
+
+    /// Wait until every transaction committed before this call is in the log (tests, benchmarks).
+    pub async fn caught_up(&self) -> Result<(), ShapeError> {
+        let barrier = self.emit_barrier().await?;
+        let mut seen = self.seen.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|s| *s >= barrier))
+            .await
+            .map_err(|_| ShapeError::NotReady)?
+            .map_err(|_| ShapeError::NotReady)?;
+        Ok(())
+    }
+
+    /// Logged transactions with changes after `after`, oldest first, about `limit` changes.
+    pub(super) async fn transactions_after(
+        &self,
+        after: Offset,
+        limit: usize,
+    ) -> Result<Vec<Arc<Tx>>, ShapeError> {
+        if self.head().lsn <= after.lsn {
+            return Ok(Vec::new());
+        }
+        {
+            let tail = self.tail.read().unwrap_or_else(|e| e.into_inner());
+            if after.lsn >= self.tail_from.load(Ordering::Acquire) {
+                let mut out = Vec::new();
+                let mut n = 0;
+                // The tail is in commit (LSN) order: find the first newer transaction by bisection.
+                let first = tail.partition_point(|t| t.lsn <= after.lsn);
+                for tx in tail.range(first..) {
+                    if n >= limit {
+                        break;
+                    }
+                    n += tx.changes.len();
+                    out.push(tx.clone());
+                }
+                return Ok(out);
+            }
+        }
+        let floor: i64 = sqlx::query_scalar("SELECT floor_lsn FROM sync_state")
+            .fetch_one(&self.pool)
+            .await?;
+        if (after.lsn as i64) < floor {
+            return Err(ShapeError::MustRefetch);
+        }
+        // Whole transactions only: a response never ends inside one.
+        let rows = sqlx::query_as(
+            "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
+              WHERE lsn > $1
+                AND lsn <= (SELECT max(lsn) FROM (SELECT lsn FROM sync_log WHERE lsn > $1 ORDER BY lsn, op LIMIT $2) AS page)
+              ORDER BY lsn, op",
+        )
+        .bind(after.lsn as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(group_log_rows(rows))
+    }
+
+    /// Transactions at or below `lsn` that were in progress when `snapshot` was taken.
+    pub(super) async fn in_progress_at(
+        &self,
+        snapshot: &Snapshot,
+        lsn: u64,
+    ) -> Result<Vec<Arc<Tx>>, ShapeError> {
+        if snapshot.xip.is_empty() {
+            return Ok(Vec::new());
+        }
+        let xids: Vec<i64> = snapshot
+            .xip
+            .iter()
+            .map(|x| (x & 0xFFFF_FFFF) as i64)
+            .collect();
+        let rows = sqlx::query_as(
+            "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
+              WHERE lsn <= $1 AND xid = ANY($2) ORDER BY lsn, op",
+        )
+        .bind(lsn as i64)
+        .bind(xids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(group_log_rows(rows))
+    }
+}
+
+type LogRow = (i64, i32, i64, String, String, Option<Value>, Option<Value>);
+
+fn group_log_rows(rows: Vec<LogRow>) -> Vec<Arc<Tx>> {
+    let mut out: Vec<Tx> = Vec::new();
+    for (lsn, _op, xid, relation, operation, new, old) in rows {
+        let op = match operation.as_str() {
+            "insert" => Op::Insert,
+            "update" => Op::Update,
+            _ => Op::Delete,
+        };
+        let as_row = |v: Option<Value>| match v {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        let change = Change {
+            relation,
+            op,
+            new: as_row(new),
+            old: as_row(old),
+        };
+        match out.last_mut() {
+            Some(tx) if tx.lsn == lsn as u64 => tx.changes.push(change),
+            _ => out.push(Tx {
+                lsn: lsn as u64,
+                xid: xid as u32,
+                changes: vec![change],
+            }),
+        }
+    }
+    out.into_iter().map(Arc::new).collect()
+}

@@ -1,0 +1,111 @@
+//! Counters and gauges, and their Prometheus text for `/metrics`.
+use super::ShapeServer;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counters and gauges for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub transactions: AtomicU64,
+    pub changes: AtomicU64,
+    pub errors: AtomicU64,
+    pub live_waiting: AtomicI64,
+    pub snapshots: AtomicU64,
+    pub snapshot_rows: AtomicU64,
+    /// Commit time (unix ms) of the newest logged transaction, for the lag in ms.
+    pub last_commit_ms: AtomicU64,
+    /// Unix ms when it was logged.
+    pub last_logged_ms: AtomicU64,
+}
+
+impl ShapeServer {
+    /// Prometheus text for `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let m = &self.metrics;
+        let lag_bytes: Option<i64> =
+            sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0')::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .ok()
+                .map(|wal: i64| wal - *self.seen.borrow() as i64);
+        let lag_ms = m.last_logged_ms.load(Ordering::Relaxed) as i64
+            - m.last_commit_ms.load(Ordering::Relaxed) as i64;
+        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let rows: [(&str, &str, &str, String); 10] = [
+            (
+                "turns_replication_lag_bytes",
+                "gauge",
+                "WAL bytes not yet read by the shape log",
+                lag_bytes.unwrap_or(-1).to_string(),
+            ),
+            (
+                "turns_replication_lag_ms",
+                "gauge",
+                "Commit to logged delay of the newest transaction",
+                lag_ms.max(0).to_string(),
+            ),
+            (
+                "turns_shape_transactions_total",
+                "counter",
+                "Transactions logged",
+                load(&m.transactions),
+            ),
+            (
+                "turns_shape_changes_total",
+                "counter",
+                "Row changes logged",
+                load(&m.changes),
+            ),
+            (
+                "turns_shape_errors_total",
+                "counter",
+                "Shape requests that failed on our side",
+                load(&m.errors),
+            ),
+            (
+                "turns_shape_live_requests_waiting",
+                "gauge",
+                "Live requests held open",
+                m.live_waiting.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "turns_shape_handles",
+                "gauge",
+                "Shape handles in memory",
+                handles.to_string(),
+            ),
+            (
+                "turns_shape_snapshots_total",
+                "counter",
+                "Initial snapshots served",
+                load(&m.snapshots),
+            ),
+            (
+                "turns_shape_snapshot_rows_total",
+                "counter",
+                "Rows in initial snapshots (rows per shape = this / snapshots)",
+                load(&m.snapshot_rows),
+            ),
+            (
+                "turns_shape_log_head_lsn",
+                "gauge",
+                "LSN of the newest logged transaction",
+                self.head().lsn.to_string(),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
