@@ -542,3 +542,71 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_asking_for_one_definition_together_share_one_snapshot() {
+    let (state, router) = app().await;
+    let shapes = state.shapes.clone().expect("shapes");
+    let before = shapes
+        .metrics
+        .snapshots
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let url = format!("{}offset=-1", generic("turns", "&where=is_active"));
+    let replies =
+        futures_util::future::join_all((0..20).map(|_| send(&router, "GET", &url, None, None)))
+            .await;
+    let handles: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.headers["electric-handle"]
+                .to_str()
+                .expect("h")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(handles.len(), 1, "one handle for one definition");
+    assert!(
+        replies.iter().all(|r| r.body == replies[0].body),
+        "the same rows"
+    );
+    let taken = shapes
+        .metrics
+        .snapshots
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert_eq!(taken, 1, "one snapshot query for 20 clients");
+
+    // Another definition is another shape; and every sharer follows the log from the snapshot.
+    let other = send(
+        &router,
+        "GET",
+        &format!("{}offset=-1", generic("turns", "&where=NOT%20is_active")),
+        None,
+        None,
+    )
+    .await;
+    assert_ne!(
+        other.headers["electric-handle"].to_str().expect("h"),
+        handles.first().expect("handle").as_str()
+    );
+    let mut followers = Vec::new();
+    for _ in 0..2 {
+        let mut f = Follower::start(&router, &generic("turns", "&where=is_active"), None).await;
+        f.catch_up(&state, &router).await;
+        followers.push(f);
+    }
+    sqlx::query("UPDATE turns SET wo_number = 'SHARED-1' WHERE id = (SELECT id FROM turns WHERE is_active LIMIT 1)")
+        .execute(&state.pool)
+        .await
+        .expect("update");
+    for f in followers.iter_mut() {
+        f.catch_up(&state, &router).await;
+        assert!(f.rows.values().any(|r| r["wo_number"] == "SHARED-1"));
+        assert_eq!(
+            f.rows.len(),
+            count(&state.pool, "SELECT count(*) FROM turns WHERE is_active").await
+        );
+    }
+    assert_eq!(followers[0].handle, followers[1].handle);
+}

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -567,15 +568,15 @@ async fn respond(
     };
     set(&mut h, "access-control-expose-headers", EXPOSE);
 
-    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Vec<u8>, Offset, bool) = match p.start
-    {
+    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Bytes, Offset, bool) = match p.start {
         Start::Snapshot => {
             let shape = server.resolve(def).await?;
-            let (handle, snapshot) = server.create_handle(shape, !p.changes_only).await?;
-            let mut body = Vec::with_capacity(snapshot.json.len() + 2);
-            body.push(b'[');
-            body.extend_from_slice(&snapshot.json);
-            body.push(b']');
+            let (handle, body) = if p.changes_only {
+                let (handle, _) = server.create_handle(shape, false).await?;
+                (handle, Bytes::from_static(b"[]"))
+            } else {
+                server.shared_snapshot(shape).await?
+            };
             set(
                 &mut h,
                 "cache-control",
@@ -595,7 +596,12 @@ async fn respond(
                 "cache-control",
                 "public, max-age=60, stale-while-revalidate=300",
             );
-            (handle, json_body(vec![up_to_date(offset)]), offset, true)
+            (
+                handle,
+                json_body(vec![up_to_date(offset)]).into(),
+                offset,
+                true,
+            )
         }
         Start::At(after) => {
             let id = p.handle.as_deref().unwrap_or_default();
@@ -655,7 +661,7 @@ async fn respond(
                     "public, max-age=60, stale-while-revalidate=300",
                 );
             }
-            (handle, json_body(body), offset, utd)
+            (handle, json_body(body).into(), offset, utd)
         }
     };
     set(&mut h, "electric-handle", &handle.id);

@@ -83,6 +83,8 @@ pub struct ShapeServer {
     seen: watch::Sender<u64>,
     handles: RwLock<HashMap<String, Arc<Handle>>>,
     tables: RwLock<HashMap<(String, String), Arc<TableInfo>>>,
+    /// Recent initial snapshots by definition, shared by every client asking for the same one.
+    shared: std::sync::Mutex<HashMap<String, Arc<registry::SharedSnapshot>>>,
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Live requests waiting for a change to their shape; a new transaction wakes only the ones
     /// it concerns (evaluated once per shape), not every waiting request.
@@ -117,6 +119,7 @@ impl ShapeServer {
             seen: watch::channel(last_lsn as u64).0,
             handles: RwLock::new(HashMap::new()),
             tables: RwLock::new(HashMap::new()),
+            shared: std::sync::Mutex::new(HashMap::new()),
             consumer: std::sync::Mutex::new(None),
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
@@ -159,6 +162,10 @@ impl ShapeServer {
         self.tail_from.store(0, Ordering::Release);
         self.handles
             .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.shared
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
     }

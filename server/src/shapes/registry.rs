@@ -5,8 +5,21 @@ use super::metrics::unix_now;
 use super::{Shape, ShapeDef, ShapeError, ShapeServer, Snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
+
+/// How long a definition's snapshot is served to further clients. Clients arriving together (a
+/// deploy, a morning's logins, many tabs of one vendor) share one snapshot query and one body;
+/// a later client gets a fresh one, so nobody starts far behind the log's head.
+const SHARE_SNAPSHOT_FOR: Duration = Duration::from_secs(30);
+
+/// One definition's shared snapshot: taken once (the first caller runs the query, the others
+/// wait for it), then served as the same bytes.
+pub(super) struct SharedSnapshot {
+    taken: OnceCell<(Arc<Handle>, bytes::Bytes)>,
+    created: Instant,
+}
 
 /// A shape handle: a definition plus the snapshot its initial rows came from.
 pub struct Handle {
@@ -24,6 +37,42 @@ pub struct Handle {
 }
 
 impl ShapeServer {
+    /// A handle for `shape` and its initial rows as a JSON array: the same handle and bytes for
+    /// every client that asks for this definition within [`SHARE_SNAPSHOT_FOR`].
+    pub async fn shared_snapshot(
+        &self,
+        shape: Arc<Shape>,
+    ) -> Result<(Arc<Handle>, bytes::Bytes), ShapeError> {
+        let key = serde_json::to_string(&shape.def).unwrap_or_default();
+        let entry = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.retain(|_, e| e.created.elapsed() < SHARE_SNAPSHOT_FOR);
+            shared
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(SharedSnapshot {
+                        taken: OnceCell::new(),
+                        created: Instant::now(),
+                    })
+                })
+                .clone()
+        };
+        // A failed attempt leaves the cell empty: the next waiter tries again.
+        let (handle, body) = entry
+            .taken
+            .get_or_try_init(|| async {
+                let (handle, snapshot) = self.create_handle(shape, true).await?;
+                let mut body = Vec::with_capacity(snapshot.json.len() + 2);
+                body.push(b'[');
+                body.extend_from_slice(&snapshot.json);
+                body.push(b']');
+                Ok::<_, ShapeError>((handle, bytes::Bytes::from(body)))
+            })
+            .await?;
+        handle.last_used.store(unix_now(), Ordering::Relaxed);
+        Ok((handle.clone(), body.clone()))
+    }
+
     /// Create a handle with its initial snapshot rows (in table order).
     pub async fn create_handle(
         &self,
