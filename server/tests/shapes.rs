@@ -610,3 +610,48 @@ async fn clients_asking_for_one_definition_together_share_one_snapshot() {
     }
     assert_eq!(followers[0].handle, followers[1].handle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_requests_woken_by_one_transaction_share_one_encoded_read() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (state, router) = app().await;
+    let shapes = state.shapes.clone().expect("shapes");
+    let base = generic("vendors", "&where=trade%20=%20'Roofing'");
+    let mut first = Follower::start(&router, &base, None).await;
+    first.catch_up(&state, &router).await;
+    let url = format!(
+        "{base}handle={}&offset={}&live=true",
+        first.handle, first.offset
+    );
+    let (encoded, shared) = (
+        shapes.metrics.reads_encoded.load(Relaxed),
+        shapes.metrics.reads_shared.load(Relaxed),
+    );
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let (router, url) = (router.clone(), url.clone());
+            tokio::spawn(async move { send(&router, "GET", &url, None, None).await })
+        })
+        .collect();
+    while shapes.metrics.live_waiting.load(Relaxed) < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlx::query("INSERT INTO vendors (name, trade) VALUES ('Shared Read Co', 'Roofing')")
+        .execute(&state.pool)
+        .await
+        .expect("insert");
+    let mut bodies = std::collections::BTreeSet::new();
+    for w in waiting {
+        let r = w.await.expect("join");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("Shared Read Co"), "{}", r.body);
+        bodies.insert(r.body);
+    }
+    assert_eq!(bodies.len(), 1, "every request got the same bytes");
+    let encoded = shapes.metrics.reads_encoded.load(Relaxed) - encoded;
+    let shared = shapes.metrics.reads_shared.load(Relaxed) - shared;
+    // Each request reads once when it parks and once when woken: 40 reads, nearly all shared
+    // (two workers may encode the same read at the same moment).
+    assert!(encoded <= 6, "{encoded} reads encoded for 20 requests");
+    assert!(shared >= 34, "{shared} reads shared");
+}

@@ -1,6 +1,13 @@
 //! The protocol's JSON: change messages, snapshot bodies, the `electric-schema` header.
 use super::{Change, Offset, Op, Row, Shape, ShapeServer, Tx};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+/// The up-to-date control message that ends a response at the head of the log. Its
+/// `global_last_seen_lsn` is the response offset's LSN: SSE clients continue from `{it}_0`, which
+/// (offsets being transaction-granular) is exactly there.
+pub(super) fn up_to_date(offset: Offset) -> Value {
+    json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": offset.lsn.to_string()}})
+}
 
 impl ShapeServer {
     /// The `electric-schema` header value for a shape.

@@ -1,6 +1,7 @@
 //! HTTP for shapes, Electric v1 protocol: `GET /v1/shape` for trusted callers (with the
 //! `SHAPE_SECRET`), `GET /api/shapes/{name}` for browsers (the server fixes table, where, params
 //! and columns from the session's policy scope), and `GET /v1/health`.
+use super::encode::up_to_date;
 use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::auth::SessionState;
 use crate::authorized_shapes::NotAllowed;
@@ -467,12 +468,6 @@ fn has_ended(live: &Option<LiveGuard>) -> bool {
     live.as_ref().is_some_and(LiveGuard::has_ended)
 }
 
-/// The up-to-date control message. Its `global_last_seen_lsn` is the response offset's LSN: SSE
-/// clients continue from `{it}_0`, which (offsets being transaction-granular) is exactly there.
-fn up_to_date(offset: Offset) -> Value {
-    json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": offset.lsn.to_string()}})
-}
-
 /// Live changes as Server-Sent Events: each message an event, each batch ending in up-to-date,
 /// until a few long-poll periods have passed (the client then reconnects from its offset).
 fn sse(
@@ -618,30 +613,24 @@ async fn respond(
             let mut from = after;
             // Registered before reading, so a change logged in between is not missed.
             let waiter = p.live.then(|| server.wait_for_shape(&handle.shape));
-            let (messages, offset, utd) = loop {
-                let (messages, last, utd) =
-                    server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
-                let Some(waiter) = waiter.as_ref().filter(|_| messages.is_empty() && utd) else {
-                    break (messages, last, utd);
+            let read = loop {
+                let read = server.read(&handle, from, CHANGES_PER_RESPONSE).await?;
+                let Some(waiter) = waiter.as_ref().filter(|_| read.empty && read.up_to_date) else {
+                    break read;
                 };
-                from = last;
+                from = read.offset;
                 let woke = tokio::select! {
                     woke = tokio::time::timeout_at(deadline, waiter.notify.notified()) => woke.is_ok(),
                     () = session_end(&mut live) => return Ok(session_ended()),
                 };
                 if !woke {
-                    // Nothing for this shape: answer at the newest offset.
-                    let (_, last, utd) =
-                        server.changes(&handle, from, CHANGES_PER_RESPONSE).await?;
-                    break (Vec::new(), last, utd);
+                    // Nothing for this shape within the long poll: answer from the newest offset
+                    // (with whatever committed in the meantime: it must not be skipped).
+                    break server.read(&handle, from, CHANGES_PER_RESPONSE).await?;
                 }
             };
             if has_ended(&live) {
                 return Ok(session_ended());
-            }
-            let mut body = messages;
-            if utd {
-                body.push(up_to_date(offset));
             }
             if p.live {
                 set(
@@ -661,7 +650,7 @@ async fn respond(
                     "public, max-age=60, stale-while-revalidate=300",
                 );
             }
-            (handle, json_body(body).into(), offset, utd)
+            (handle, read.body.clone(), read.offset, read.up_to_date)
         }
     };
     set(&mut h, "electric-handle", &handle.id);

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub live_waiting: AtomicI64,
     pub snapshots: AtomicU64,
     pub snapshot_rows: AtomicU64,
+    /// Reads of a handle's log encoded, and reads answered with one already encoded.
+    pub reads_encoded: AtomicU64,
+    pub reads_shared: AtomicU64,
     /// Commit time (unix ms) of the newest logged transaction, for the lag in ms.
     pub last_commit_ms: AtomicU64,
     /// Unix ms when it was logged.
@@ -38,7 +41,7 @@ impl ShapeServer {
             - m.last_commit_ms.load(Ordering::Relaxed) as i64;
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 10] = [
+        let rows: [(&str, &str, &str, String); 12] = [
             (
                 "turns_replication_lag_bytes",
                 "gauge",
@@ -92,6 +95,18 @@ impl ShapeServer {
                 "counter",
                 "Rows in initial snapshots (rows per shape = this / snapshots)",
                 load(&m.snapshot_rows),
+            ),
+            (
+                "turns_shape_reads_encoded_total",
+                "counter",
+                "Reads of a shape's log encoded to JSON",
+                load(&m.reads_encoded),
+            ),
+            (
+                "turns_shape_reads_shared_total",
+                "counter",
+                "Reads answered with the same bytes as another request at the same offset",
+                load(&m.reads_shared),
             ),
             (
                 "turns_shape_log_head_lsn",

@@ -85,6 +85,8 @@ pub struct ShapeServer {
     tables: RwLock<HashMap<(String, String), Arc<TableInfo>>>,
     /// Recent initial snapshots by definition, shared by every client asking for the same one.
     shared: std::sync::Mutex<HashMap<String, Arc<registry::SharedSnapshot>>>,
+    /// The latest read of each handle, shared by the requests at the same offset.
+    reads: std::sync::Mutex<HashMap<String, view::SharedRead>>,
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Live requests waiting for a change to their shape; a new transaction wakes only the ones
     /// it concerns (evaluated once per shape), not every waiting request.
@@ -120,6 +122,7 @@ impl ShapeServer {
             handles: RwLock::new(HashMap::new()),
             tables: RwLock::new(HashMap::new()),
             shared: std::sync::Mutex::new(HashMap::new()),
+            reads: std::sync::Mutex::new(HashMap::new()),
             consumer: std::sync::Mutex::new(None),
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
@@ -168,5 +171,6 @@ impl ShapeServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

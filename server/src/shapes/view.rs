@@ -1,10 +1,88 @@
-//! A handle's view of the log: its messages after an offset.
-use super::encode::message_for;
+//! A handle's view of the log: its messages after an offset — and, for requests at the same
+//! offset of the same handle, one read encoded once and shared.
+use super::encode::{message_for, up_to_date};
 use super::{Handle, Offset, ShapeError, ShapeServer};
+use bytes::Bytes;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// One response's worth of a shape's log, encoded.
+pub struct Read {
+    /// The JSON array: the messages, then `up-to-date` when the offset is the head.
+    pub body: Bytes,
+    /// Where the next read continues.
+    pub offset: Offset,
+    pub up_to_date: bool,
+    /// Whether it carries no change (a live request then waits).
+    pub empty: bool,
+}
+
+/// A handle's latest read: valid for requests from `from` while the log's head is `head`.
+pub(super) struct SharedRead {
+    from: Offset,
+    head: Offset,
+    read: Arc<Read>,
+}
+
+/// Handles whose latest read is kept, at most (beyond that the map starts over).
+const SHARED_READS: usize = 10_000;
+
 impl ShapeServer {
+    /// The handle's log after `after`, encoded. The requests on one handle woken by one
+    /// transaction are all at the same offset: they share one read (the first encodes it, the
+    /// rest get the same bytes). Clients share handles (see `shared_snapshot`), so 1,000 clients
+    /// of one shape cost about one read per transaction. (The key is the handle, not the
+    /// definition: which logged transactions a read skips depends on the handle's snapshot.)
+    pub async fn read(
+        &self,
+        handle: &Handle,
+        after: Offset,
+        limit: usize,
+    ) -> Result<Arc<Read>, ShapeError> {
+        // The first read after the snapshot joins the two: it is the handle's own.
+        let past_snapshot = after.lsn >= handle.start_lsn && after != Offset::BEFORE_ALL;
+        let head = self.head();
+        let key = &handle.id;
+        if past_snapshot {
+            let reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = reads.get(key).filter(|r| r.from == after && r.head == head) {
+                self.metrics.reads_shared.fetch_add(1, Ordering::Relaxed);
+                return Ok(r.read.clone());
+            }
+        }
+        let (messages, offset, up_to_date_now) = self.changes(handle, after, limit).await?;
+        self.metrics.reads_encoded.fetch_add(1, Ordering::Relaxed);
+        let empty = messages.is_empty();
+        let mut all = messages;
+        if up_to_date_now {
+            all.push(up_to_date(offset));
+        }
+        let body = serde_json::to_vec(&Value::Array(all)).unwrap_or_else(|_| b"[]".to_vec());
+        let read = Arc::new(Read {
+            body: Bytes::from(body),
+            offset,
+            up_to_date: up_to_date_now,
+            empty,
+        });
+        if past_snapshot {
+            let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+            if reads.len() >= SHARED_READS {
+                reads.clear();
+            }
+            reads.insert(
+                key.clone(),
+                SharedRead {
+                    from: after,
+                    head,
+                    read: read.clone(),
+                },
+            );
+        }
+        Ok(read)
+    }
+
     /// The shape's messages after `after`, the offset to continue from, and whether that offset
     /// is the head of the log (the client is up to date).
     pub async fn changes(
