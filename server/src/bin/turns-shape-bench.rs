@@ -229,17 +229,26 @@ async fn main() -> Result<(), Error> {
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns")
         .fetch_one(&pool)
         .await?;
+    // Each run a fresh snapshot: clients asking for one definition within 30 s share one, so
+    // the three runs ask for three definitions (an always-true filter on a NOT NULL column, which
+    // costs a little: the figure errs low). A shared snapshot is measured apart.
     let mut snap_s = f64::MAX;
     let mut copy_s = f64::MAX;
-    for _ in 0..3 {
+    let mut shared_s = f64::MAX;
+    for column in ["turn_id", "stage_id", "property_id"] {
+        let shape = shape_url("turns", Some(&format!("{column} IS NOT NULL")), "&offset=-1");
         let t = Instant::now();
-        let r = get(&addr, &shape_url("turns", None, "&offset=-1")).await?;
+        let r = get(&addr, &shape).await?;
         snap_s = snap_s.min(t.elapsed().as_secs_f64());
         assert_eq!(
             r.body.matches("\"key\"").count() as i64,
             rows,
             "snapshot row count"
         );
+        let t = Instant::now();
+        let again = get(&addr, &shape).await?;
+        shared_s = shared_s.min(t.elapsed().as_secs_f64());
+        assert_eq!(again.body.len(), r.body.len(), "shared snapshot");
         let t = Instant::now();
         let status = Command::new("psql")
             .arg(&url)
@@ -250,11 +259,16 @@ async fn main() -> Result<(), Error> {
         assert!(status.success());
     }
     out.push_str(&format!(
-        "| snapshot of {rows} rows (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.5× | {} |\n",
+        "| snapshot of {rows} rows, fresh (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.8× | {} |\n",
         rows as f64 / snap_s,
         rows as f64 / copy_s,
         copy_s / snap_s,
-        met(copy_s / snap_s >= 0.5)
+        met(copy_s / snap_s >= 0.8)
+    ));
+    out.push_str(&format!(
+        "| the same snapshot for another client within 30 s (shared) | {:.0} rows/s | {:.2}× COPY | | |\n",
+        rows as f64 / shared_s,
+        copy_s / shared_s,
     ));
 
     // Write → received, every client waiting live before each write.
