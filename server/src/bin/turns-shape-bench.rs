@@ -236,7 +236,11 @@ async fn main() -> Result<(), Error> {
     let mut copy_s = f64::MAX;
     let mut shared_s = f64::MAX;
     for column in ["turn_id", "stage_id", "property_id"] {
-        let shape = shape_url("turns", Some(&format!("{column} IS NOT NULL")), "&offset=-1");
+        let shape = shape_url(
+            "turns",
+            Some(&format!("{column} IS NOT NULL")),
+            "&offset=-1",
+        );
         let t = Instant::now();
         let r = get(&addr, &shape).await?;
         snap_s = snap_s.min(t.elapsed().as_secs_f64());

@@ -28,6 +28,8 @@ pub(super) struct SharedRead {
 
 /// Handles whose latest read is kept, at most (beyond that the map starts over).
 const SHARED_READS: usize = 10_000;
+/// The largest read kept for sharing.
+const SHARED_READ_BYTES: usize = 64 * 1024;
 
 impl ShapeServer {
     /// The handle's log after `after`, encoded. The requests on one handle woken by one
@@ -66,7 +68,9 @@ impl ShapeServer {
             up_to_date: up_to_date_now,
             empty,
         });
-        if past_snapshot {
+        // Kept only for what many requests read at once: small reads at the head (a catching-up
+        // client's large page is its own, and would only hold memory).
+        if past_snapshot && read.up_to_date && read.body.len() <= SHARED_READ_BYTES {
             let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
             if reads.len() >= SHARED_READS {
                 reads.clear();
