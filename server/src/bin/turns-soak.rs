@@ -298,6 +298,13 @@ async fn main() -> Result<(), Error> {
         .and_then(|w| rss_samples.iter().find(|(t, _)| *t >= w))
         .map_or(rss_end, |(_, r)| *r);
     let rss_max = rss_samples.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    // The memory curve, every 30 s (what "flat" is judged from).
+    let curve: Vec<String> = rss_samples
+        .iter()
+        .filter(|(t, _)| t % 30 < 5)
+        .map(|(t, r)| format!("{t} s: {} MB", r / 1024))
+        .collect();
+    eprintln!("server RSS every 30 s: {}", curve.join(", "));
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!("| what | value |\n|---|---|");
     println!("| duration after warm-up, live clients | {minutes} min, {clients} |");
