@@ -10,7 +10,7 @@ use turns::model::{Board, PropertySummary, COMPLETED_VISIBLE_DAYS};
 use turns::policy::{PropertyFacts, TurnFacts};
 use turns::ApprovalStatus;
 use turns_server::seed::DEMO_LOGINS;
-use turns_server::testing::{actor, demo_state, login, send_with, Reply};
+use turns_server::testing::{actor, demo_state, login, property_facts, send_with, Reply};
 use uuid::Uuid;
 
 fn app(state: turns_server::AppState) -> axum::Router {
@@ -96,23 +96,7 @@ async fn every_user_gets_exactly_what_the_policy_allows_from_every_server_functi
         )
         .collect();
     let properties: BTreeMap<Uuid, PropertyFacts> =
-        sqlx::query_as::<_, (Uuid, Option<Uuid>, Option<Uuid>)>(
-            "SELECT id, property_manager_id, sr_property_manager_id FROM properties",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("properties")
-        .into_iter()
-        .map(|(id, pm, sr)| {
-            (
-                id,
-                PropertyFacts {
-                    property_manager_id: pm,
-                    sr_property_manager_id: sr,
-                },
-            )
-        })
-        .collect();
+        property_facts(&pool).await.into_iter().collect();
 
     let mut cells = 0;
     for (email, role) in DEMO_LOGINS {

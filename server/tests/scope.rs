@@ -4,31 +4,14 @@ use std::collections::{BTreeSet, HashMap};
 use turns::policy::{PropertyFacts, TurnFacts};
 use turns::{ApprovalStatus, Role};
 use turns_server::queries;
-use turns_server::testing::{actor, demo_state};
+use turns_server::testing::{actor, demo_state, property_facts};
 use uuid::Uuid;
 
 #[tokio::test]
 async fn every_role_sees_exactly_its_turns_and_properties() {
     let state = demo_state().await;
     let pool = &state.pool;
-    let props: HashMap<Uuid, PropertyFacts> =
-        sqlx::query_as::<_, (Uuid, Option<Uuid>, Option<Uuid>)>(
-            "SELECT id, property_manager_id, sr_property_manager_id FROM properties",
-        )
-        .fetch_all(pool)
-        .await
-        .expect("properties")
-        .into_iter()
-        .map(|(id, pm, sr)| {
-            (
-                id,
-                PropertyFacts {
-                    property_manager_id: pm,
-                    sr_property_manager_id: sr,
-                },
-            )
-        })
-        .collect();
+    let props: HashMap<Uuid, PropertyFacts> = property_facts(pool).await.into_iter().collect();
     let turns: Vec<(Uuid, Uuid, TurnFacts)> =
         sqlx::query_as::<_, (Uuid, Uuid, Option<Uuid>, ApprovalStatus)>(
             "SELECT id, property_id, vendor_id, approval_status FROM turns WHERE is_active",

@@ -43,7 +43,8 @@ impl ShapeServer {
         &self,
         shape: Arc<Shape>,
     ) -> Result<(Arc<Handle>, bytes::Bytes), ShapeError> {
-        let key = shape.key.clone();
+        // Only snapshot requests pay for the key (the definition as JSON), not live ones.
+        let key = serde_json::to_string(&shape.def).unwrap_or_default();
         let entry = {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared.retain(|_, e| e.created.elapsed() < SHARE_SNAPSHOT_FOR);

@@ -27,8 +27,6 @@ pub struct Shape {
     pub(super) types: Vec<ColType>,
     /// `schema.table`, as changes name their relation.
     pub(super) relation: String,
-    /// The definition as JSON: equal definitions share a snapshot.
-    pub(super) key: String,
 }
 
 impl Shape {
@@ -129,7 +127,6 @@ impl ShapeServer {
         };
         let types = table.columns.iter().map(ColumnInfo::kind).collect();
         Ok(Arc::new(Shape {
-            key: serde_json::to_string(&def).unwrap_or_default(),
             def,
             relation: table.relation(),
             table,

@@ -195,6 +195,25 @@ pub async fn actor(pool: &PgPool, email: &str) -> turns::Actor {
     }
 }
 
+/// Every property's facts for the policy (tests compare the server with the policy on them).
+pub async fn property_facts(pool: &PgPool) -> Vec<(uuid::Uuid, turns::policy::PropertyFacts)> {
+    sqlx::query_as::<_, (uuid::Uuid, Option<uuid::Uuid>, Option<uuid::Uuid>)>(
+        "SELECT id, property_manager_id, sr_property_manager_id FROM properties",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("properties: {e}"))
+    .into_iter()
+    .map(|(id, pm, sr)| {
+        let facts = turns::policy::PropertyFacts {
+            property_manager_id: pm,
+            sr_property_manager_id: sr,
+        };
+        (id, facts)
+    })
+    .collect()
+}
+
 /// A benchmark's database: a fresh, durable private cluster in `dir` (wiped first), migrated,
 /// with the demo data. Keep `cluster` alive while the benchmark runs.
 pub struct BenchDatabase {
