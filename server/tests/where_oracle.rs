@@ -2,14 +2,15 @@
 //! documented subset (comparisons either way round, `$n` parameters, IN lists, NULL tests,
 //! LIKE/ILIKE, BETWEEN, bare booleans, AND/OR/NOT), evaluated by our filter on every row of a
 //! table of random values (a fifth of them NULL), and by Postgres itself; the matching rows must
-//! be the same.
+//! be the same. And a row a clause selects carries one of the values the clause requires (what
+//! the live index looks shapes up by).
 //!
 //! Seeded and replayable: `TURNS_FUZZ_SEED=<n>` replays a run, `TURNS_FUZZ_CASES=<n>` makes it
 //! longer (default 1,500 clauses in `tools/test`). A failure prints the seed, the clause and both
 //! answers; keep such a clause in `REGRESSIONS` below.
 use sqlx::PgPool;
 use std::collections::BTreeSet;
-use turns_server::shapes::filter::{compile, ColType, Columns};
+use turns_server::shapes::filter::{compile, lookup_key, ColType, Columns};
 use turns_server::testing::{fresh_database, Rng};
 
 /// Clauses a run once found to disagree (kept so they never come back).
@@ -259,6 +260,7 @@ async fn where_clauses_select_the_rows_postgres_selects() {
         clauses.push(c);
     }
     let mut matched_rows = 0usize;
+    let mut indexable = 0usize;
     for c in &clauses {
         let filter = compile(&c.ours, &Columns(&columns), &c.params)
             .unwrap_or_else(|e| panic!("seed {seed}: ours refused {:?}: {e}", c.ours));
@@ -283,6 +285,25 @@ async fn where_clauses_select_the_rows_postgres_selects() {
             c.ours, c.params, c.theirs
         );
         matched_rows += ours.len();
+        // The live index finds a shape by the values its clause requires: every row the clause
+        // selects must carry one of them, or a change to that row would miss its shape.
+        if let Some(required) = filter.required_values() {
+            indexable += 1;
+            for (id, values) in rows.iter().filter(|(id, _)| theirs.contains(id)) {
+                let found = required.iter().any(|(col, key)| {
+                    values[*col]
+                        .as_deref()
+                        .and_then(|text| lookup_key(types[*col], text))
+                        .as_ref()
+                        == Some(key)
+                });
+                assert!(
+                    found,
+                    "seed {seed}: {:?} selects row {id} {values:?}, which has none of the values it requires: {required:?}",
+                    c.ours
+                );
+            }
+        }
     }
     println!(
         "where oracle: {} clauses × {} rows agreed ({} matches)",
@@ -291,4 +312,6 @@ async fn where_clauses_select_the_rows_postgres_selects() {
         matched_rows
     );
     assert!(matched_rows > 0, "the clauses select something");
+    println!("where oracle: {indexable} clauses found by the values they require");
+    assert!(indexable > 0, "some clauses require values");
 }

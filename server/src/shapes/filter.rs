@@ -94,6 +94,28 @@ impl Val {
     }
 }
 
+impl Val {
+    /// One form for values that compare equal (`7`, `7.0` and `7.00` are one; a uuid in any
+    /// case is one), so that equal values can be looked up in a map.
+    pub fn lookup_key(&self) -> String {
+        match self {
+            Val::Bool(b) => b.to_string(),
+            Val::Int(i) => Decimal::from(*i).normalize().to_string(),
+            Val::Num(n) => n.normalize().to_string(),
+            Val::Text(t) => t.clone(),
+            Val::Date(d) => d.to_string(),
+            Val::Ts(t) => t.to_string(),
+            Val::TsTz(t) => t.to_string(),
+        }
+    }
+}
+
+/// The lookup key of a column's value in Postgres text (see [`Val::lookup_key`]); `None` when
+/// the text does not parse as the column's type (then no comparison holds).
+pub fn lookup_key(ty: ColType, text: &str) -> Option<String> {
+    Val::parse(ty, text).map(|v| v.lookup_key())
+}
+
 fn parse_ts(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim().replace('T', " ");
     NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
@@ -486,6 +508,34 @@ impl Compiler<'_, '_> {
 }
 
 impl Filter {
+    /// Values the clause requires: when it holds for a row, the row's value in one of these
+    /// columns has one of these lookup keys. `None` when the clause requires no such thing
+    /// (a range, a `LIKE`, an `OR` with a branch that is not an equality, …).
+    ///
+    /// `col = v` gives one; `col IN (…)` one per value; `a AND b` what `a` or `b` requires (the
+    /// rest of the clause is still checked on the rows found); `a OR b` both branches' values.
+    pub fn required_values(&self) -> Option<Vec<(usize, String)>> {
+        match self {
+            Filter::Compare {
+                col,
+                op: Cmp::Eq,
+                value,
+            } => Some(vec![(*col, value.lookup_key())]),
+            Filter::In {
+                col,
+                values,
+                negated: false,
+            } => Some(values.iter().map(|v| (*col, v.lookup_key())).collect()),
+            Filter::And(a, b) => a.required_values().or_else(|| b.required_values()),
+            Filter::Or(a, b) => {
+                let mut both = a.required_values()?;
+                both.extend(b.required_values()?);
+                Some(both)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the row (text values by column index; `None` = NULL) matches.
     pub fn matches(&self, row: &[Option<&str>], types: &[ColType]) -> bool {
         self.matches_with(&|i| row.get(i).copied().flatten(), types)

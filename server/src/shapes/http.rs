@@ -484,7 +484,7 @@ fn sse(
         async move {
             let (mut from, mut live) = state?;
             loop {
-                let waiter = server.wait_for_shape(&handle.shape);
+                let mut waiter = server.wait_for_shape(&handle.shape);
                 let (messages, last, utd) =
                     match server.changes(&handle, from, CHANGES_PER_RESPONSE).await {
                         Ok(r) => r,
@@ -510,7 +510,7 @@ fn sse(
                     ));
                 }
                 tokio::select! {
-                    woke = tokio::time::timeout_at(deadline, waiter.notify.notified()) => {
+                    woke = tokio::time::timeout_at(deadline, waiter.changed()) => {
                         if woke.is_err() {
                             return None;
                         }
@@ -612,15 +612,15 @@ async fn respond(
             let _waiting = p.live.then(|| Waiting::new(&server.metrics.live_waiting));
             let mut from = after;
             // Registered before reading, so a change logged in between is not missed.
-            let waiter = p.live.then(|| server.wait_for_shape(&handle.shape));
+            let mut waiter = p.live.then(|| server.wait_for_shape(&handle.shape));
             let read = loop {
                 let read = server.read(&handle, from, CHANGES_PER_RESPONSE).await?;
-                let Some(waiter) = waiter.as_ref().filter(|_| read.empty && read.up_to_date) else {
+                let Some(waiter) = waiter.as_mut().filter(|_| read.empty && read.up_to_date) else {
                     break read;
                 };
                 from = read.offset;
                 let woke = tokio::select! {
-                    woke = tokio::time::timeout_at(deadline, waiter.notify.notified()) => woke.is_ok(),
+                    woke = tokio::time::timeout_at(deadline, waiter.changed()) => woke.is_ok(),
                     () = session_end(&mut live) => return Ok(session_ended()),
                 };
                 if !woke {

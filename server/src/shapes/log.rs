@@ -5,6 +5,7 @@ use super::metrics::unix_now;
 use super::{Offset, ShapeError, ShapeServer, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,9 +55,14 @@ impl ShapeServer {
         });
     }
 
-    /// Append a stored transaction to the tail and wake waiters (called by the WAL consumer after
-    /// the transaction is durable in `sync_log`).
-    pub fn publish(&self, tx: Tx) {
+    /// Append a decoded transaction to the tail and wake the live requests it concerns, before
+    /// it is durable (see [`super::durable`]). A transaction already in the tail (a replay after
+    /// the replication stream reconnected) is not appended twice. Returns it, for the writer.
+    pub fn publish(&self, tx: Tx) -> Arc<Tx> {
+        let tx = Arc::new(tx);
+        if tx.lsn <= self.head().lsn {
+            return tx;
+        }
         self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .changes
@@ -68,18 +74,32 @@ impl ShapeServer {
             lsn: tx.lsn,
             op: tx.changes.len().saturating_sub(1) as u64,
         };
-        let tx = Arc::new(tx);
         {
             let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
             tail.push_back(tx.clone());
-            while tail.len() > TAIL_TRANSACTIONS {
-                if let Some(old) = tail.pop_front() {
-                    self.tail_from.store(old.lsn, Ordering::Release);
-                }
-            }
+            self.trim_tail(&mut tail);
         }
         self.head.send_replace(head);
         self.wake(&tx);
+        tx
+    }
+
+    /// Everything up to `lsn` is in `sync_log`.
+    pub(super) fn mark_durable(&self, lsn: u64) {
+        self.durable.fetch_max(lsn, Ordering::AcqRel);
+        let mut tail = self.tail.write().unwrap_or_else(|e| e.into_inner());
+        self.trim_tail(&mut tail);
+    }
+
+    /// Keep the tail to its size, but never drop a transaction that is not durable yet: readers
+    /// behind the tail read `sync_log`, which must then hold everything up to the tail.
+    fn trim_tail(&self, tail: &mut VecDeque<Arc<Tx>>) {
+        let durable = self.durable.load(Ordering::Acquire);
+        while tail.len() > TAIL_TRANSACTIONS && tail.front().is_some_and(|t| t.lsn <= durable) {
+            if let Some(old) = tail.pop_front() {
+                self.tail_from.store(old.lsn, Ordering::Release);
+            }
+        }
     }
 
     /// A non-transactional logical message: once the consumer has seen it, every commit before

@@ -1,21 +1,25 @@
 //! The shape server: Electric v1 HTTP shapes over a change log fed by logical replication.
 //!
-//! Data flow: Postgres WAL → [`wal`] (pgoutput, one transaction at a time) → the `sync_log` table
-//! and an in-memory tail (appended in commit order, then the replication slot is acknowledged)
-//! → [`http`] serves each shape by filtering that one global log with the shape's where clause.
-//! A shape's initial rows come from a snapshot query; the snapshot's `pg_current_snapshot()` tells
+//! Data flow: Postgres WAL → [`wal`] (pgoutput, one transaction at a time) → an in-memory tail
+//! (appended in commit order; live requests wake) → [`durable`] writes `sync_log` in batches, and
+//! only then is the replication slot acknowledged. [`http`] serves each shape by filtering that
+//! one global log with the shape's where clause. A shape's initial rows come from a snapshot query; the snapshot's `pg_current_snapshot()` tells
 //! which logged transactions it already contains, so snapshot and stream join without gaps or
 //! doubles. Offsets are global log positions `{commit_lsn}_{op}`.
 //!
-//! Modules, one job each: [`log`] (transactions, tail, `sync_log`), [`catalog`] (tables),
+//! Modules, one job each: [`log`] (transactions, tail, `sync_log` reads), [`durable`]
+//! (`sync_log` writes), [`catalog`] (tables),
 //! [`shape`] (definitions resolved), [`snapshot`] (what initial rows contain), [`registry`]
-//! (handles), [`view`] (a handle's messages after an offset), [`live`] (waiting requests),
+//! (handles), [`view`] (a handle's messages after an offset), [`index`] (which shapes a change
+//! affects), [`live`] (waiting requests),
 //! [`encode`] (the protocol's JSON), [`metrics`], [`offset`]; [`wal`] feeds the log and [`http`]
 //! serves it.
 mod catalog;
+mod durable;
 mod encode;
 pub mod filter;
 pub mod http;
+mod index;
 mod live;
 mod log;
 mod metrics;
@@ -37,7 +41,6 @@ pub use registry::{new_handle_id, Handle};
 pub use shape::{Shape, ShapeDef};
 pub use snapshot::Snapshot;
 
-use live::Parked;
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +80,8 @@ pub struct ShapeServer {
     tail: RwLock<VecDeque<Arc<Tx>>>,
     /// Every logged transaction above this LSN is in `tail` (older ones only in `sync_log`).
     tail_from: AtomicU64,
+    /// Every logged transaction up to this LSN is in `sync_log`.
+    durable: AtomicU64,
     /// The newest logged position.
     head: watch::Sender<Offset>,
     /// How far the WAL consumer has read (commits, keepalives, barrier messages).
@@ -88,10 +93,8 @@ pub struct ShapeServer {
     /// The latest read of each handle, shared by the requests at the same offset.
     reads: std::sync::Mutex<HashMap<String, view::SharedRead>>,
     consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Live requests waiting for a change to their shape; a new transaction wakes only the ones
-    /// it concerns (evaluated once per shape), not every waiting request.
-    waiters: std::sync::Mutex<HashMap<u64, Parked>>,
-    next_waiter: AtomicU64,
+    /// Shapes that have had live requests, to find the ones a new transaction wakes.
+    live: RwLock<index::Index>,
     pub metrics: Metrics,
 }
 
@@ -117,6 +120,7 @@ impl ShapeServer {
             epoch: RwLock::new(epoch),
             tail: RwLock::new(VecDeque::new()),
             tail_from: AtomicU64::new(last_lsn as u64),
+            durable: AtomicU64::new(last_lsn as u64),
             head: watch::channel(head).0,
             seen: watch::channel(last_lsn as u64).0,
             handles: RwLock::new(HashMap::new()),
@@ -124,8 +128,7 @@ impl ShapeServer {
             shared: std::sync::Mutex::new(HashMap::new()),
             reads: std::sync::Mutex::new(HashMap::new()),
             consumer: std::sync::Mutex::new(None),
-            waiters: std::sync::Mutex::new(HashMap::new()),
-            next_waiter: AtomicU64::new(0),
+            live: RwLock::new(index::Index::default()),
             metrics: Metrics::default(),
         }))
     }

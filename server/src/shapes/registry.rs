@@ -145,6 +145,7 @@ impl ShapeServer {
             handles.retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < 3600);
             used.into_iter().unzip()
         };
+        self.prune_live();
         sqlx::query(
             "UPDATE shape_handles h SET last_used_at = greatest(h.last_used_at, to_timestamp(u.t))
                FROM unnest($1::text[], $2::bigint[]) AS u(id, t) WHERE h.handle = u.id",

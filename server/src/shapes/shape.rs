@@ -27,6 +27,8 @@ pub struct Shape {
     pub(super) types: Vec<ColType>,
     /// `schema.table`, as changes name their relation.
     pub(super) relation: String,
+    /// Wakes the live requests waiting on this shape.
+    pub(super) changed: super::live::Changed,
 }
 
 impl Shape {
@@ -133,6 +135,7 @@ impl ShapeServer {
             filter,
             selected,
             types,
+            changed: Default::default(),
         }))
     }
 }

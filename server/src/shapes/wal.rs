@@ -1,16 +1,18 @@
 //! The replication consumer: reads the `turns_sync` publication through a logical replication
-//! slot (pgoutput), assembles each transaction at its Commit, stores it — together with any that
-//! arrived right behind it — in `sync_log` with the new position (one database transaction), and
-//! only then acknowledges the slot and wakes shape readers. After a restart the slot replays from its acknowledged position and any
-//! commit at or below the stored position is skipped: nothing lost, nothing doubled.
+//! slot (pgoutput), assembles each transaction at its Commit, publishes it to the in-memory log at once (live requests wake), and hands it to the
+//! [`durable`] writer; the slot is acknowledged only up to what that writer has stored. After a
+//! restart the slot replays from its acknowledged position and any commit at or below the stored
+//! position is skipped: nothing lost, nothing doubled.
+use super::durable;
 use super::pgoutput::{decode, Datum, Message, Relation};
 use super::{Change, Op, Row, ShapeServer, Tx};
-use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 pub const PUBLICATION: &str = "turns_sync";
@@ -169,111 +171,157 @@ fn percent_decode(s: &str) -> String {
 async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxError> {
     let slot = slot_name(&server.pool).await?;
     ensure_slot(server, &slot).await?;
-    let mut client = ReplicationClient::connect(replication_config(database_url, &slot)?).await?;
-    let mut last_stored: u64 = sqlx::query_scalar::<_, i64>("SELECT last_lsn FROM sync_state")
+    let client = ReplicationClient::connect(replication_config(database_url, &slot)?).await?;
+    let last_stored: u64 = sqlx::query_scalar::<_, i64>("SELECT last_lsn FROM sync_state")
         .fetch_one(&server.pool)
         .await? as u64;
-    let mut relations: HashMap<u32, Relation> = HashMap::new();
-    let mut open: Option<(u32, Vec<Change>)> = None;
-    // A quiet database still moves the slot: an empty logical message every few seconds.
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Transactions that arrive back to back are stored together (one durable write for many),
-    // then acknowledged and published in commit order.
-    let mut batch: Vec<Tx> = Vec::new();
-    let mut batch_end = None;
-    loop {
-        let event = if batch.is_empty() {
-            tokio::select! {
-                ev = client.recv() => ev?,
+    let (queue, pending) = mpsc::channel(durable::QUEUE);
+    let (durable_tx, durable) = watch::channel(0);
+    let mut writer = tokio::spawn(durable::write(server.clone(), pending, durable_tx));
+    let mut consumer = Consumer {
+        server,
+        client,
+        queue,
+        durable,
+        last_stored,
+        queued: 0,
+    };
+    let result = consumer.consume(&mut writer).await;
+    // The writer stores what it was given, then ends (its queue closes with the consumer).
+    drop(consumer);
+    if !writer.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut writer).await;
+    }
+    result
+}
+
+/// One replication connection's consumer: decodes transactions, publishes each to the in-memory
+/// log at once (live requests wake without waiting for a disk), and queues it for the durable
+/// writer, whose progress is what the slot is acknowledged with.
+struct Consumer<'a> {
+    server: &'a Arc<ShapeServer>,
+    client: ReplicationClient,
+    queue: mpsc::Sender<durable::Pending>,
+    /// How far `sync_log` is durable (the writer's report).
+    durable: watch::Receiver<u64>,
+    /// Commits at or below this position are already in `sync_log` (a replay after a restart).
+    last_stored: u64,
+    /// The newest position queued for the writer.
+    queued: u64,
+}
+
+impl Consumer<'_> {
+    async fn consume(
+        &mut self,
+        writer: &mut tokio::task::JoinHandle<Result<(), sqlx::Error>>,
+    ) -> Result<(), BoxError> {
+        let server = self.server;
+        let mut relations: HashMap<u32, Relation> = HashMap::new();
+        let mut open: Option<(u32, Vec<Change>)> = None;
+        // A quiet database still moves the slot: an empty logical message every few seconds.
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                ev = self.client.recv() => ev?,
+                Ok(()) = self.durable.changed() => {
+                    let durable = *self.durable.borrow_and_update();
+                    self.client.update_applied_lsn(Lsn::from(durable));
+                    continue;
+                }
+                stored = &mut *writer => {
+                    return Err(match stored {
+                        Ok(Err(e)) => e.into(),
+                        _ => "the change log writer stopped".into(),
+                    });
+                }
                 _ = heartbeat.tick() => {
                     sqlx::query("SELECT pg_logical_emit_message(false, 'turns.heartbeat', '')")
                         .execute(&server.pool)
                         .await?;
                     continue;
                 }
-            }
-        } else {
-            match tokio::time::timeout(Duration::ZERO, client.recv()).await {
-                Ok(ev) => ev?,
-                Err(_) => {
-                    flush(server, &client, &mut batch, &mut batch_end).await?;
-                    continue;
-                }
-            }
-        };
-        let Some(event) = event else { return Ok(()) };
-        match event {
-            ReplicationEvent::Begin { xid, .. } => open = Some((xid, Vec::new())),
-            ReplicationEvent::XLogData { data, .. } => match decode(&data)? {
-                Message::Relation(r) => {
-                    relations.insert(r.id, r);
-                }
-                Message::Insert { relation, new } => {
-                    push(&mut open, &relations, relation, Op::Insert, None, Some(new))?
-                }
-                Message::Update { relation, old, new } => {
-                    push(&mut open, &relations, relation, Op::Update, old, Some(new))?
-                }
-                Message::Delete { relation, old } => {
-                    push(&mut open, &relations, relation, Op::Delete, Some(old), None)?
-                }
-                Message::Truncate { .. } => {
-                    // Rows vanished without per-row deletes: shapes cannot follow; start over.
-                    tracing::warn!("TRUNCATE on a synced table: every shape must refetch");
-                    flush(server, &client, &mut batch, &mut batch_end).await?;
-                    rotate(server).await?;
-                    last_stored = 0;
-                }
-                _ => {}
-            },
-            ReplicationEvent::Commit {
-                lsn,
-                end_lsn,
-                commit_time_micros,
-            } => {
-                // Postgres epoch (2000-01-01) microseconds → unix milliseconds.
-                let commit_ms = (commit_time_micros / 1000 + 946_684_800_000).max(0) as u64;
-                server
-                    .metrics
-                    .last_commit_ms
-                    .store(commit_ms, std::sync::atomic::Ordering::Relaxed);
-                let (xid, changes) = open.take().unwrap_or_default();
-                let lsn = lsn.as_u64();
-                if lsn > last_stored && !changes.is_empty() {
-                    batch.push(Tx { lsn, xid, changes });
-                    last_stored = lsn;
-                }
-                batch_end = Some(end_lsn);
-                if batch.len() >= 1000
-                    || batch.iter().map(|t| t.changes.len()).sum::<usize>() >= 20_000
-                {
-                    flush(server, &client, &mut batch, &mut batch_end).await?;
-                } else if batch.is_empty() {
-                    client.update_applied_lsn(end_lsn);
+            };
+            let Some(event) = event else { return Ok(()) };
+            match event {
+                ReplicationEvent::Begin { xid, .. } => open = Some((xid, Vec::new())),
+                ReplicationEvent::XLogData { data, .. } => match decode(&data)? {
+                    Message::Relation(r) => {
+                        relations.insert(r.id, r);
+                    }
+                    Message::Insert { relation, new } => {
+                        push(&mut open, &relations, relation, Op::Insert, None, Some(new))?
+                    }
+                    Message::Update { relation, old, new } => {
+                        push(&mut open, &relations, relation, Op::Update, old, Some(new))?
+                    }
+                    Message::Delete { relation, old } => {
+                        push(&mut open, &relations, relation, Op::Delete, Some(old), None)?
+                    }
+                    Message::Truncate { .. } => {
+                        // Rows vanished without per-row deletes: shapes cannot follow; start over
+                        // (once what came before is durable, so that the new epoch starts clean).
+                        tracing::warn!("TRUNCATE on a synced table: every shape must refetch");
+                        let queued = self.queued;
+                        self.durable.wait_for(|d| *d >= queued).await?;
+                        rotate(server).await?;
+                        self.last_stored = 0;
+                    }
+                    _ => {}
+                },
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => {
+                    // Postgres epoch (2000-01-01) microseconds → unix milliseconds.
+                    let commit_ms = (commit_time_micros / 1000 + 946_684_800_000).max(0) as u64;
+                    server
+                        .metrics
+                        .last_commit_ms
+                        .store(commit_ms, std::sync::atomic::Ordering::Relaxed);
+                    let (xid, changes) = open.take().unwrap_or_default();
+                    let lsn = lsn.as_u64();
+                    let tx = (lsn > self.last_stored && !changes.is_empty()).then(|| {
+                        self.last_stored = lsn;
+                        server.publish(Tx { lsn, xid, changes })
+                    });
                     server.mark_seen(end_lsn.as_u64());
+                    self.enqueue(tx, end_lsn.as_u64()).await?;
                 }
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                if open.is_none() && batch.is_empty() {
-                    // Everything before wal_end that concerns us has been stored.
-                    client.update_applied_lsn(wal_end);
-                    server.mark_seen(wal_end.as_u64());
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    if open.is_none() {
+                        // Everything before wal_end that concerns us is logged.
+                        server.mark_seen(wal_end.as_u64());
+                        self.enqueue(None, wal_end.as_u64()).await?;
+                    }
                 }
-            }
-            ReplicationEvent::Message {
-                lsn,
-                transactional: false,
-                ..
-            } => {
-                if open.is_none() && batch.is_empty() {
-                    client.update_applied_lsn(lsn);
-                    server.mark_seen(lsn.as_u64());
+                ReplicationEvent::Message {
+                    lsn,
+                    transactional: false,
+                    ..
+                } => {
+                    if open.is_none() {
+                        server.mark_seen(lsn.as_u64());
+                        self.enqueue(None, lsn.as_u64()).await?;
+                    }
                 }
+                ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::StoppedAt { .. } => return Ok(()),
             }
-            ReplicationEvent::Message { .. } => {}
-            ReplicationEvent::StoppedAt { .. } => return Ok(()),
         }
+    }
+
+    /// Hand a position (and its transaction, if it still needs storing) to the durable writer.
+    async fn enqueue(&mut self, tx: Option<Arc<Tx>>, end: u64) -> Result<(), BoxError> {
+        if tx.is_none() && end <= self.queued {
+            return Ok(());
+        }
+        self.queued = self.queued.max(end);
+        self.queue
+            .send(durable::Pending { tx, end })
+            .await
+            .map_err(|_| "the change log writer stopped".into())
     }
 }
 
@@ -317,73 +365,6 @@ fn push(
         old,
     });
     Ok(())
-}
-
-/// Store a batch of transactions and the new position in one database transaction, then (and
-/// only then) acknowledge the slot and wake readers.
-async fn flush(
-    server: &ShapeServer,
-    client: &ReplicationClient,
-    batch: &mut Vec<Tx>,
-    end: &mut Option<pgwire_replication::Lsn>,
-) -> Result<(), BoxError> {
-    if !batch.is_empty() {
-        store(&server.pool, batch).await?;
-    }
-    if let Some(end) = end.take() {
-        client.update_applied_lsn(end);
-        for tx in batch.drain(..) {
-            server.publish(tx);
-        }
-        server.mark_seen(end.as_u64());
-    }
-    Ok(())
-}
-
-async fn store(pool: &PgPool, txs: &[Tx]) -> Result<(), sqlx::Error> {
-    let n: usize = txs.iter().map(|t| t.changes.len()).sum();
-    let mut lsns = Vec::with_capacity(n);
-    let mut xids = Vec::with_capacity(n);
-    let mut ops = Vec::with_capacity(n);
-    let mut relations = Vec::with_capacity(n);
-    let mut operations = Vec::with_capacity(n);
-    let mut news = Vec::with_capacity(n);
-    let mut olds = Vec::with_capacity(n);
-    for tx in txs {
-        for (i, c) in tx.changes.iter().enumerate() {
-            lsns.push(tx.lsn as i64);
-            xids.push(i64::from(tx.xid));
-            ops.push(i as i32);
-            relations.push(c.relation.clone());
-            operations.push(match c.op {
-                Op::Insert => "insert",
-                Op::Update => "update",
-                Op::Delete => "delete",
-            });
-            news.push(c.new.clone().map(Value::Object));
-            olds.push(c.old.clone().map(Value::Object));
-        }
-    }
-    let last = txs.last().map_or(0, |t| t.lsn as i64);
-    let mut db = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO sync_log (lsn, op, xid, relation, operation, new_row, old_row)
-         SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
-    )
-    .bind(lsns)
-    .bind(ops)
-    .bind(xids)
-    .bind(relations)
-    .bind(operations)
-    .bind(news)
-    .bind(olds)
-    .execute(&mut *db)
-    .await?;
-    sqlx::query("UPDATE sync_state SET last_lsn = $1, updated_at = now()")
-        .bind(last)
-        .execute(&mut *db)
-        .await?;
-    db.commit().await
 }
 
 #[cfg(test)]
