@@ -1,5 +1,6 @@
 //! The whole HTTP app: plain routes from `turns-server`, Leptos pages and server functions, and
-//! the layers every request passes (session, login guard for pages, security headers, tracing).
+//! the layers they pass (session, login guard for pages, security headers, compression,
+//! tracing); beside them the shape routes, which stay lean (see `turns_server::shapes::http`).
 use crate::{shell, App, PROTECTED_PAGES};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -15,6 +16,7 @@ use turns_server::AppState;
 pub fn router(state: AppState, options: LeptosOptions) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
+    let state_for_shapes = state.clone();
     let pages = Router::new()
         .leptos_routes_with_context(
             &options,
@@ -28,7 +30,7 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options);
 
-    Router::new()
+    let rest = Router::new()
         .merge(turns_server::http::routes().with_state(state.clone()))
         .merge(pages)
         .layer(from_fn(|req, next| {
@@ -49,5 +51,6 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    turns_server::shapes::http::beside(state_for_shapes, rest)
 }

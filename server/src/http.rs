@@ -21,7 +21,6 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/", get(home))
-        .merge(crate::shapes::http::routes())
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -82,6 +81,57 @@ pub const CLIENT_USER_HEADER: &str = "x-turns-user";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionKey(pub String);
 
+/// A request's session, resolved from its cookie.
+pub struct RequestSession {
+    pub state: SessionState,
+    /// Set beside a valid session.
+    pub key: Option<SessionKey>,
+}
+
+/// Resolve the session cookie, refusing a client that acts for another local user
+/// (`X-Turns-User`). With `recent`, a session confirmed valid in the last few seconds is taken
+/// from memory (live shape requests come back every cycle; see [`LiveSessions::recent_user`]).
+///
+/// [`LiveSessions::recent_user`]: crate::live_sessions::LiveSessions::recent_user
+pub async fn resolve_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    recent: bool,
+) -> Result<RequestSession, Response> {
+    let Some(token) = cookie_token(headers) else {
+        let anonymous = SessionState::Anonymous;
+        if let Some(refusal) = client_user_mismatch(headers, &anonymous) {
+            return Err(refusal);
+        }
+        return Ok(RequestSession {
+            state: anonymous,
+            key: None,
+        });
+    };
+    let hash = auth::token_hash(&token);
+    let cached = recent.then(|| state.live.recent_user(&hash)).flatten();
+    let session = match cached {
+        Some(user) => SessionState::Valid(user),
+        None => {
+            let session = auth::lookup_session(&state.pool, &token)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            if let (true, Some(user)) = (recent, session.user()) {
+                state.live.remember_user(&hash, user);
+            }
+            session
+        }
+    };
+    if let Some(refusal) = client_user_mismatch(headers, &session) {
+        return Err(refusal);
+    }
+    let key = session.user().is_some().then_some(SessionKey(hash));
+    Ok(RequestSession {
+        state: session,
+        key,
+    })
+}
+
 /// Resolve the session cookie once per request and store the result in the request extensions.
 ///
 /// Also: a client acting for a local user (`X-Turns-User`) is refused unless the session is that
@@ -95,22 +145,27 @@ pub async fn session_layer(
 ) -> Response {
     let path = req.uri().path();
     let is_asset = path.starts_with("/pkg/") || path == "/favicon.ico" || path == "/health";
-    let token = cookie_token(req.headers()).filter(|_| !is_asset);
-    let session = match &token {
-        Some(token) => match auth::lookup_session(&state.pool, token).await {
+    let RequestSession {
+        state: session,
+        key,
+    } = if is_asset {
+        if let Some(refusal) = client_user_mismatch(req.headers(), &SessionState::Anonymous) {
+            return refusal;
+        }
+        RequestSession {
+            state: SessionState::Anonymous,
+            key: None,
+        }
+    } else {
+        match resolve_session(&state, req.headers(), false).await {
             Ok(s) => s,
-            Err(e) => return e.into_response(),
-        },
-        None => SessionState::Anonymous,
+            Err(refusal) => return refusal,
+        }
     };
-    if let Some(refusal) = client_user_mismatch(req.headers(), &session) {
-        return refusal;
-    }
     let clear_cookie = session == SessionState::Expired;
     let signed_in = session.user().is_some();
-    if let (Some(token), true) = (&token, signed_in) {
-        req.extensions_mut()
-            .insert(SessionKey(auth::token_hash(token)));
+    if let Some(key) = key {
+        req.extensions_mut().insert(key);
     }
     req.extensions_mut().insert(session);
     let mut res = next.run(req).await;
@@ -367,6 +422,8 @@ async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
         if let Err(e) = auth::delete_session(&state.pool, &token).await {
             return e.into_response();
         }
+        // At once here (other instances hear of it through the database's announcement).
+        state.live.end(&auth::token_hash(&token));
     }
     let mut res = if json {
         StatusCode::NO_CONTENT.into_response()

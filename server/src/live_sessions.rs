@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+use turns::model::SessionUser;
 
 /// The channel the `sessions_ended` trigger notifies, with the ended token's hash.
 pub const CHANNEL: &str = "turns_session_ended";
@@ -42,7 +43,17 @@ pub struct LiveSessions {
     ended: Mutex<HashSet<String>>,
     announce: broadcast::Sender<Arc<str>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Sessions confirmed valid in the last `RECENT` (live shape requests skip the database).
+    recent: Mutex<HashMap<String, (SessionUser, Instant)>>,
 }
+
+/// How long a confirmed session is taken from memory by live shape requests. An ended session
+/// (logout, a new login, expiry's deletion) is forgotten at once through the channel; what is
+/// not announced (a role changed, a user deactivated, an expiry passing) reaches live shape
+/// requests within this time.
+const RECENT: Duration = Duration::from_secs(5);
+/// Sessions kept in memory at most (beyond that the map starts over).
+const RECENT_MAX: usize = 100_000;
 
 #[derive(Default)]
 struct Use {
@@ -71,6 +82,7 @@ impl LiveSessions {
             ended: Mutex::new(HashSet::new()),
             announce: broadcast::channel(1024).0,
             listener: Mutex::new(None),
+            recent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,8 +169,30 @@ impl LiveSessions {
         })
     }
 
-    /// A session ended: wake its live requests.
+    /// The user of a session confirmed valid within the last few seconds (`RECENT`).
+    pub fn recent_user(&self, session: &str) -> Option<SessionUser> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let (user, at) = recent.get(session)?;
+        (at.elapsed() < RECENT && !self.has_ended(session)).then(|| user.clone())
+    }
+
+    /// The database confirmed this session valid just now.
+    pub fn remember_user(&self, session: &str, user: &SessionUser) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_MAX {
+            recent.retain(|_, (_, at)| at.elapsed() < RECENT);
+        }
+        if recent.len() < RECENT_MAX {
+            recent.insert(session.to_string(), (user.clone(), Instant::now()));
+        }
+    }
+
+    /// A session ended: forget it and wake its live requests.
     pub fn end(&self, session: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session);
         let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         if ended.len() > 10_000 {
             // Old entries only matter for a moment (a request woken as its session ended).

@@ -450,6 +450,26 @@ async fn a_deactivated_user_stops_receiving_at_once_and_stays_out_after_reactiva
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_session_gets_no_more_shape_data_at_once() {
+    // Live shape requests take a session confirmed in the last few seconds from memory: a
+    // logout must not leave that window open.
+    let (state, app) = with_shapes(demo_state().await).await;
+    let cookie = login(&app, "pm@turns.demo").await;
+    let (handle, offset) = caught_up(&app, "/api/shapes/turns", &cookie).await;
+    // Without the database's announcement (it takes a moment, and this must not depend on it).
+    state.live.stop();
+    let out = send(&app, "POST", "/auth/logout", Some(&cookie), None).await;
+    assert!(out.status.is_redirection(), "{}", out.status);
+    for url in [
+        "/api/shapes/turns?offset=-1".to_string(),
+        format!("/api/shapes/turns?handle={handle}&offset={offset}"),
+    ] {
+        let r = send(&app, "GET", &url, Some(&cookie), None).await;
+        assert_eq!(r.status, 401, "{url}: {:.200}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_gets_a_bounded_number_of_live_requests_and_new_shapes() {
     let state = behind_proxy(demo_state().await, LoginLimiter::default());
     let (_state, app) = with_shapes(state).await;

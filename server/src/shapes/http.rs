@@ -3,27 +3,39 @@
 //! and columns from the session's policy scope), and `GET /v1/health`.
 use super::encode::up_to_date;
 use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
-use crate::auth::SessionState;
 use crate::authorized_shapes::NotAllowed;
-use crate::http::SessionKey;
+use crate::http::{resolve_session, RequestSession, SessionKey};
 use crate::live_sessions::{LiveGuard, OverBudget};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-pub fn routes() -> Router<AppState> {
+/// The shape routes, and every other request through `rest`. The shape routes are lean: they do
+/// not pass `rest`'s middleware (pages' sessions, compression, tracing: a parked live request
+/// holds only what it needs), and resolve a session only where they need one.
+pub fn beside(state: AppState, rest: Router) -> Router {
     Router::new()
         .route("/v1/shape", get(generic_shape))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/shapes/{name}", get(authorized_shape))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // A phone on a weak signal loads its snapshot gzipped (only when it asks for it).
+        .layer(CompressionLayer::new())
+        .with_state(state)
+        .fallback_service(rest)
 }
 
 const EXPOSE: &str =
@@ -46,9 +58,13 @@ async fn health(State(state): State<AppState>) -> Response {
 /// (what a scraper sends). Anyone else gets 404, as if there were nothing here.
 async fn metrics(
     State(state): State<AppState>,
-    Extension(session): Extension<SessionState>,
     Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> Response {
+    let session = match resolve_session(&state, &headers, false).await {
+        Ok(s) => s.state,
+        Err(refusal) => return refusal,
+    };
     let admin = session.user().is_some_and(|u| u.role.is_admin());
     let secret_ok = state.config.shape_secret.as_deref().is_some_and(|secret| {
         params
@@ -264,11 +280,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn authorized_shape(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Extension(session): Extension<SessionState>,
-    key: Option<Extension<SessionKey>>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
+    let RequestSession {
+        state: session,
+        key,
+    } = match resolve_session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
     let Some(user) = session.user() else {
         return Refusal::Status(
             StatusCode::UNAUTHORIZED,
@@ -305,7 +326,7 @@ async fn authorized_shape(
             return Refusal::Status(status, refused.message(&name)).into_response();
         }
     };
-    let Some(Extension(key)) = key else {
+    let Some(key) = key else {
         return Refusal::Status(
             StatusCode::UNAUTHORIZED,
             "Please log in to continue.".into(),

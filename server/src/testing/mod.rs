@@ -71,15 +71,17 @@ pub async fn demo_state() -> AppState {
     )
 }
 
-/// The plain routes behind the session layer, as the app mounts them (without Leptos).
+/// The plain routes behind the session layer and the shape routes beside them, as the app mounts
+/// them (without Leptos).
 pub fn plain_router(state: AppState) -> axum::Router {
-    crate::http::routes()
+    let plain = crate::http::routes()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::session_layer,
         ))
         .layer(axum::middleware::from_fn(crate::http::same_origin_writes))
-        .with_state(state)
+        .with_state(state.clone());
+    crate::shapes::http::beside(state, plain)
 }
 
 /// A response read whole.
