@@ -654,6 +654,10 @@ async fn respond(
                 return Ok(session_ended());
             }
             if p.live {
+                server
+                    .metrics
+                    .live_answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 set(
                     &mut h,
                     "cache-control",

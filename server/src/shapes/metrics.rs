@@ -16,6 +16,8 @@ pub struct Metrics {
     pub changes: AtomicU64,
     pub errors: AtomicU64,
     pub live_waiting: AtomicI64,
+    /// Live requests answered (with changes, or at the end of the long-poll).
+    pub live_answered: AtomicU64,
     pub snapshots: AtomicU64,
     pub snapshot_rows: AtomicU64,
     /// Reads of a handle's log encoded, and reads answered with one already encoded.
@@ -41,7 +43,7 @@ impl ShapeServer {
             - m.last_commit_ms.load(Ordering::Relaxed) as i64;
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 12] = [
+        let rows: [(&str, &str, &str, String); 13] = [
             (
                 "turns_replication_lag_bytes",
                 "gauge",
@@ -77,6 +79,12 @@ impl ShapeServer {
                 "gauge",
                 "Live requests held open",
                 m.live_waiting.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "turns_shape_live_requests_answered_total",
+                "counter",
+                "Live requests answered (a caching proxy in front makes this about one per shape and change)",
+                load(&m.live_answered),
             ),
             (
                 "turns_shape_handles",

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 pub mod fault_proxy;
 pub mod http;
+pub mod nginx;
 
 static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
 
