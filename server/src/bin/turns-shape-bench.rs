@@ -14,6 +14,7 @@ use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
 use turns_server::testing::http::{get, rss_kb, start_app, Client, Error};
+use turns_server::testing::nginx::Nginx;
 
 const SECRET: &str = "bench-secret";
 
@@ -76,38 +77,116 @@ async fn live_waiting(addr: &str) -> Result<i64, Error> {
         .ok_or_else(|| "no live-waiting gauge in /metrics".into())
 }
 
-/// The rounds a response carries: the bench writes round `r` as `contact_phone = 'r'`.
-fn rounds_in(body: &str) -> Vec<usize> {
+/// The rounds a response carries: run `run` writes its round `r` as the turn's
+/// `wo_number = '{run}-{r}'` (a client that starts from a cached snapshot replays earlier runs'
+/// writes: those are not this run's rounds).
+fn rounds_in(body: &str, run: usize) -> Vec<usize> {
     let Ok(serde_json::Value::Array(messages)) = serde_json::from_str(body) else {
         return Vec::new();
     };
+    let prefix = format!("{run}-");
     messages
         .iter()
         .filter(|m| m["headers"]["operation"].is_string())
-        .filter_map(|m| m["value"]["contact_phone"].as_str()?.parse().ok())
+        .filter_map(|m| {
+            m["value"]["wo_number"]
+                .as_str()?
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
-/// Write → received latency (ms) for `n` clients waiting live on one shape. Each round's write
-/// is made only once every client has its live request parked at the server (the clients have
-/// all sent one, and the server's waiting gauge counts them), and each sample is measured from
-/// the moment just before the write of the round the message carries: client set-up and a
-/// client still busy with an earlier round never count.
+/// Latency runs so far (each writes its own round markers).
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The app, stopped however the benchmark ends (an orphan would hold the terminal's pipes).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The naive reference server (`tools/naive-baseline.mjs`): Postgres LISTEN/NOTIFY straight to
+/// every waiting long-poll, no shapes, no auth, no log. Its trigger is on `turns` while it runs.
+struct NaiveServer {
+    child: std::process::Child,
+    addr: &'static str,
+}
+
+impl NaiveServer {
+    async fn start(url: &str, pool: &sqlx::PgPool) -> Result<NaiveServer, Error> {
+        sqlx::raw_sql(
+            "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+               PERFORM pg_notify('turns', json_build_object('id', NEW.id, 'turn_id', NEW.turn_id,
+                 'wo_number', NEW.wo_number)::text); RETURN NEW; END $$;
+             CREATE TRIGGER bench_notify AFTER UPDATE ON turns
+               FOR EACH ROW EXECUTE FUNCTION bench_notify();",
+        )
+        .execute(pool)
+        .await?;
+        let child = Command::new("node")
+            .arg("tools/naive-baseline.mjs")
+            .arg(url)
+            .stdout(Stdio::null())
+            .spawn()?;
+        let server = NaiveServer {
+            child,
+            addr: "127.0.0.1:3999",
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(server.addr).await.is_err() {
+            if Instant::now() > deadline {
+                return Err("the naive server did not start (npm ci in tools/?)".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+
+    async fn stop(mut self, pool: &sqlx::PgPool) -> Result<(), Error> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        sqlx::raw_sql("DROP TRIGGER bench_notify ON turns; DROP FUNCTION bench_notify();")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Who serves the clients of a latency run.
+struct Target<'a> {
+    /// Where the clients connect.
+    addr: &'a str,
+    /// The shape's URL without protocol position (`offset`, `handle`, …).
+    base: String,
+    /// A server whose waiting gauge counts the parked requests; without one (the naive server,
+    /// or a proxy that holds most requests itself), a write waits for every client to have sent
+    /// its request and then a settling time.
+    gauge: Option<&'a str>,
+}
+
+/// Write → received latency (ms) for `n` clients waiting live on one turn. Each round's write
+/// is made only once every client has its live request parked (see [`Target::gauge`]), and
+/// each sample is measured from the moment just before the write of the round the message
+/// carries: client set-up and a client still busy with an earlier round never count.
 async fn latency(
-    addr: &str,
+    target: &Target<'_>,
     pool: &sqlx::PgPool,
+    turn: uuid::Uuid,
     n: usize,
     rounds: usize,
 ) -> Result<Vec<f64>, Error> {
+    let run = RUNS.fetch_add(1, Ordering::SeqCst);
     // The row exists before anyone follows: it is in every client's snapshot, not a change.
-    sqlx::query(
-        "INSERT INTO vendors (name, trade, is_approved, contact_phone)
-         VALUES ('Bench Latency Co', 'bench-latency', true, 'start')
-         ON CONFLICT (name) DO UPDATE SET trade = 'bench-latency', contact_phone = 'start'",
-    )
-    .execute(pool)
-    .await?;
-    let base = shape_url("vendors", Some("trade = 'bench-latency'"), "");
+    sqlx::query("UPDATE turns SET wo_number = 'start' WHERE id = $1")
+        .bind(turn)
+        .execute(pool)
+        .await?;
     let start = Instant::now();
     let written_at: Arc<Vec<AtomicU64>> =
         Arc::new((0..rounds).map(|_| AtomicU64::new(u64::MAX)).collect());
@@ -116,9 +195,9 @@ async fn latency(
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let mut client = Client::new(addr);
-        let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
-        let base = base.clone();
+        let mut client = Client::new(target.addr);
+        let (handle, mut offset) = follow_to_now(&mut client, &target.base).await?;
+        let base = target.base.clone();
         let (written_at, received, asking, samples) = (
             written_at.clone(),
             received.clone(),
@@ -127,18 +206,35 @@ async fn latency(
         );
         tasks.push(tokio::spawn(async move {
             let mut next_round = 0;
+            let mut cursor = String::new();
             while next_round < rounds {
                 asking.fetch_add(1, Ordering::SeqCst);
                 let reply = client
-                    .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
+                    .get(&format!(
+                        "{base}&handle={handle}&offset={offset}&live=true{cursor}"
+                    ))
                     .await;
                 asking.fetch_sub(1, Ordering::SeqCst);
-                let Ok(r) = reply else { return };
+                let r = match reply {
+                    Ok(r) if r.status == 200 => r,
+                    Ok(r) => {
+                        eprintln!("live request: status {}: {}", r.status, r.body);
+                        return;
+                    }
+                    Err(e) => {
+                        eprintln!("live request: {e}");
+                        return;
+                    }
+                };
                 let now = start.elapsed().as_nanos() as u64;
                 if let Some(o) = r.headers.get("electric-offset") {
                     offset = o.clone();
                 }
-                for round in rounds_in(&r.body) {
+                // As the Electric client does: a proxy then sees one URL for everyone.
+                if let Some(c) = r.headers.get("electric-cursor") {
+                    cursor = format!("&cursor={c}");
+                }
+                for round in rounds_in(&r.body, run) {
                     if round < next_round || round >= rounds {
                         continue;
                     }
@@ -154,18 +250,34 @@ async fn latency(
         }));
     }
     for round in 0..rounds {
-        // Every client parked in a live request, as the server counts them (other phases'
-        // requests are gone: their connections closed).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while asking.load(Ordering::SeqCst) < n || live_waiting(addr).await? < n as i64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             if Instant::now() > deadline {
-                return Err(format!("round {round}: not every client is waiting").into());
+                return Err(format!(
+                    "{}: round {round}: {} of {n} clients asking",
+                    target.addr,
+                    asking.load(Ordering::SeqCst)
+                )
+                .into());
+            }
+            if asking.load(Ordering::SeqCst) == n {
+                match target.gauge {
+                    // Every client parked in a live request, as the server counts them (other
+                    // phases' requests are gone: their connections closed).
+                    Some(server) if live_waiting(server).await? >= n as i64 => break,
+                    Some(_) => {}
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(20 + n as u64 / 50)).await;
+                        break;
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         written_at[round].store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
-        sqlx::query("UPDATE vendors SET contact_phone = $1 WHERE trade = 'bench-latency'")
-            .bind(round.to_string())
+        sqlx::query("UPDATE turns SET wo_number = $1 WHERE id = $2")
+            .bind(format!("{run}-{round}"))
+            .bind(turn)
             .execute(pool)
             .await?;
         let target = (round + 1) * n;
@@ -177,12 +289,32 @@ async fn latency(
     for t in tasks {
         t.abort();
     }
-    sqlx::query("DELETE FROM vendors WHERE trade = 'bench-latency'")
-        .execute(pool)
-        .await?;
     let mut v = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     v.sort_by(|a, b| a.total_cmp(b));
     Ok(v)
+}
+
+/// One latency row of the results table.
+fn latency_row(who: &str, n: usize, rounds: usize, v: &[f64], goal: bool) -> String {
+    eprintln!(
+        "{who}, {n} clients: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(v, 0.5),
+        percentile(v, 0.99)
+    );
+    let (p50, p99) = (percentile(v, 0.5), percentile(v, 0.99));
+    let (goal_text, ok) = if goal {
+        (
+            "p50 ≤ 10 ms, p99 ≤ 25 ms (at 1,000)",
+            met(v.len() == n * rounds && p50 <= 10.0 && p99 <= 25.0),
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "| write → change received, {n} live client(s), {who} ({} of {} samples) | p50 {p50:.1} ms, p99 {p99:.1} ms | | {goal_text} | {ok} |\n",
+        v.len(),
+        n * rounds,
+    )
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -193,6 +325,27 @@ async fn main() -> Result<(), Error> {
         .ok_or("usage: turns-shape-bench <turns-app binary>")?
         .clone();
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only latency,throughput,…` runs some phases (for profiling one); `--clients 1000,5000`
+    // sets the live-client counts of the latency phase.
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = value_of("--only");
+    let phase = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p == name))
+    };
+    let client_counts: Vec<usize> = match value_of("--clients") {
+        Some(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().map_err(|_| format!("--clients: {n:?}")))
+            .collect::<Result<_, _>>()?,
+        None if quick => vec![1, 100, 1000],
+        None => vec![1, 100, 1000, 5000],
+    };
     let dir = std::path::absolute("target/shape-bench")?;
     let BenchDatabase { cluster, url, pool } = bench_database(&dir, 10).await?;
     let today = chrono::Utc::now().date_naive();
@@ -214,207 +367,254 @@ async fn main() -> Result<(), Error> {
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut server = start_app(
-        &app,
-        &url,
-        &addr,
-        &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
-        &dir.join("server.log"),
-    )
-    .await?;
-    let pid = server.id();
+    let server = KillOnDrop(
+        start_app(
+            &app,
+            &url,
+            &addr,
+            &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
+            &dir.join("server.log"),
+        )
+        .await?,
+    );
+    let pid = server.0.id();
     let mut out = String::new();
 
-    // Snapshot of the whole turns table against COPY of the same rows.
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns")
-        .fetch_one(&pool)
-        .await?;
-    // Each run a fresh snapshot: clients asking for one definition within 30 s share one, so
-    // the three runs ask for three definitions (an always-true filter on a NOT NULL column, which
-    // costs a little: the figure errs low). A shared snapshot is measured apart.
-    let mut snap_s = f64::MAX;
-    let mut copy_s = f64::MAX;
-    let mut shared_s = f64::MAX;
-    for column in ["turn_id", "stage_id", "property_id"] {
-        let shape = shape_url(
-            "turns",
-            Some(&format!("{column} IS NOT NULL")),
-            "&offset=-1",
-        );
-        let t = Instant::now();
-        let r = get(&addr, &shape).await?;
-        snap_s = snap_s.min(t.elapsed().as_secs_f64());
-        assert_eq!(
-            r.body.matches("\"key\"").count() as i64,
-            rows,
-            "snapshot row count"
-        );
-        let t = Instant::now();
-        let again = get(&addr, &shape).await?;
-        shared_s = shared_s.min(t.elapsed().as_secs_f64());
-        assert_eq!(again.body.len(), r.body.len(), "shared snapshot");
-        let t = Instant::now();
-        let status = Command::new("psql")
-            .arg(&url)
-            .args(["-qAt", "-c", "COPY (SELECT * FROM turns) TO STDOUT"])
-            .stdout(Stdio::null())
-            .status()?;
-        copy_s = copy_s.min(t.elapsed().as_secs_f64());
-        assert!(status.success());
-    }
-    out.push_str(&format!(
-        "| snapshot of {rows} rows, fresh (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.8× | {} |\n",
-        rows as f64 / snap_s,
-        rows as f64 / copy_s,
-        copy_s / snap_s,
-        met(copy_s / snap_s >= 0.8)
-    ));
-    out.push_str(&format!(
-        "| the same snapshot for another client within 30 s (shared) | {:.0} rows/s | {:.2}× COPY | | |\n",
-        rows as f64 / shared_s,
-        copy_s / shared_s,
-    ));
-
-    // Write → received, every client waiting live before each write.
-    for n in [1usize, 100, 1000] {
-        let rounds = if n >= 1000 { 10 } else { 30 };
-        let v = latency(&addr, &pool, n, rounds).await?;
-        let (p50, p99) = (percentile(&v, 0.5), percentile(&v, 0.99));
+    if phase("snapshot") {
+        // Snapshot of the whole turns table against COPY of the same rows.
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM turns")
+            .fetch_one(&pool)
+            .await?;
+        // Each run a fresh snapshot: clients asking for one definition within 30 s share one, so
+        // the three runs ask for three definitions (an always-true filter on a NOT NULL column, which
+        // costs a little: the figure errs low). A shared snapshot is measured apart.
+        let mut snap_s = f64::MAX;
+        let mut copy_s = f64::MAX;
+        let mut shared_s = f64::MAX;
+        for column in ["turn_id", "stage_id", "property_id"] {
+            let shape = shape_url(
+                "turns",
+                Some(&format!("{column} IS NOT NULL")),
+                "&offset=-1",
+            );
+            let t = Instant::now();
+            let r = get(&addr, &shape).await?;
+            snap_s = snap_s.min(t.elapsed().as_secs_f64());
+            assert_eq!(
+                r.body.matches("\"key\"").count() as i64,
+                rows,
+                "snapshot row count"
+            );
+            let t = Instant::now();
+            let again = get(&addr, &shape).await?;
+            shared_s = shared_s.min(t.elapsed().as_secs_f64());
+            assert_eq!(again.body.len(), r.body.len(), "shared snapshot");
+            let t = Instant::now();
+            let status = Command::new("psql")
+                .arg(&url)
+                .args(["-qAt", "-c", "COPY (SELECT * FROM turns) TO STDOUT"])
+                .stdout(Stdio::null())
+                .status()?;
+            copy_s = copy_s.min(t.elapsed().as_secs_f64());
+            assert!(status.success());
+        }
         out.push_str(&format!(
-            "| write → change received, {n} live client(s) ({} of {} samples) | p50 {p50:.1} ms, p99 {p99:.1} ms | | p50 ≤ 10 ms, p99 ≤ 25 ms (at 1,000) | {} |\n",
-            v.len(),
-            n * rounds,
-            met(v.len() == n * rounds && p50 <= 10.0 && p99 <= 25.0)
+            "| snapshot of {rows} rows, fresh (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.8× | {} |\n",
+            rows as f64 / snap_s,
+            rows as f64 / copy_s,
+            copy_s / snap_s,
+            met(copy_s / snap_s >= 0.8)
+        ));
+        out.push_str(&format!(
+            "| the same snapshot for another client within 30 s (shared) | {:.0} rows/s | {:.2}× COPY | | |\n",
+            rows as f64 / shared_s,
+            copy_s / shared_s,
         ));
     }
 
-    // Throughput: 1,000 shapes `wo_number = const`, pgbench single-row updates committing.
-    let shapes = 1000usize;
-    sqlx::query("UPDATE turns SET wo_number = 'B-' || n FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM turns LIMIT 1000) x WHERE turns.id = x.id")
-        .execute(&pool)
+    // The turn every latency run writes to, followed by one shape (`id = …`).
+    let turn: uuid::Uuid = sqlx::query_scalar("SELECT id FROM turns ORDER BY id LIMIT 1")
+        .fetch_one(&pool)
         .await?;
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let mut followers = Vec::new();
-    for i in 0..shapes {
-        let base = shape_url(
-            "turns",
-            Some(&format!("wo_number = 'B-{i}'")),
-            "&columns=id,turn_amount",
-        );
-        let mut client = Client::new(&addr);
-        let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
-        let delivered = delivered.clone();
-        followers.push(tokio::spawn(async move {
-            loop {
-                let Ok(r) = client
-                    .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
-                    .await
-                else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                if let Some(o) = r.headers.get("electric-offset") {
-                    offset = o.clone();
-                }
-                delivered.fetch_add(r.body.matches("\"operation\"").count(), Ordering::SeqCst);
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // pgbench finds its row by work order number: index it, as a real lookup would be.
-    sqlx::query("CREATE INDEX bench_turns_wo ON turns (wo_number)")
-        .execute(&pool)
-        .await?;
-    let script = dir.join("update.sql");
-    std::fs::write(
-        &script,
-        "\\set i random(0, 999)\nUPDATE turns SET turn_amount = :i WHERE wo_number = 'B-' || :i;\n",
-    )?;
-    let secs = if quick { 5 } else { 10 };
-    let t0 = Instant::now();
-    let bench = Command::new("pgbench")
-        .args(["-n", "-c", "4", "-j", "2", "-T", &secs.to_string(), "-f"])
-        .arg(&script)
-        .arg(&url)
-        .output()?;
-    let text = String::from_utf8_lossy(&bench.stdout);
-    let committed: usize = text
-        .lines()
-        .find(|l| l.contains("number of transactions actually processed"))
-        .and_then(|l| {
-            l.split(':')
-                .nth(1)?
-                .trim()
-                .split('/')
-                .next()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| {
-            format!(
-                "pgbench output: {text}{}",
-                String::from_utf8_lossy(&bench.stderr)
-            )
-        })?;
-    let pgbench_secs = t0.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while delivered.load(Ordering::SeqCst) < committed && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let done_secs = t0.elapsed().as_secs_f64();
-    let got = delivered.load(Ordering::SeqCst);
-    for f in followers {
-        f.abort();
-    }
-    let commit_rate = committed as f64 / pgbench_secs;
-    let deliver_rate = got as f64 / done_secs;
-    out.push_str(&format!(
-        "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing single-row updates ({committed} in {pgbench_secs:.1} s) | {deliver_rate:.0} changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} commits/s | {:.2}× | ≥ 10,000/s and ≥ 0.9× | {} |\n",
-        deliver_rate / commit_rate,
-        met(deliver_rate >= 10_000.0 && deliver_rate / commit_rate >= 0.9)
-    ));
-
-    // Memory per waiting live request.
-    let held = if quick { 2000 } else { 10_000 };
-    let base = shape_url("vendors", None, "");
-    let (handle, offset) = follow_to_now(&mut Client::new(&addr), &base).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kb(pid);
-    let mut conns = Vec::with_capacity(held);
-    for _ in 0..held {
-        let mut s = tokio::net::TcpStream::connect(&addr).await?;
-        tokio::io::AsyncWriteExt::write_all(&mut s, format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
-            .await?;
-        conns.push(s);
-    }
-    let metrics = loop {
-        let m = get(&addr, &format!("/metrics?secret={SECRET}")).await?;
-        let waiting: usize = m
-            .body
-            .lines()
-            .find(|l| l.starts_with("turns_shape_live_requests_waiting "))
-            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
-            .unwrap_or(0);
-        if waiting >= held {
-            break waiting;
+    let one_turn = shape_url("turns", Some(&format!("id = '{turn}'")), "");
+    let rounds_for = |n: usize| if n >= 1000 { 10 } else { 30 };
+    if phase("latency") {
+        // Write → received, every client waiting live before each write.
+        for &n in &client_counts {
+            let target = Target {
+                addr: &addr,
+                base: one_turn.clone(),
+                gauge: Some(&addr),
+            };
+            let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
+            out.push_str(&latency_row("direct", n, rounds_for(n), &v, n == 1000));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kb(pid);
-    drop(conns);
-    let per_request_kb = (after.saturating_sub(before)) as f64 / held as f64;
-    out.push_str(&format!(
-        "| server memory per waiting live request ({metrics} held; RSS {} MB → {} MB) | {:.1} KB | | ≤ 16 KB | {} |\n",
-        before / 1024,
-        after / 1024,
-        per_request_kb,
-        met(per_request_kb <= 16.0)
-    ));
+    }
+    if phase("nginx") {
+        // The same through the caching proxy of deploy/nginx.conf.
+        let nginx = Nginx::start(&dir.join("nginx"), &addr).await?;
+        for &n in &client_counts {
+            let target = Target {
+                addr: nginx.addr(),
+                base: one_turn.clone(),
+                gauge: None,
+            };
+            let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
+            out.push_str(&latency_row("through nginx", n, rounds_for(n), &v, false));
+        }
+    }
+    if phase("naive") {
+        // The naive LISTEN/NOTIFY server (tools/naive-baseline.mjs) on the same row and writes.
+        let naive = NaiveServer::start(&url, &pool).await?;
+        let base = format!("/v1/shape?table=turns&where=id%20%3D%20%27{turn}%27");
+        for &n in &client_counts {
+            let target = Target {
+                addr: naive.addr,
+                base: base.clone(),
+                gauge: None,
+            };
+            let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
+            out.push_str(&latency_row(
+                "naive Node server",
+                n,
+                rounds_for(n),
+                &v,
+                false,
+            ));
+        }
+        naive.stop(&pool).await?;
+    }
 
-    let _ = server.kill();
-    let _ = server.wait();
+    if phase("throughput") {
+        // Throughput: 1,000 shapes `wo_number = const`, pgbench single-row updates committing.
+        let shapes = 1000usize;
+        sqlx::query("UPDATE turns SET wo_number = 'B-' || n FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM turns LIMIT 1000) x WHERE turns.id = x.id")
+            .execute(&pool)
+            .await?;
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let mut followers = Vec::new();
+        for i in 0..shapes {
+            let base = shape_url(
+                "turns",
+                Some(&format!("wo_number = 'B-{i}'")),
+                "&columns=id,turn_amount",
+            );
+            let mut client = Client::new(&addr);
+            let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
+            let delivered = delivered.clone();
+            followers.push(tokio::spawn(async move {
+                loop {
+                    let Ok(r) = client
+                        .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
+                        .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    if let Some(o) = r.headers.get("electric-offset") {
+                        offset = o.clone();
+                    }
+                    delivered.fetch_add(r.body.matches("\"operation\"").count(), Ordering::SeqCst);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // pgbench finds its row by work order number: index it, as a real lookup would be.
+        sqlx::query("CREATE INDEX bench_turns_wo ON turns (wo_number)")
+            .execute(&pool)
+            .await?;
+        let script = dir.join("update.sql");
+        std::fs::write(
+            &script,
+            "\\set i random(0, 999)\nUPDATE turns SET turn_amount = :i WHERE wo_number = 'B-' || :i;\n",
+        )?;
+        let secs = if quick { 5 } else { 10 };
+        let t0 = Instant::now();
+        let bench = Command::new("pgbench")
+            .args(["-n", "-c", "4", "-j", "2", "-T", &secs.to_string(), "-f"])
+            .arg(&script)
+            .arg(&url)
+            .output()?;
+        let text = String::from_utf8_lossy(&bench.stdout);
+        let committed: usize = text
+            .lines()
+            .find(|l| l.contains("number of transactions actually processed"))
+            .and_then(|l| {
+                l.split(':')
+                    .nth(1)?
+                    .trim()
+                    .split('/')
+                    .next()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "pgbench output: {text}{}",
+                    String::from_utf8_lossy(&bench.stderr)
+                )
+            })?;
+        let pgbench_secs = t0.elapsed().as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while delivered.load(Ordering::SeqCst) < committed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let done_secs = t0.elapsed().as_secs_f64();
+        let got = delivered.load(Ordering::SeqCst);
+        for f in followers {
+            f.abort();
+        }
+        let commit_rate = committed as f64 / pgbench_secs;
+        let deliver_rate = got as f64 / done_secs;
+        out.push_str(&format!(
+            "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing single-row updates ({committed} in {pgbench_secs:.1} s) | {deliver_rate:.0} changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} commits/s | {:.2}× | ≥ 10,000/s and ≥ 0.9× | {} |\n",
+            deliver_rate / commit_rate,
+            met(deliver_rate >= 10_000.0 && deliver_rate / commit_rate >= 0.9)
+        ));
+    }
+
+    if phase("memory") {
+        // Memory per waiting live request.
+        let held = if quick { 2000 } else { 10_000 };
+        let base = shape_url("vendors", None, "");
+        let (handle, offset) = follow_to_now(&mut Client::new(&addr), &base).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = rss_kb(pid);
+        let mut conns = Vec::with_capacity(held);
+        for _ in 0..held {
+            let mut s = tokio::net::TcpStream::connect(&addr).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut s, format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+                .await?;
+            conns.push(s);
+        }
+        let metrics = loop {
+            let m = get(&addr, &format!("/metrics?secret={SECRET}")).await?;
+            let waiting: usize = m
+                .body
+                .lines()
+                .find(|l| l.starts_with("turns_shape_live_requests_waiting "))
+                .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+                .unwrap_or(0);
+            if waiting >= held {
+                break waiting;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = rss_kb(pid);
+        drop(conns);
+        let per_request_kb = (after.saturating_sub(before)) as f64 / held as f64;
+        out.push_str(&format!(
+            "| server memory per waiting live request ({metrics} held; RSS {} MB → {} MB) | {:.1} KB | | ≤ 16 KB | {} |\n",
+            before / 1024,
+            after / 1024,
+            per_request_kb,
+            met(per_request_kb <= 16.0)
+        ));
+    }
+
+    drop(server);
     pool.close().await;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
     print!("{out}");

@@ -14,7 +14,7 @@ pub struct Reply {
     pub body: String,
 }
 
-/// A keep-alive HTTP/1.1 connection (as browsers use); responses carry content-length.
+/// A keep-alive HTTP/1.1 connection (as browsers use); bodies by content-length or chunked.
 pub struct Client {
     addr: String,
     conn: Option<tokio::io::BufReader<TcpStream>>,
@@ -107,12 +107,36 @@ impl Client {
                     .or_insert(v);
             }
         }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        conn.read_exact(&mut body).await?;
+        let chunked = headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let mut body = Vec::new();
+        if chunked {
+            // Chunks of `{hex size}\r\n{data}\r\n`, ending with a zero-size chunk and a blank line.
+            loop {
+                line.clear();
+                conn.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| format!("bad chunk size {line:?}"))?;
+                if size == 0 {
+                    line.clear();
+                    conn.read_line(&mut line).await?;
+                    break;
+                }
+                let at = body.len();
+                body.resize(at + size, 0);
+                conn.read_exact(&mut body[at..]).await?;
+                line.clear();
+                conn.read_line(&mut line).await?;
+            }
+        } else {
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            body.resize(len, 0);
+            conn.read_exact(&mut body).await?;
+        }
         Ok(Reply {
             status,
             headers,
