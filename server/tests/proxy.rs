@@ -14,16 +14,21 @@ const SECRET: &str = "proxy-test-secret";
 const CLIENTS: usize = 200;
 const CHANGES: usize = 5;
 
-/// The origin's count of live requests it answered.
-async fn live_answered(origin: &str) -> u64 {
+/// One of the origin's counters.
+async fn counter(origin: &str, name: &str) -> u64 {
     let m = get(origin, &format!("/metrics?secret={SECRET}"))
         .await
         .expect("metrics");
     m.body
         .lines()
-        .find_map(|l| l.strip_prefix("turns_shape_live_requests_answered_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("live-answered counter")
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// The origin's count of live requests it answered.
+async fn live_answered(origin: &str) -> u64 {
+    counter(origin, "turns_shape_live_requests_answered_total").await
 }
 
 async fn wait_until(what: &str, nginx: &Nginx, done: impl Fn() -> bool) {

@@ -1,10 +1,11 @@
 //! Live requests waiting for a change to their shape, and waking them.
 //!
 //! Each shape carries a watch channel holding the newest LSN that touched it; a waiting request
-//! holds a receiver (no lock, no allocation of its own). A new transaction is matched once per
-//! affected shape, found through the [`index`](super::index) of shapes that have had waiters, and the shape's
+//! holds a receiver (no lock, no allocation of its own). A new transaction is matched against
+//! the shapes it may concern, found through the [`index`](super::index) of shapes that have had
+//! waiters; its changes go to those shapes' own logs ([`super::shape_log`]), and each shape's
 //! channel wakes every request waiting on it at once.
-use super::{Shape, ShapeServer, Tx};
+use super::{Offset, Shape, ShapeServer, Tx};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -40,27 +41,43 @@ impl Default for Changed {
 }
 
 impl ShapeServer {
-    /// Wake the live requests whose shape this transaction touches.
-    pub(super) fn wake(&self, tx: &Tx) {
+    /// Append a published transaction's changes to the logs of the live shapes they concern,
+    /// then move the log's head to `head`, then wake those shapes' waiting requests. Head moves
+    /// under the same lock that adds shapes to the index: a shape added after this transaction
+    /// starts its log at a head that includes it, one added before gets its changes.
+    pub(super) fn append_and_wake(&self, tx: &Arc<Tx>, head: Offset) {
+        let mut woken: Vec<Arc<Shape>> = Vec::new();
         let dead = {
             let index = self.live.read().unwrap_or_else(|e| e.into_inner());
             let mut dead = 0;
-            for change in &tx.changes {
+            for (i, change) in tx.changes.iter().enumerate() {
                 dead += index.candidates(change, |shape| {
-                    let changed = &shape.changed.sender;
-                    // Nobody waiting, or already woken by this transaction.
-                    if changed.receiver_count() == 0 || *changed.borrow() >= tx.lsn {
-                        return;
-                    }
                     let hit = change.new.as_ref().is_some_and(|r| shape.matches(r))
                         || change.old.as_ref().is_some_and(|r| shape.matches(r));
-                    if hit {
-                        changed.send_replace(tx.lsn);
+                    if !hit {
+                        return;
+                    }
+                    let at = Offset {
+                        lsn: tx.lsn,
+                        op: i as u64,
+                    };
+                    let mut log = shape.log.lock().unwrap_or_else(|e| e.into_inner());
+                    // The same row found twice (its old and new values) is one change.
+                    if log.last_at() != Some(at) {
+                        log.push(at, tx);
+                    }
+                    drop(log);
+                    if !woken.iter().any(|w| Arc::ptr_eq(w, shape)) {
+                        woken.push(shape.clone());
                     }
                 });
             }
+            self.head.send_replace(head);
             dead
         };
+        for shape in woken {
+            shape.changed.sender.send_replace(tx.lsn);
+        }
         if dead > 0 {
             self.prune_live();
         }
@@ -76,10 +93,14 @@ impl ShapeServer {
     pub fn wait_for_shape(&self, shape: &Arc<Shape>) -> Waiter {
         let changed = shape.changed.sender.subscribe();
         if !shape.changed.indexed.swap(true, Ordering::AcqRel) {
-            self.live
-                .write()
+            let mut index = self.live.write().unwrap_or_else(|e| e.into_inner());
+            // From here on its changes are appended to its own log (see `append_and_wake`).
+            shape
+                .log
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(shape);
+                .start(self.head().lsn);
+            index.insert(shape);
         }
         Waiter { changed }
     }

@@ -79,8 +79,7 @@ impl ShapeServer {
             tail.push_back(tx.clone());
             self.trim_tail(&mut tail);
         }
-        self.head.send_replace(head);
-        self.wake(&tx);
+        self.append_and_wake(&tx, head);
         tx
     }
 

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Reads of a handle's log encoded, and reads answered with one already encoded.
     pub reads_encoded: AtomicU64,
     pub reads_shared: AtomicU64,
+    /// Reads served from a live shape's own log instead of a scan of the global log.
+    pub reads_from_shape_log: AtomicU64,
     /// Commit time (unix ms) of the newest logged transaction, for the lag in ms.
     pub last_commit_ms: AtomicU64,
     /// Unix ms when it was logged.
@@ -43,7 +45,7 @@ impl ShapeServer {
             - m.last_commit_ms.load(Ordering::Relaxed) as i64;
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 13] = [
+        let rows: [(&str, &str, &str, String); 14] = [
             (
                 "turns_replication_lag_bytes",
                 "gauge",
@@ -115,6 +117,12 @@ impl ShapeServer {
                 "counter",
                 "Reads answered with the same bytes as another request at the same offset",
                 load(&m.reads_shared),
+            ),
+            (
+                "turns_shape_reads_from_shape_log_total",
+                "counter",
+                "Reads served from a live shape's own log (the rest scan the global log)",
+                load(&m.reads_from_shape_log),
             ),
             (
                 "turns_shape_log_head_lsn",

@@ -11,7 +11,7 @@
 //! (`sync_log` writes), [`catalog`] (tables),
 //! [`shape`] (definitions resolved), [`snapshot`] (what initial rows contain), [`registry`]
 //! (handles), [`view`] (a handle's messages after an offset), [`index`] (which shapes a change
-//! affects), [`live`] (waiting requests),
+//! affects), [`live`] (waiting requests), [`shape_log`] (a live shape's own changes),
 //! [`encode`] (the protocol's JSON), [`metrics`], [`offset`]; [`wal`] feeds the log and [`http`]
 //! serves it.
 mod catalog;
@@ -27,6 +27,7 @@ mod offset;
 pub mod pgoutput;
 mod registry;
 mod shape;
+mod shape_log;
 mod snapshot;
 mod view;
 pub mod wal;

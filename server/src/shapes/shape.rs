@@ -29,6 +29,8 @@ pub struct Shape {
     pub(super) relation: String,
     /// Wakes the live requests waiting on this shape.
     pub(super) changed: super::live::Changed,
+    /// Its own changes, once it has had live requests.
+    pub(super) log: std::sync::Mutex<super::shape_log::ShapeLog>,
 }
 
 impl Shape {
@@ -136,6 +138,7 @@ impl ShapeServer {
             selected,
             types,
             changed: Default::default(),
+            log: Default::default(),
         }))
     }
 }

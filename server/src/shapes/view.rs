@@ -99,6 +99,11 @@ impl ShapeServer {
             lsn: handle.start_lsn,
             op: u64::MAX,
         };
+        if after.lsn >= handle.start_lsn && after != Offset::BEFORE_ALL {
+            if let Some(read) = self.changes_from_shape_log(handle, after, limit) {
+                return Ok(read);
+            }
+        }
         let mut txs = Vec::new();
         let mut from = after;
         // Offsets are transaction-granular: `{lsn}_{op}` means transaction `lsn` was delivered
@@ -150,5 +155,43 @@ impl ShapeServer {
         let up_to_date = last.lsn >= head.lsn;
         let offset = if up_to_date { last.max(head) } else { last };
         Ok((messages, offset, up_to_date))
+    }
+
+    /// A live shape's changes after `after` from its own log (see [`super::shape_log`]), if the
+    /// log holds everything after `after`: the same messages and offset as scanning the global
+    /// log, at the cost of the shape's own changes.
+    fn changes_from_shape_log(
+        &self,
+        handle: &Handle,
+        after: Offset,
+        limit: usize,
+    ) -> Option<(Vec<Value>, Offset, bool)> {
+        // The head first: everything up to it is already in the shape's log (a transaction goes
+        // to the shapes' logs before the head moves past it).
+        let head = self.head();
+        let (entries, all) = handle
+            .shape
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .after(after, limit)?;
+        let shape = &handle.shape;
+        let mut messages = Vec::new();
+        let mut last = after;
+        for (at, tx) in entries {
+            last = last.max(at);
+            if handle.snapshot.as_ref().is_some_and(|s| s.contains(tx.xid)) {
+                continue;
+            }
+            let change = tx.changes.get(at.op as usize)?;
+            if let Some(m) = message_for(shape, change, &tx, at) {
+                messages.push(m);
+            }
+        }
+        let offset = if all { last.max(head) } else { last };
+        self.metrics
+            .reads_from_shape_log
+            .fetch_add(1, Ordering::Relaxed);
+        Some((messages, offset, all))
     }
 }
