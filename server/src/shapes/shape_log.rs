@@ -9,6 +9,9 @@ use std::sync::Arc;
 /// Entries kept per shape, at most (a reader further behind scans the global log).
 const ENTRIES: usize = 1_000;
 
+/// A change in a shape's log: its offset and its transaction.
+pub(super) type LoggedChange = (Offset, Arc<Tx>);
+
 /// One change that concerns the shape: its offset (the change's index in the transaction) and
 /// the transaction.
 struct Entry {
@@ -16,20 +19,12 @@ struct Entry {
     pub tx: Arc<Tx>,
 }
 
+#[derive(Default)]
 pub struct ShapeLog {
     /// Every change after this LSN that concerns the shape is in `entries` (`None`: not live, no
     /// entries kept).
     complete_after: Option<u64>,
     entries: VecDeque<Entry>,
-}
-
-impl Default for ShapeLog {
-    fn default() -> Self {
-        ShapeLog {
-            complete_after: None,
-            entries: VecDeque::new(),
-        }
-    }
 }
 
 impl ShapeLog {
@@ -58,16 +53,12 @@ impl ShapeLog {
 
     /// The entries after `after` (whole transactions, about `limit` entries) and whether that is
     /// all of them, if this log holds everything after `after`.
-    pub(super) fn after(
-        &self,
-        after: Offset,
-        limit: usize,
-    ) -> Option<(Vec<(Offset, Arc<Tx>)>, bool)> {
+    pub(super) fn after(&self, after: Offset, limit: usize) -> Option<(Vec<LoggedChange>, bool)> {
         if self.complete_after? > after.lsn {
             return None;
         }
         let first = self.entries.partition_point(|e| e.at.lsn <= after.lsn);
-        let mut out: Vec<(Offset, Arc<Tx>)> = Vec::new();
+        let mut out: Vec<LoggedChange> = Vec::new();
         for e in self.entries.range(first..) {
             // Never end inside a transaction.
             if out.len() >= limit && out.last().is_some_and(|(o, _)| o.lsn != e.at.lsn) {
