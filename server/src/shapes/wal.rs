@@ -1,8 +1,9 @@
 //! The replication consumer: reads the `turns_sync` publication through a logical replication
-//! slot (pgoutput), assembles each transaction at its Commit, publishes it to the in-memory log at once (live requests wake), and hands it to the
-//! [`durable`] writer; the slot is acknowledged only up to what that writer has stored. After a
-//! restart the slot replays from its acknowledged position and any commit at or below the stored
-//! position is skipped: nothing lost, nothing doubled.
+//! slot (pgoutput), assembles each transaction at its Commit, publishes it to the in-memory log
+//! at once (live requests wake), and hands it to the [`durable`] writer; the slot is acknowledged
+//! only up to what that writer has stored. After a restart the slot replays from its acknowledged
+//! position and any commit at or below the stored position is skipped: nothing lost, nothing
+//! doubled.
 use super::durable;
 use super::pgoutput::{decode, Datum, Message, Relation};
 use super::{Change, Op, Row, ShapeServer, Tx};
