@@ -629,8 +629,16 @@ async fn main() -> Result<(), Error> {
         }
         drop(conns);
         let per_request_kb = rss[1].saturating_sub(rss[0]) as f64 / held as f64;
+        let metrics = get(&addr, &format!("/metrics?secret={SECRET}")).await?;
+        let future_bytes = metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("turns_shape_request_future_bytes "))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
         out.push_str(&format!(
-            "| server memory per waiting live request (RSS with {held} parked {} MB, with {} parked {} MB) | {:.1} KB | | ≤ 8 KB | {} |\n",
+            "| server memory per waiting live request (RSS with {held} parked {} MB, with {} parked {} MB; the request's future: {future_bytes} bytes) | {:.1} KB | | ≤ 8 KB | {} |\n",
             rss[0] / 1024,
             2 * held,
             rss[1] / 1024,

@@ -216,7 +216,7 @@ async fn generic_shape(
         Ok(d) => d,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut res = serve(&state, def, &params, &headers, None).await;
+    let mut res = measured(&state, serve(&state, def, &params, &headers, None)).await;
     res.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -333,7 +333,7 @@ async fn authorized_shape(
         )
         .into_response();
     };
-    let mut res = serve(&state, def, &params, &headers, Some(&key)).await;
+    let mut res = measured(&state, serve(&state, def, &params, &headers, Some(&key))).await;
     let h = res.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Cookie"));
     // One user's rows: a browser may cache them, a shared cache must not.
@@ -396,6 +396,21 @@ fn cursor(long_poll: Duration, previous: Option<&str>) -> String {
         c += interval;
     }
     c.to_string()
+}
+
+/// Run a shape request's future, noting its size (what a parked live request holds besides its
+/// connection: `turns_shape_request_future_bytes`).
+async fn measured(
+    state: &AppState,
+    request: impl std::future::Future<Output = Response>,
+) -> Response {
+    if let Some(server) = &state.shapes {
+        server.metrics.request_future_bytes.store(
+            std::mem::size_of_val(&request) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    request.await
 }
 
 /// Serve a shape request; `session` (browsers' requests) is held to its budget, and its live

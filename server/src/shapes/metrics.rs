@@ -16,6 +16,8 @@ pub struct Metrics {
     pub changes: AtomicU64,
     pub errors: AtomicU64,
     pub live_waiting: AtomicI64,
+    /// The size of a shape request's future (the latest measured), in bytes.
+    pub request_future_bytes: AtomicU64,
     /// Live requests answered (with changes, or at the end of the long-poll).
     pub live_answered: AtomicU64,
     pub snapshots: AtomicU64,
@@ -45,7 +47,7 @@ impl ShapeServer {
             - m.last_commit_ms.load(Ordering::Relaxed) as i64;
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 14] = [
+        let rows: [(&str, &str, &str, String); 15] = [
             (
                 "turns_replication_lag_bytes",
                 "gauge",
@@ -87,6 +89,12 @@ impl ShapeServer {
                 "counter",
                 "Live requests answered (a caching proxy in front makes this about one per shape and change)",
                 load(&m.live_answered),
+            ),
+            (
+                "turns_shape_request_future_bytes",
+                "gauge",
+                "Size of a shape request's future, what a parked live request holds besides its connection",
+                load(&m.request_future_bytes),
             ),
             (
                 "turns_shape_handles",
