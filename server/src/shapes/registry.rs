@@ -2,7 +2,7 @@
 //! expired when idle.
 use super::encode::SnapshotBody;
 use super::metrics::unix_now;
-use super::{Shape, ShapeDef, ShapeError, ShapeServer, Snapshot};
+use super::{Offset, Shape, ShapeDef, ShapeError, ShapeServer, Snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +34,14 @@ pub struct Handle {
     pub barrier: u64,
     /// Unix seconds of the last request for this handle (idle handles expire).
     pub last_used: AtomicU64,
+}
+
+impl Handle {
+    /// Whether a read from `after` follows the handle's snapshot (the first read joins the two,
+    /// and is the handle's own).
+    pub(super) fn past_snapshot(&self, after: Offset) -> bool {
+        after.lsn >= self.start_lsn && after != Offset::BEFORE_ALL
+    }
 }
 
 impl ShapeServer {

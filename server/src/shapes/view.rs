@@ -43,8 +43,7 @@ impl ShapeServer {
         after: Offset,
         limit: usize,
     ) -> Result<Arc<Read>, ShapeError> {
-        // The first read after the snapshot joins the two: it is the handle's own.
-        let past_snapshot = after.lsn >= handle.start_lsn && after != Offset::BEFORE_ALL;
+        let past_snapshot = handle.past_snapshot(after);
         let head = self.head();
         let key = &handle.id;
         if past_snapshot {
@@ -99,7 +98,7 @@ impl ShapeServer {
             lsn: handle.start_lsn,
             op: u64::MAX,
         };
-        if after.lsn >= handle.start_lsn && after != Offset::BEFORE_ALL {
+        if handle.past_snapshot(after) {
             if let Some(read) = self.changes_from_shape_log(handle, after, limit) {
                 return Ok(read);
             }
@@ -108,7 +107,7 @@ impl ShapeServer {
         let mut from = after;
         // Offsets are transaction-granular: `{lsn}_{op}` means transaction `lsn` was delivered
         // whole (responses never split one), which also makes SSE's `{global_last_seen_lsn}_0` exact.
-        if after.lsn < handle.start_lsn || after == Offset::BEFORE_ALL {
+        if !handle.past_snapshot(after) {
             // First read after the snapshot: wait until the log holds every commit up to the
             // snapshot's WAL position, then add the snapshot's in-progress transactions that
             // committed before that position.
