@@ -8,6 +8,7 @@ pub mod model;
 pub mod mutation;
 pub mod policy;
 pub mod role;
+pub mod shape_protocol;
 
 pub use approval::{ApprovalLevel, ApprovalStatus, Thresholds};
 pub use policy::Actor;

@@ -50,7 +50,10 @@ impl AppState {
         shapes::wal::ensure_slot(&server, &slot)
             .await
             .map_err(|e| shapes::ShapeError::Db(sqlx::Error::Protocol(e.to_string())))?;
-        server.set_consumer(shapes::wal::spawn(server.clone(), database_url.to_string()));
+        server.set_consumer(shapes::leader::spawn(
+            server.clone(),
+            database_url.to_string(),
+        ));
         self.live.listen(self.pool.clone());
         let housekeeping = server.clone();
         tokio::spawn(async move {

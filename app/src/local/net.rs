@@ -20,6 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
+use turns::shape_protocol::{header as wire, Control, MessageHeaders, Operation, Txid};
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
@@ -505,14 +506,6 @@ struct Message {
     value: Row,
 }
 
-#[derive(Deserialize)]
-struct MessageHeaders {
-    control: Option<String>,
-    operation: Option<String>,
-    #[serde(default)]
-    txids: Vec<u64>,
-}
-
 type Row = HashMap<String, Option<String>>;
 
 /// One change from the stream, buffered until the next up-to-date.
@@ -607,25 +600,27 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             wake();
         }
         delay = 0;
-        if let Some(h) = headers.get("electric-handle") {
+        if let Some(h) = headers.get(wire::HANDLE) {
             handle = Some(h);
         }
-        if let Some(o) = headers.get("electric-offset") {
+        if let Some(o) = headers.get(wire::OFFSET) {
             offset = o;
         }
         let mut up_to_date = false;
         for m in messages {
             let h = m.headers;
-            if let Some(control) = h.control.as_deref() {
-                if control == "up-to-date" {
-                    up_to_date = true;
-                } else if control == "must-refetch" {
-                    (handle, offset, live, replace) = (None, "-1".into(), false, true);
-                    buffer.clear();
+            if let Some(control) = h.control {
+                match control {
+                    Control::UpToDate => up_to_date = true,
+                    Control::MustRefetch => {
+                        (handle, offset, live, replace) = (None, "-1".into(), false, true);
+                        buffer.clear();
+                    }
+                    Control::Other => {}
                 }
                 continue;
             }
-            txids.extend(h.txids.iter().map(u64::to_string));
+            txids.extend(h.txids.iter().map(Txid::to_string));
             let Some(id) = m
                 .value
                 .get("id")
@@ -635,8 +630,8 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             else {
                 continue;
             };
-            match h.operation.as_deref() {
-                Some("delete") => buffer.push(RowChange::Delete(id)),
+            match h.operation {
+                Some(Operation::Delete) => buffer.push(RowChange::Delete(id)),
                 Some(_) => buffer.push(RowChange::Upsert(id, m.value)),
                 None => {}
             }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
+use turns::shape_protocol::header as wire;
 use turns_server::testing::http::{get, rss_kb, start_app, Client, Error};
 use turns_server::testing::nginx::Nginx;
 
@@ -35,8 +36,8 @@ fn shape_url(table: &str, where_clause: Option<&str>, rest: &str) -> String {
 /// Follow a shape to up-to-date; returns (handle, offset).
 async fn follow_to_now(client: &mut Client, base: &str) -> Result<(String, String), Error> {
     let r = client.get(&format!("{base}&offset=-1")).await?;
-    let mut handle = r.headers.get("electric-handle").cloned().ok_or("handle")?;
-    let mut offset = r.headers.get("electric-offset").cloned().ok_or("offset")?;
+    let mut handle = r.headers.get(wire::HANDLE).cloned().ok_or("handle")?;
+    let mut offset = r.headers.get(wire::OFFSET).cloned().ok_or("offset")?;
     loop {
         let r = client
             .get(&format!("{base}&handle={handle}&offset={offset}"))
@@ -44,9 +45,9 @@ async fn follow_to_now(client: &mut Client, base: &str) -> Result<(String, Strin
         if r.status != 200 {
             return Err(format!("catch-up status {}: {}", r.status, r.body).into());
         }
-        handle = r.headers.get("electric-handle").cloned().ok_or("handle")?;
-        offset = r.headers.get("electric-offset").cloned().ok_or("offset")?;
-        if r.headers.contains_key("electric-up-to-date") {
+        handle = r.headers.get(wire::HANDLE).cloned().ok_or("handle")?;
+        offset = r.headers.get(wire::OFFSET).cloned().ok_or("offset")?;
+        if r.headers.contains_key(wire::UP_TO_DATE) {
             return Ok((handle, offset));
         }
     }
@@ -227,11 +228,11 @@ async fn latency(
                     }
                 };
                 let now = start.elapsed().as_nanos() as u64;
-                if let Some(o) = r.headers.get("electric-offset") {
+                if let Some(o) = r.headers.get(wire::OFFSET) {
                     offset = o.clone();
                 }
                 // As the Electric client does: a proxy then sees one URL for everyone.
-                if let Some(c) = r.headers.get("electric-cursor") {
+                if let Some(c) = r.headers.get(wire::CURSOR) {
                     cursor = format!("&cursor={c}");
                 }
                 for round in rounds_in(&r.body, run) {
@@ -463,6 +464,45 @@ async fn main() -> Result<(), Error> {
             out.push_str(&latency_row("through nginx", n, rounds_for(n), &v, false));
         }
     }
+    if phase("follower") {
+        // A second instance on the same database: it follows the first's stored log (the first
+        // leads: it holds the replication slot), so its clients wait for the durable write too.
+        let follower_addr = format!(
+            "127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port()
+        );
+        let _follower = KillOnDrop(
+            start_app(
+                &app,
+                &url,
+                &follower_addr,
+                &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
+                &dir.join("follower.log"),
+            )
+            .await?,
+        );
+        let health = get(&follower_addr, "/v1/health").await?;
+        if !health.body.contains("\"follower\"") {
+            return Err(format!("the second instance is not a follower: {}", health.body).into());
+        }
+        for &n in &client_counts {
+            let target = Target {
+                addr: &follower_addr,
+                base: one_turn.clone(),
+                gauge: Some(&follower_addr),
+            };
+            let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
+            out.push_str(&latency_row(
+                "follower instance (2 instances)",
+                n,
+                rounds_for(n),
+                &v,
+                false,
+            ));
+        }
+    }
     if phase("naive") {
         // The naive LISTEN/NOTIFY server (tools/naive-baseline.mjs) on the same row and writes.
         let naive = NaiveServer::start(&url, &pool).await?;
@@ -511,7 +551,7 @@ async fn main() -> Result<(), Error> {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
-                    if let Some(o) = r.headers.get("electric-offset") {
+                    if let Some(o) = r.headers.get(wire::OFFSET) {
                         offset = o.clone();
                     }
                     delivered.fetch_add(r.body.matches("\"operation\"").count(), Ordering::SeqCst);

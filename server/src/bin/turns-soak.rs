@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
+use turns::shape_protocol::header as wire;
 use turns_server::testing::http::{rss_kb, start_app, Client, Error};
 
 const SECRET: &str = "soak-secret";
@@ -71,10 +72,9 @@ async fn live_client(addr: String, base: String, stop: Arc<AtomicBool>, c: Arc<C
         };
         match client.get(&url).await {
             Ok(r) if r.status == 200 => {
-                if let (Some(h), Some(o)) = (
-                    r.headers.get("electric-handle"),
-                    r.headers.get("electric-offset"),
-                ) {
+                if let (Some(h), Some(o)) =
+                    (r.headers.get(wire::HANDLE), r.headers.get(wire::OFFSET))
+                {
                     handle = h.clone();
                     offset = o.clone();
                 }

@@ -1,12 +1,13 @@
 //! The protocol's JSON: change messages, snapshot bodies, the `electric-schema` header.
-use super::{Change, Offset, Op, Row, Shape, ShapeServer, Tx};
+use super::{Change, Offset, Operation, Row, Shape, ShapeServer, Tx};
 use serde_json::{json, Map, Value};
+use turns::shape_protocol::Control;
 
 /// The up-to-date control message that ends a response at the head of the log. Its
 /// `global_last_seen_lsn` is the response offset's LSN: SSE clients continue from `{it}_0`, which
 /// (offsets being transaction-granular) is exactly there.
 pub(super) fn up_to_date(offset: Offset) -> Value {
-    json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": offset.lsn.to_string()}})
+    json!({"headers": {"control": Control::UpToDate, "global_last_seen_lsn": offset.lsn.to_string()}})
 }
 
 impl ShapeServer {
@@ -49,13 +50,21 @@ pub(super) fn message_for(shape: &Shape, change: &Change, tx: &Tx, at: Offset) -
     let was_in = change.old.as_ref().is_some_and(|o| shape.matches(o));
     let is_in = change.new.as_ref().is_some_and(|n| shape.matches(n));
     let (op, row, old_value) = match (change.op, was_in, is_in) {
-        (Op::Insert, _, true) => (Op::Insert, shape.project(change.new.as_ref()?), None),
-        (Op::Update, false, true) => (Op::Insert, shape.project(change.new.as_ref()?), None),
-        (Op::Update, true, true) => {
+        (Operation::Insert, _, true) => {
+            (Operation::Insert, shape.project(change.new.as_ref()?), None)
+        }
+        (Operation::Update, false, true) => {
+            (Operation::Insert, shape.project(change.new.as_ref()?), None)
+        }
+        (Operation::Update, true, true) => {
             let new = change.new.as_ref()?;
             let old = change.old.as_ref()?;
             if shape.def.replica_full {
-                (Op::Update, shape.project(new), Some(shape.project(old)))
+                (
+                    Operation::Update,
+                    shape.project(new),
+                    Some(shape.project(old)),
+                )
             } else {
                 // Changed columns and the key only.
                 let full = shape.project(new);
@@ -64,24 +73,24 @@ pub(super) fn message_for(shape: &Shape, change: &Change, tx: &Tx, at: Offset) -
                     .into_iter()
                     .filter(|(k, v)| pk.contains(&k.as_str()) || old.get(k) != Some(v))
                     .collect();
-                (Op::Update, changed, None)
+                (Operation::Update, changed, None)
             }
         }
-        (Op::Update | Op::Delete, true, false) => {
+        (Operation::Update | Operation::Delete, true, false) => {
             let old = change.old.as_ref()?;
             let row = if shape.def.replica_full {
                 shape.project(old)
             } else {
                 key_only(shape, old)
             };
-            (Op::Delete, row, None)
+            (Operation::Delete, row, None)
         }
         _ => return None,
     };
     let key_source = change
         .new
         .as_ref()
-        .filter(|_| op != Op::Delete)
+        .filter(|_| op != Operation::Delete)
         .or(change.old.as_ref())?;
     let mut headers = serde_json::json!({
         "operation": op,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use turns::shape_protocol::{header as protocol_header, param, Control, HandleId, RequestOffset};
 
 /// The shape routes, and every other request through `rest`. The shape routes are lean: they do
 /// not pass `rest`'s middleware (pages' sessions, compression, tracing: a parked live request
@@ -45,7 +46,18 @@ const CHANGES_PER_RESPONSE: usize = 10_000;
 
 async fn health(State(state): State<AppState>) -> Response {
     match &state.shapes {
-        Some(_) => axum::Json(json!({"status": "active"})).into_response(),
+        Some(shapes) => {
+            let role = if shapes
+                .metrics
+                .leader
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                "leader"
+            } else {
+                "follower"
+            };
+            axum::Json(json!({"status": "active", "role": role})).into_response()
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "stopped"})),
@@ -100,18 +112,10 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Where to start reading.
-#[derive(Clone, Copy, Debug)]
-enum Start {
-    Snapshot,
-    Now,
-    At(Offset),
-}
-
 /// The protocol parameters every caller may send.
 struct Protocol {
-    start: Start,
-    handle: Option<String>,
+    start: RequestOffset,
+    handle: Option<HandleId>,
     live: bool,
     /// Live changes as Server-Sent Events on one long response.
     sse: bool,
@@ -149,30 +153,30 @@ fn invalid(field: &str, reason: impl Into<String>) -> Refusal {
 fn protocol(params: &[(String, String)]) -> Result<Protocol, Refusal> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let flag = |k: &str| get(k).is_some_and(|v| v == "true");
-    let start =
-        match get("offset") {
-            None => return Err(invalid("offset", "required")),
-            Some("-1") => Start::Snapshot,
-            Some("now") => Start::Now,
-            Some(o) => Start::At(Offset::parse(o).ok_or_else(|| {
-                invalid("offset", format!("{o:?} is not -1, now or {{lsn}}_{{op}}"))
-            })?),
-        };
-    let handle = get("handle").map(str::to_string);
-    if let Some(h) = &handle {
-        if h.len() > 100 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(invalid("handle", "malformed handle"));
+    let start: RequestOffset = match get(param::OFFSET) {
+        None => return Err(invalid(param::OFFSET, "required")),
+        Some(o) => o
+            .parse()
+            .map_err(|e| invalid(param::OFFSET, format!("{o:?} is {e}")))?,
+    };
+    let handle = match get(param::HANDLE) {
+        None => None,
+        Some(h) => {
+            Some(HandleId::parse(h).ok_or_else(|| invalid(param::HANDLE, "malformed handle"))?)
         }
+    };
+    if matches!(start, RequestOffset::After(_)) && handle.is_none() {
+        return Err(invalid(
+            param::HANDLE,
+            "required unless offset is -1 or now",
+        ));
     }
-    if matches!(start, Start::At(_)) && handle.is_none() {
-        return Err(invalid("handle", "required unless offset is -1 or now"));
-    }
-    let changes_only = match get("log") {
+    let changes_only = match get(param::LOG) {
         None | Some("full") => false,
         Some("changes_only") => true,
         Some(other) => {
             return Err(invalid(
-                "log",
+                param::LOG,
                 format!("{other:?} is not full or changes_only"),
             ))
         }
@@ -180,9 +184,9 @@ fn protocol(params: &[(String, String)]) -> Result<Protocol, Refusal> {
     Ok(Protocol {
         start,
         handle,
-        live: flag("live"),
-        sse: flag("live") && (flag("live_sse") || flag("experimental_live_sse")),
-        cursor: get("cursor").map(str::to_string),
+        live: flag(param::LIVE),
+        sse: flag(param::LIVE) && (flag(param::LIVE_SSE) || flag(param::EXPERIMENTAL_LIVE_SSE)),
+        cursor: get(param::CURSOR).map(str::to_string),
         changes_only,
     })
 }
@@ -297,18 +301,10 @@ async fn authorized_shape(
         )
         .into_response();
     };
-    const PROTOCOL: [&str; 9] = [
-        "offset",
-        "handle",
-        "live",
-        "live_sse",
-        "experimental_live_sse",
-        "cursor",
-        "log",
-        "expired_handle",
-        "cache-buster",
-    ];
-    if let Some((k, _)) = params.iter().find(|(k, _)| !PROTOCOL.contains(&k.as_str())) {
+    if let Some((k, _)) = params
+        .iter()
+        .find(|(k, _)| !param::PROTOCOL.contains(&k.as_str()))
+    {
         return invalid(
             k,
             "not allowed: this shape's table, filter and columns are fixed by the server",
@@ -360,7 +356,7 @@ fn shape_error(e: ShapeError) -> Response {
         ShapeError::MustRefetch => {
             let mut res = (
                 StatusCode::CONFLICT,
-                axum::Json(json!([{"headers": {"control": "must-refetch"}}])),
+                axum::Json(json!([{"headers": {"control": Control::MustRefetch}}])),
             )
                 .into_response();
             res.headers_mut().insert(
@@ -432,9 +428,9 @@ async fn serve(
     let mut live = None;
     if let Some(SessionKey(key)) = session {
         let budget = match p.start {
-            Start::Snapshot | Start::Now => state.live.start_shape(key),
-            Start::At(_) if p.live => state.live.hold_live(key).map(|g| live = Some(g)),
-            Start::At(_) => Ok(()),
+            RequestOffset::Snapshot | RequestOffset::Now => state.live.start_shape(key),
+            RequestOffset::After(_) if p.live => state.live.hold_live(key).map(|g| live = Some(g)),
+            RequestOffset::After(_) => Ok(()),
         };
         if let Err(over) = budget {
             return over_budget(over);
@@ -455,7 +451,7 @@ async fn serve(
             if refetch {
                 // Where to go next: a handle the client's refetch (offset -1) will replace.
                 res.headers_mut().insert(
-                    HeaderName::from_static("electric-handle"),
+                    HeaderName::from_static(protocol_header::HANDLE),
                     header_value(&fresh_handle),
                 );
                 res.headers_mut().insert(
@@ -572,15 +568,15 @@ fn sse(
         HeaderValue::from_static(EXPOSE),
     );
     h.insert(
-        HeaderName::from_static("electric-handle"),
+        HeaderName::from_static(protocol_header::HANDLE),
         header_value(&id),
     );
     h.insert(
-        HeaderName::from_static("electric-offset"),
+        HeaderName::from_static(protocol_header::OFFSET),
         header_value(&after.to_string()),
     );
     h.insert(
-        HeaderName::from_static("electric-cursor"),
+        HeaderName::from_static(protocol_header::CURSOR),
         header_value(cursor),
     );
     res
@@ -600,7 +596,7 @@ async fn respond(
     set(&mut h, "access-control-expose-headers", EXPOSE);
 
     let (handle, body, offset, is_up_to_date): (Arc<Handle>, Bytes, Offset, bool) = match p.start {
-        Start::Snapshot => {
+        RequestOffset::Snapshot => {
             let shape = server.resolve(def).await?;
             let (handle, body) = if p.changes_only {
                 let (handle, _) = server.create_handle(shape, false).await?;
@@ -615,7 +611,7 @@ async fn respond(
             );
             (handle, body, Offset::BEFORE_ALL, false)
         }
-        Start::Now => {
+        RequestOffset::Now => {
             let shape = server.resolve(def).await?;
             let (handle, _) = server.create_handle(shape, false).await?;
             let offset = Offset {
@@ -634,8 +630,8 @@ async fn respond(
                 true,
             )
         }
-        Start::At(after) => {
-            let id = p.handle.as_deref().unwrap_or_default();
+        RequestOffset::After(after) => {
+            let id = p.handle.as_ref().map_or("", HandleId::as_str);
             let handle = server.handle(id).await?;
             if handle.shape.def != def {
                 return Err(ShapeError::MustRefetch);
@@ -680,7 +676,7 @@ async fn respond(
                 );
                 set(
                     &mut h,
-                    "electric-cursor",
+                    protocol_header::CURSOR,
                     &cursor(server.long_poll, p.cursor.as_deref()),
                 );
             } else {
@@ -693,24 +689,19 @@ async fn respond(
             (handle, read.body.clone(), read.offset, read.up_to_date)
         }
     };
-    set(&mut h, "electric-handle", &handle.id);
-    set(&mut h, "electric-offset", &offset.to_string());
+    set(&mut h, protocol_header::HANDLE, &handle.id);
+    set(&mut h, protocol_header::OFFSET, &offset.to_string());
     if !p.live {
         set(
             &mut h,
-            "electric-schema",
+            protocol_header::SCHEMA,
             &ShapeServer::schema_json(&handle.shape),
         );
     }
     if is_up_to_date {
-        set(&mut h, "electric-up-to-date", "");
+        set(&mut h, protocol_header::UP_TO_DATE, "");
     }
-    let req_offset = match p.start {
-        Start::Snapshot => "-1".to_string(),
-        Start::Now => "now".to_string(),
-        Start::At(o) => o.to_string(),
-    };
-    let etag = format!("\"{}:{}:{}\"", handle.id, req_offset, offset);
+    let etag = format!("\"{}:{}:{}\"", handle.id, p.start, offset);
     if req_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -3,29 +3,21 @@
 //! tell when everything committed before a moment is logged.
 use super::metrics::unix_now;
 use super::{Offset, ShapeError, ShapeServer, Snapshot};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+pub use turns::shape_protocol::Operation;
 
 /// A row as column → Postgres text value (JSON string) or NULL.
 pub type Row = Map<String, Value>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Op {
-    Insert,
-    Update,
-    Delete,
-}
 
 #[derive(Clone, Debug)]
 pub struct Change {
     /// `schema.table`
     pub relation: String,
-    pub op: Op,
+    pub op: Operation,
     pub new: Option<Row>,
     pub old: Option<Row>,
 }
@@ -58,8 +50,7 @@ impl ShapeServer {
     /// Append a decoded transaction to the tail and wake the live requests it concerns, before
     /// it is durable (see [`super::durable`]). A transaction already in the tail (a replay after
     /// the replication stream reconnected) is not appended twice. Returns it, for the writer.
-    pub fn publish(&self, tx: Tx) -> Arc<Tx> {
-        let tx = Arc::new(tx);
+    pub fn publish(&self, tx: Arc<Tx>) -> Arc<Tx> {
         if tx.lsn <= self.head().lsn {
             return tx;
         }
@@ -155,18 +146,7 @@ impl ShapeServer {
         if (after.lsn as i64) < floor {
             return Err(ShapeError::MustRefetch);
         }
-        // Whole transactions only: a response never ends inside one.
-        let rows = sqlx::query_as(
-            "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
-              WHERE lsn > $1
-                AND lsn <= (SELECT max(lsn) FROM (SELECT lsn FROM sync_log WHERE lsn > $1 ORDER BY lsn, op LIMIT $2) AS page)
-              ORDER BY lsn, op",
-        )
-        .bind(after.lsn as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(group_log_rows(rows))
+        Ok(stored_after(&self.pool, after.lsn, limit).await?)
     }
 
     /// Transactions at or below `lsn` that were in progress when `snapshot` was taken.
@@ -195,15 +175,35 @@ impl ShapeServer {
     }
 }
 
+/// Transactions stored in `sync_log` after `lsn`, oldest first, whole, about `limit` changes.
+pub(super) async fn stored_after(
+    db: impl sqlx::PgExecutor<'_>,
+    lsn: u64,
+    limit: usize,
+) -> Result<Vec<Arc<Tx>>, sqlx::Error> {
+    // Whole transactions only: a response never ends inside one.
+    let rows = sqlx::query_as(
+        "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
+          WHERE lsn > $1
+            AND lsn <= (SELECT max(lsn) FROM (SELECT lsn FROM sync_log WHERE lsn > $1 ORDER BY lsn, op LIMIT $2) AS page)
+          ORDER BY lsn, op",
+    )
+    .bind(lsn as i64)
+    .bind(limit as i64)
+    .fetch_all(db)
+    .await?;
+    Ok(group_log_rows(rows))
+}
+
 type LogRow = (i64, i32, i64, String, String, Option<Value>, Option<Value>);
 
 fn group_log_rows(rows: Vec<LogRow>) -> Vec<Arc<Tx>> {
     let mut out: Vec<Tx> = Vec::new();
     for (lsn, _op, xid, relation, operation, new, old) in rows {
         let op = match operation.as_str() {
-            "insert" => Op::Insert,
-            "update" => Op::Update,
-            _ => Op::Delete,
+            "insert" => Operation::Insert,
+            "update" => Operation::Update,
+            _ => Operation::Delete,
         };
         let as_row = |v: Option<Value>| match v {
             Some(Value::Object(m)) => Some(m),

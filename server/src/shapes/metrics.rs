@@ -1,6 +1,6 @@
 //! Counters and gauges, and their Prometheus text for `/metrics`.
 use super::ShapeServer;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -31,6 +31,8 @@ pub struct Metrics {
     pub last_commit_ms: AtomicU64,
     /// Unix ms when it was logged.
     pub last_logged_ms: AtomicU64,
+    /// Whether this instance reads the replication slot (else it follows `sync_log`).
+    pub leader: AtomicBool,
 }
 
 impl ShapeServer {
@@ -43,11 +45,14 @@ impl ShapeServer {
                 .await
                 .ok()
                 .map(|wal: i64| wal - *self.seen.borrow() as i64);
-        let lag_ms = m.last_logged_ms.load(Ordering::Relaxed) as i64
-            - m.last_commit_ms.load(Ordering::Relaxed) as i64;
+        // Commit times come with the WAL: only the leader knows them.
+        let lag_ms = match m.last_commit_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            commit => m.last_logged_ms.load(Ordering::Relaxed) as i64 - commit as i64,
+        };
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner()).len();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 15] = [
+        let rows: [(&str, &str, &str, String); 16] = [
             (
                 "turns_replication_lag_bytes",
                 "gauge",
@@ -57,7 +62,7 @@ impl ShapeServer {
             (
                 "turns_replication_lag_ms",
                 "gauge",
-                "Commit to logged delay of the newest transaction",
+                "Commit to logged delay of the newest transaction (on the leader)",
                 lag_ms.max(0).to_string(),
             ),
             (
@@ -131,6 +136,12 @@ impl ShapeServer {
                 "counter",
                 "Reads served from a live shape's own log (the rest scan the global log)",
                 load(&m.reads_from_shape_log),
+            ),
+            (
+                "turns_shape_leader",
+                "gauge",
+                "1 if this instance reads the replication slot, 0 if it follows the stored log",
+                u8::from(m.leader.load(Ordering::Relaxed)).to_string(),
             ),
             (
                 "turns_shape_log_head_lsn",

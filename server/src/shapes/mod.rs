@@ -2,7 +2,8 @@
 //!
 //! Data flow: Postgres WAL → [`wal`] (pgoutput, one transaction at a time) → an in-memory tail
 //! (appended in commit order; live requests wake) → [`durable`] writes `sync_log` in batches, and
-//! only then is the replication slot acknowledged. [`http`] serves each shape by filtering that
+//! only then is the replication slot acknowledged. With several app instances, one [`leader`]
+//! does this and the others [`follow`] `sync_log` into their own tails. [`http`] serves each shape by filtering that
 //! one global log with the shape's where clause. A shape's initial rows come from a snapshot query; the snapshot's `pg_current_snapshot()` tells
 //! which logged transactions it already contains, so snapshot and stream join without gaps or
 //! doubles. Offsets are global log positions `{commit_lsn}_{op}`.
@@ -12,18 +13,20 @@
 //! [`shape`] (definitions resolved), [`snapshot`] (what initial rows contain), [`registry`]
 //! (handles), [`view`] (a handle's messages after an offset), [`index`] (which shapes a change
 //! affects), [`live`] (waiting requests), [`shape_log`] (a live shape's own changes),
-//! [`encode`] (the protocol's JSON), [`metrics`], [`offset`]; [`wal`] feeds the log and [`http`]
-//! serves it.
+//! [`encode`] (the protocol's JSON), [`metrics`]; the protocol's types (offsets, handles,
+//! operations, control messages, header names) are `turns::shape_protocol`. [`wal`] (on the leader) or
+//! [`follow`] (elsewhere) feeds the log, [`leader`] decides which, and [`http`] serves it.
 mod catalog;
 mod durable;
 mod encode;
 pub mod filter;
+mod follow;
 pub mod http;
 mod index;
+pub mod leader;
 mod live;
 mod log;
 mod metrics;
-mod offset;
 pub mod pgoutput;
 mod registry;
 mod shape;
@@ -35,12 +38,12 @@ pub mod wal;
 pub use catalog::{quote_ident, ColumnInfo, TableInfo};
 pub use encode::SnapshotBody;
 pub use live::Waiter;
-pub use log::{Change, Op, Row, Tx};
+pub use log::{Change, Operation, Row, Tx};
 pub use metrics::Metrics;
-pub use offset::Offset;
 pub use registry::{new_handle_id, Handle};
 pub use shape::{Shape, ShapeDef};
 pub use snapshot::Snapshot;
+pub use turns::shape_protocol::Offset;
 
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
@@ -134,7 +137,7 @@ impl ShapeServer {
         }))
     }
 
-    /// Run the WAL consumer for this server (see [`wal::spawn`]).
+    /// Run the change stream's task for this server (see [`leader::spawn`]).
     pub fn set_consumer(&self, task: tokio::task::JoinHandle<()>) {
         if let Some(old) = self
             .consumer
@@ -146,7 +149,8 @@ impl ShapeServer {
         }
     }
 
-    /// Stop the WAL consumer (its replication connection closes; the slot keeps its position).
+    /// Stop the change stream (its connections close, the leader's lock with them; the slot
+    /// keeps its position).
     pub fn stop(&self) {
         if let Some(task) = self
             .consumer

@@ -3,13 +3,13 @@
 //! at once (live requests wake), and hands it to the [`durable`] writer; the slot is acknowledged
 //! only up to what that writer has stored. After a restart the slot replays from its acknowledged
 //! position and any commit at or below the stored position is skipped: nothing lost, nothing
-//! doubled.
+//! doubled. Only the leader instance runs it (see [`super::leader`]).
 use super::durable;
 use super::pgoutput::{decode, Datum, Message, Relation};
-use super::{Change, Op, Row, ShapeServer, Tx};
+use super::{Change, Operation, Row, ShapeServer, Tx};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,40 +40,28 @@ pub async fn slot_name(pool: &PgPool) -> Result<String, sqlx::Error> {
     Ok(format!("turns_shapes_{}", &clean[..clean.len().min(40)]))
 }
 
-/// A replication connection that lasted this long was healthy: its failure starts the backoff
-/// over.
-const HEALTHY_RUN: Duration = Duration::from_secs(5);
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Run the consumer until the process ends, reconnecting with backoff after errors.
-pub fn spawn(server: Arc<ShapeServer>, database_url: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        const FIRST_RETRY: Duration = Duration::from_millis(200);
-        let mut backoff = FIRST_RETRY;
-        loop {
-            let started = tokio::time::Instant::now();
-            match run(&server, &database_url).await {
-                Ok(()) => return,
-                Err(e) => {
-                    // A stream that ran for a while was healthy: this is a new outage, retried
-                    // quickly (else one cut a day after a few earlier ones waits 10 s).
-                    if started.elapsed() >= HEALTHY_RUN {
-                        backoff = FIRST_RETRY;
-                    }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "replication stream stopped; reconnecting");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    })
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The advisory lock key that makes instances starting together check the slot one at a time.
+const SLOT_SETUP_KEY: i64 = 0x7475_726e_735f_736c;
 
 /// Create the slot if it is missing. A missing slot after we had logged changes means the slot
 /// was lost (dropped, or removed by a managed service): changes may have been missed, so the log
-/// starts a new epoch and every shape must refetch.
+/// starts a new epoch and every shape must refetch. Instances check one at a time, so only one
+/// creates the slot and starts the new epoch.
 pub async fn ensure_slot(server: &ShapeServer, slot: &str) -> Result<(), BoxError> {
+    let mut guard = PgConnection::connect_with(&server.pool.connect_options()).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SLOT_SETUP_KEY)
+        .execute(&mut guard)
+        .await?;
+    let result = create_slot_if_missing(server, slot).await;
+    // The lock ends with the session.
+    let _ = guard.close().await;
+    result
+}
+
+async fn create_slot_if_missing(server: &ShapeServer, slot: &str) -> Result<(), BoxError> {
     let pool = &server.pool;
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
@@ -169,7 +157,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxError> {
+/// Consume the slot as the leader of `term` until the stream or the writer fails (or, rarely,
+/// the server ends the stream).
+pub(super) async fn run(
+    server: &Arc<ShapeServer>,
+    database_url: &str,
+    term: i64,
+) -> Result<(), BoxError> {
     let slot = slot_name(&server.pool).await?;
     ensure_slot(server, &slot).await?;
     let client = ReplicationClient::connect(replication_config(database_url, &slot)?).await?;
@@ -178,7 +172,7 @@ async fn run(server: &Arc<ShapeServer>, database_url: &str) -> Result<(), BoxErr
         .await? as u64;
     let (queue, pending) = mpsc::channel(durable::QUEUE);
     let (durable_tx, durable) = watch::channel(0);
-    let mut writer = tokio::spawn(durable::write(server.clone(), pending, durable_tx));
+    let mut writer = tokio::spawn(durable::write(server.clone(), term, pending, durable_tx));
     let mut consumer = Consumer {
         server,
         client,
@@ -214,7 +208,7 @@ struct Consumer<'a> {
 impl Consumer<'_> {
     async fn consume(
         &mut self,
-        writer: &mut tokio::task::JoinHandle<Result<(), sqlx::Error>>,
+        writer: &mut tokio::task::JoinHandle<Result<(), durable::WriteError>>,
     ) -> Result<(), BoxError> {
         let server = self.server;
         let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -250,15 +244,30 @@ impl Consumer<'_> {
                     Message::Relation(r) => {
                         relations.insert(r.id, r);
                     }
-                    Message::Insert { relation, new } => {
-                        push(&mut open, &relations, relation, Op::Insert, None, Some(new))?
-                    }
-                    Message::Update { relation, old, new } => {
-                        push(&mut open, &relations, relation, Op::Update, old, Some(new))?
-                    }
-                    Message::Delete { relation, old } => {
-                        push(&mut open, &relations, relation, Op::Delete, Some(old), None)?
-                    }
+                    Message::Insert { relation, new } => push(
+                        &mut open,
+                        &relations,
+                        relation,
+                        Operation::Insert,
+                        None,
+                        Some(new),
+                    )?,
+                    Message::Update { relation, old, new } => push(
+                        &mut open,
+                        &relations,
+                        relation,
+                        Operation::Update,
+                        old,
+                        Some(new),
+                    )?,
+                    Message::Delete { relation, old } => push(
+                        &mut open,
+                        &relations,
+                        relation,
+                        Operation::Delete,
+                        Some(old),
+                        None,
+                    )?,
                     Message::Truncate { .. } => {
                         // Rows vanished without per-row deletes: shapes cannot follow; start over
                         // (once what came before is durable, so that the new epoch starts clean).
@@ -285,16 +294,16 @@ impl Consumer<'_> {
                     let lsn = lsn.as_u64();
                     let tx = (lsn > self.last_stored && !changes.is_empty()).then(|| {
                         self.last_stored = lsn;
-                        server.publish(Tx { lsn, xid, changes })
+                        server.publish(Arc::new(Tx { lsn, xid, changes }))
                     });
                     server.mark_seen(end_lsn.as_u64());
-                    self.enqueue(tx, end_lsn.as_u64()).await?;
+                    self.enqueue(tx, end_lsn.as_u64(), false).await?;
                 }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     if open.is_none() {
                         // Everything before wal_end that concerns us is logged.
                         server.mark_seen(wal_end.as_u64());
-                        self.enqueue(None, wal_end.as_u64()).await?;
+                        self.enqueue(None, wal_end.as_u64(), false).await?;
                     }
                 }
                 ReplicationEvent::Message {
@@ -304,7 +313,8 @@ impl Consumer<'_> {
                 } => {
                     if open.is_none() {
                         server.mark_seen(lsn.as_u64());
-                        self.enqueue(None, lsn.as_u64()).await?;
+                        // A barrier (or the heartbeat): followers may wait for it.
+                        self.enqueue(None, lsn.as_u64(), true).await?;
                     }
                 }
                 ReplicationEvent::Message { .. } => {}
@@ -314,13 +324,18 @@ impl Consumer<'_> {
     }
 
     /// Hand a position (and its transaction, if it still needs storing) to the durable writer.
-    async fn enqueue(&mut self, tx: Option<Arc<Tx>>, end: u64) -> Result<(), BoxError> {
-        if tx.is_none() && end <= self.queued {
+    async fn enqueue(
+        &mut self,
+        tx: Option<Arc<Tx>>,
+        end: u64,
+        announce: bool,
+    ) -> Result<(), BoxError> {
+        if tx.is_none() && !announce && end <= self.queued {
             return Ok(());
         }
         self.queued = self.queued.max(end);
         self.queue
-            .send(durable::Pending { tx, end })
+            .send(durable::Pending { tx, end, announce })
             .await
             .map_err(|_| "the change log writer stopped".into())
     }
@@ -349,7 +364,7 @@ fn push(
     open: &mut Option<(u32, Vec<Change>)>,
     relations: &HashMap<u32, Relation>,
     relation: u32,
-    op: Op,
+    op: Operation,
     old: Option<Vec<Datum>>,
     new: Option<Vec<Datum>>,
 ) -> Result<(), BoxError> {

@@ -6,6 +6,7 @@ use crate::AppState;
 use sqlx::PgPool;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use turns::shape_protocol::header as wire;
 
 pub mod fault_proxy;
 pub mod http;
@@ -272,12 +273,12 @@ impl Follower {
     pub async fn start(router: &axum::Router, base: &str, cookie: Option<&str>) -> Follower {
         let r = send(router, "GET", &format!("{base}offset=-1"), cookie, None).await;
         assert_eq!(r.status, 200, "{base}: {}", r.body);
-        assert!(r.headers.contains_key("electric-schema"));
+        assert!(r.headers.contains_key(wire::SCHEMA));
         let mut f = Follower {
             base: base.to_string(),
             cookie: cookie.map(str::to_string),
-            handle: header(&r, "electric-handle").to_string(),
-            offset: header(&r, "electric-offset").to_string(),
+            handle: header(&r, wire::HANDLE).to_string(),
+            offset: header(&r, wire::OFFSET).to_string(),
             rows: Default::default(),
         };
         f.apply(&r);
@@ -285,7 +286,7 @@ impl Follower {
     }
 
     pub fn apply(&mut self, r: &Reply) {
-        self.apply_messages(&r.json(), header(r, "electric-offset"));
+        self.apply_messages(&r.json(), header(r, wire::OFFSET));
     }
 
     /// Apply one response's messages and move to its `electric-offset`.
@@ -343,7 +344,7 @@ impl Follower {
         let r = send(router, "GET", &url, self.cookie.as_deref(), None).await;
         assert_eq!(r.status, 200, "{url}: {}", r.body);
         self.apply(&r);
-        r.headers.contains_key("electric-up-to-date")
+        r.headers.contains_key(wire::UP_TO_DATE)
     }
 
     /// Read until up to date with everything committed so far.
