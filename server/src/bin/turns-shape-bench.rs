@@ -438,7 +438,9 @@ async fn main() -> Result<(), Error> {
         .fetch_one(&pool)
         .await?;
     let one_turn = shape_url("turns", Some(&format!("id = '{turn}'")), "");
-    let rounds_for = |n: usize| if n >= 1000 { 10 } else { 30 };
+    // `--rounds N` sets the writes per latency run (more for profiling the live path).
+    let rounds: Option<usize> = value_of("--rounds").and_then(|r| r.parse().ok());
+    let rounds_for = |n: usize| rounds.unwrap_or(if n >= 1000 { 10 } else { 30 });
     if phase("latency") {
         // Write → received, every client waiting live before each write.
         for &n in &client_counts {

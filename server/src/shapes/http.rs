@@ -2,7 +2,7 @@
 //! `SHAPE_SECRET`), `GET /api/shapes/{name}` for browsers (the server fixes table, where, params
 //! and columns from the session's policy scope), and `GET /v1/health`.
 use super::encode::up_to_date;
-use super::{Handle, Offset, ShapeDef, ShapeError, ShapeServer};
+use super::{view, Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::authorized_shapes::NotAllowed;
 use crate::http::{resolve_session, RequestSession, SessionKey};
 use crate::live_sessions::{LiveGuard, OverBudget};
@@ -436,8 +436,7 @@ async fn serve(
             return over_budget(over);
         }
     }
-    let fresh_handle = super::new_handle_id(&def);
-    match respond(&server, def, &p, headers, live).await {
+    match respond(&server, &def, &p, headers, live).await {
         Ok(res) => res,
         Err(e) => {
             let refetch = matches!(e, ShapeError::MustRefetch);
@@ -452,7 +451,7 @@ async fn serve(
                 // Where to go next: a handle the client's refetch (offset -1) will replace.
                 res.headers_mut().insert(
                     HeaderName::from_static(protocol_header::HANDLE),
-                    header_value(&fresh_handle),
+                    header_value(&super::new_handle_id(&def)),
                 );
                 res.headers_mut().insert(
                     HeaderName::from_static("access-control-expose-headers"),
@@ -584,7 +583,7 @@ fn sse(
 
 async fn respond(
     server: &Arc<ShapeServer>,
-    def: ShapeDef,
+    def: &ShapeDef,
     p: &Protocol,
     req_headers: &HeaderMap,
     mut live: Option<LiveGuard>,
@@ -597,7 +596,7 @@ async fn respond(
 
     let (handle, body, offset, is_up_to_date): (Arc<Handle>, Bytes, Offset, bool) = match p.start {
         RequestOffset::Snapshot => {
-            let shape = server.resolve(def).await?;
+            let shape = server.resolve(def.clone()).await?;
             let (handle, body) = if p.changes_only {
                 let (handle, _) = server.create_handle(shape, false).await?;
                 (handle, Bytes::from_static(b"[]"))
@@ -612,7 +611,7 @@ async fn respond(
             (handle, body, Offset::BEFORE_ALL, false)
         }
         RequestOffset::Now => {
-            let shape = server.resolve(def).await?;
+            let shape = server.resolve(def.clone()).await?;
             let (handle, _) = server.create_handle(shape, false).await?;
             let offset = Offset {
                 lsn: handle.start_lsn,
@@ -633,7 +632,7 @@ async fn respond(
         RequestOffset::After(after) => {
             let id = p.handle.as_ref().map_or("", HandleId::as_str);
             let handle = server.handle(id).await?;
-            if handle.shape.def != def {
+            if handle.shape.def != *def {
                 return Err(ShapeError::MustRefetch);
             }
             if p.sse {
@@ -669,16 +668,7 @@ async fn respond(
                     .metrics
                     .live_answered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                set(
-                    &mut h,
-                    "cache-control",
-                    "public, max-age=5, stale-while-revalidate=5",
-                );
-                set(
-                    &mut h,
-                    protocol_header::CURSOR,
-                    &cursor(server.long_poll, p.cursor.as_deref()),
-                );
+                return Ok(live_response(server, &handle, from, &read, p, req_headers));
             } else {
                 set(
                     &mut h,
@@ -715,6 +705,63 @@ async fn respond(
     let mut res = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     res.headers_mut().extend(h);
     Ok(res)
+}
+
+/// A live response: the headers every request answered with `read` shares (built once, then
+/// cloned: their values are shared bytes), and this request's cursor.
+fn live_response(
+    server: &ShapeServer,
+    handle: &Handle,
+    from: Offset,
+    read: &view::Read,
+    p: &Protocol,
+    req_headers: &HeaderMap,
+) -> Response {
+    let shared = read.live_headers.get_or_init(|| {
+        let mut h = HeaderMap::new();
+        let mut set = |k: &'static str, v: &str| {
+            h.insert(HeaderName::from_static(k), header_value(v));
+        };
+        set("access-control-expose-headers", EXPOSE);
+        set("content-type", "application/json");
+        set(
+            "cache-control",
+            "public, max-age=5, stale-while-revalidate=5",
+        );
+        set(protocol_header::HANDLE, &handle.id);
+        set(protocol_header::OFFSET, &read.offset.to_string());
+        if read.up_to_date {
+            set(protocol_header::UP_TO_DATE, "");
+        }
+        // What the body is: the handle's log from `from` to the read's offset.
+        set(
+            "etag",
+            &format!("\"{}:{}:{}\"", handle.id, from, read.offset),
+        );
+        h
+    });
+    let not_modified = match (
+        req_headers.get(header::IF_NONE_MATCH),
+        shared.get(header::ETAG),
+    ) {
+        (Some(asked), Some(etag)) => asked == etag,
+        _ => false,
+    };
+    let mut res = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(axum::body::Body::from(read.body.clone()))
+    };
+    let h = res.headers_mut();
+    h.clone_from(shared);
+    h.insert(
+        HeaderName::from_static(protocol_header::CURSOR),
+        header_value(&cursor(server.long_poll, p.cursor.as_deref())),
+    );
+    if not_modified {
+        h.remove(header::CONTENT_TYPE);
+    }
+    res
 }
 
 fn json_body(messages: Vec<Value>) -> Vec<u8> {

@@ -17,6 +17,9 @@ pub struct Read {
     pub up_to_date: bool,
     /// Whether it carries no change (a live request then waits).
     pub empty: bool,
+    /// The response headers of every live request answered with this read, built by the first
+    /// (see `shapes::http`): the others clone them.
+    pub live_headers: std::sync::OnceLock<axum::http::HeaderMap>,
 }
 
 /// A handle's latest read: valid for requests from `from` while the log's head is `head`.
@@ -66,6 +69,7 @@ impl ShapeServer {
             offset,
             up_to_date: up_to_date_now,
             empty,
+            live_headers: std::sync::OnceLock::new(),
         });
         // Kept only for what many requests read at once: small reads at the head (a catching-up
         // client's large page is its own, and would only hold memory).
