@@ -655,3 +655,44 @@ async fn live_requests_woken_by_one_transaction_share_one_encoded_read() {
     assert!(encoded <= 6, "{encoded} reads encoded for 20 requests");
     assert!(shared >= 34, "{shared} reads shared");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_many_pieces_arrives_whole() {
+    let (state, router) = app().await;
+    // About 1 MB of messages: the body is built and sent in several pieces.
+    let rows = 2500;
+    sqlx::query(
+        "INSERT INTO vendors (name, trade)
+         SELECT 'Bulk ' || n || ' ' || repeat('x', 240), repeat('y', 100)
+           FROM generate_series(1, $1) AS n",
+    )
+    .bind(rows as i32)
+    .execute(&state.pool)
+    .await
+    .expect("insert");
+    let r = send(
+        &router,
+        "GET",
+        &format!(
+            "{}offset=-1",
+            generic("vendors", "&where=name%20LIKE%20%27Bulk%20%25%27")
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let messages = r.json();
+    let names: Vec<&str> = messages
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|m| m["value"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names.len(), rows);
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), rows, "every row once");
+    assert!(r.body.len() > 900_000, "{} bytes", r.body.len());
+}

@@ -99,6 +99,14 @@ fn rounds_in(body: &str, run: usize) -> Vec<usize> {
         .collect()
 }
 
+/// A results-table row, printed as soon as it is measured (a later phase's failure keeps the
+/// earlier rows).
+fn emit(row: &str) {
+    use std::io::Write;
+    print!("{row}");
+    let _ = std::io::stdout().flush();
+}
+
 /// Latency runs so far (each writes its own round markers).
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -379,7 +387,6 @@ async fn main() -> Result<(), Error> {
         .await?,
     );
     let pid = server.0.id();
-    let mut out = String::new();
 
     if phase("snapshot") {
         // Snapshot of the whole turns table against COPY of the same rows.
@@ -419,14 +426,14 @@ async fn main() -> Result<(), Error> {
             copy_s = copy_s.min(t.elapsed().as_secs_f64());
             assert!(status.success());
         }
-        out.push_str(&format!(
+        emit(&format!(
             "| snapshot of {rows} rows, fresh (`/v1/shape?offset=-1`, JSON) vs `COPY (SELECT * FROM turns) TO STDOUT` (psql) | {:.0} rows/s vs {:.0} rows/s | {:.2}× | ≥ 0.8× | {} |\n",
             rows as f64 / snap_s,
             rows as f64 / copy_s,
             copy_s / snap_s,
             met(copy_s / snap_s >= 0.8)
         ));
-        out.push_str(&format!(
+        emit(&format!(
             "| the same snapshot for another client within 30 s (shared) | {:.0} rows/s | {:.2}× COPY | | |\n",
             rows as f64 / shared_s,
             copy_s / shared_s,
@@ -450,7 +457,7 @@ async fn main() -> Result<(), Error> {
                 gauge: Some(&addr),
             };
             let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
-            out.push_str(&latency_row("direct", n, rounds_for(n), &v, n == 1000));
+            emit(&latency_row("direct", n, rounds_for(n), &v, n == 1000));
         }
     }
     if phase("nginx") {
@@ -463,28 +470,32 @@ async fn main() -> Result<(), Error> {
                 gauge: None,
             };
             let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
-            out.push_str(&latency_row("through nginx", n, rounds_for(n), &v, false));
+            emit(&latency_row("through nginx", n, rounds_for(n), &v, false));
         }
     }
     if phase("follower") {
-        // A second instance on the same database: it follows the first's stored log (the first
-        // leads: it holds the replication slot), so its clients wait for the durable write too.
-        let follower_addr = format!(
-            "127.0.0.1:{}",
-            std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port()
-        );
-        let _follower = KillOnDrop(
-            start_app(
+        // Two more instances on the same database (three in all): they follow the first's stored
+        // log (the first leads: it holds the replication slot), so their clients wait for the
+        // durable write too. The clients are on one follower.
+        let mut followers = Vec::new();
+        for i in 0..2 {
+            let addr = format!(
+                "127.0.0.1:{}",
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port()
+            );
+            let child = start_app(
                 &app,
                 &url,
-                &follower_addr,
+                &addr,
                 &[("SHAPE_SECRET", SECRET), ("SHAPE_LONG_POLL_SECS", "60")],
-                &dir.join("follower.log"),
+                &dir.join(format!("follower-{i}.log")),
             )
-            .await?,
-        );
+            .await?;
+            followers.push((KillOnDrop(child), addr));
+        }
+        let follower_addr = followers[0].1.clone();
         let health = get(&follower_addr, "/v1/health").await?;
         if !health.body.contains("\"follower\"") {
             return Err(format!("the second instance is not a follower: {}", health.body).into());
@@ -496,8 +507,8 @@ async fn main() -> Result<(), Error> {
                 gauge: Some(&follower_addr),
             };
             let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
-            out.push_str(&latency_row(
-                "follower instance (2 instances)",
+            emit(&latency_row(
+                "on a follower (3 instances)",
                 n,
                 rounds_for(n),
                 &v,
@@ -516,7 +527,7 @@ async fn main() -> Result<(), Error> {
                 gauge: None,
             };
             let v = latency(&target, &pool, turn, n, rounds_for(n)).await?;
-            out.push_str(&latency_row(
+            emit(&latency_row(
                 "naive Node server",
                 n,
                 rounds_for(n),
@@ -637,7 +648,7 @@ async fn main() -> Result<(), Error> {
                     ratio >= 0.95 && deliver_rate >= 10_000.0,
                 )
             };
-            out.push_str(&format!(
+            emit(&format!(
                 "| change throughput, {shapes} shapes `wo_number = const`, pgbench committing {what} ({transactions} transactions, {committed} rows in {pgbench_secs:.1} s) | {deliver_rate:.0} row changes/s delivered ({got} of {committed} in {done_secs:.1} s) vs {commit_rate:.0} rows/s committed | {ratio:.2}× | {goal} | {} |\n",
                 met(ok)
             ));
@@ -651,7 +662,9 @@ async fn main() -> Result<(), Error> {
         // Memory per waiting live request: the RSS a second batch of `held` parked requests adds
         // on top of a first (so that one-time costs — the allocator's and the runtime's first
         // growth, the shape's handle — are not counted per request).
-        let held = if quick { 2000 } else { 10_000 };
+        // 10,000 held in all (full run): two batches of 5,000, which keeps the load generator
+        // and the server each under this machine's 20,000 open files.
+        let held = if quick { 2000 } else { 5_000 };
         let base = shape_url("vendors", None, "");
         let (handle, offset) = follow_to_now(&mut Client::new(&addr), &base).await?;
         let mut conns = Vec::with_capacity(2 * held);
@@ -679,7 +692,7 @@ async fn main() -> Result<(), Error> {
             .unwrap_or("?")
             .trim()
             .to_string();
-        out.push_str(&format!(
+        emit(&format!(
             "| server memory per waiting live request (RSS with {held} parked {} MB, with {} parked {} MB; the request's future: {future_bytes} bytes) | {:.1} KB | | ≤ 8 KB | {} |\n",
             rss[0] / 1024,
             2 * held,
@@ -692,6 +705,5 @@ async fn main() -> Result<(), Error> {
     drop(server);
     pool.close().await;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
-    print!("{out}");
     Ok(())
 }

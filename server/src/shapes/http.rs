@@ -7,6 +7,7 @@ use crate::authorized_shapes::NotAllowed;
 use crate::http::{resolve_session, RequestSession, SessionKey};
 use crate::live_sessions::{LiveGuard, OverBudget};
 use crate::AppState;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -594,14 +595,15 @@ async fn respond(
     };
     set(&mut h, "access-control-expose-headers", EXPOSE);
 
-    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Bytes, Offset, bool) = match p.start {
+    let (handle, body, offset, is_up_to_date): (Arc<Handle>, Body, Offset, bool) = match p.start {
         RequestOffset::Snapshot => {
             let shape = server.resolve(def.clone()).await?;
             let (handle, body) = if p.changes_only {
                 let (handle, _) = server.create_handle(shape, false).await?;
-                (handle, Bytes::from_static(b"[]"))
+                (handle, Body::from(Bytes::from_static(b"[]")))
             } else {
-                server.shared_snapshot(shape).await?
+                let (handle, chunks) = server.shared_snapshot(shape).await?;
+                (handle, chunks.body())
             };
             set(
                 &mut h,
@@ -624,7 +626,7 @@ async fn respond(
             );
             (
                 handle,
-                json_body(vec![up_to_date(offset)]).into(),
+                Body::from(json_body(vec![up_to_date(offset)])),
                 offset,
                 true,
             )
@@ -676,7 +678,12 @@ async fn respond(
                     "public, max-age=60, stale-while-revalidate=300",
                 );
             }
-            (handle, read.body.clone(), read.offset, read.up_to_date)
+            (
+                handle,
+                Body::from(read.body.clone()),
+                read.offset,
+                read.up_to_date,
+            )
         }
     };
     set(&mut h, protocol_header::HANDLE, &handle.id);
@@ -750,7 +757,7 @@ fn live_response(
     let mut res = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        Response::new(axum::body::Body::from(read.body.clone()))
+        Response::new(Body::from(read.body.clone()))
     };
     let h = res.headers_mut();
     h.clone_from(shared);

@@ -1,6 +1,6 @@
 //! Shape handles: created with their snapshot, found again after a restart (they are stored),
 //! expired when idle.
-use super::encode::SnapshotBody;
+use super::encode::{JsonChunks, SnapshotBody};
 use super::metrics::unix_now;
 use super::{Offset, Shape, ShapeDef, ShapeError, ShapeServer, Snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ const SHARE_SNAPSHOT_FOR: Duration = Duration::from_secs(30);
 /// One definition's shared snapshot: taken once (the first caller runs the query, the others
 /// wait for it), then served as the same bytes.
 pub(super) struct SharedSnapshot {
-    taken: OnceCell<(Arc<Handle>, bytes::Bytes)>,
+    taken: OnceCell<(Arc<Handle>, JsonChunks)>,
     created: Instant,
 }
 
@@ -50,7 +50,7 @@ impl ShapeServer {
     pub async fn shared_snapshot(
         &self,
         shape: Arc<Shape>,
-    ) -> Result<(Arc<Handle>, bytes::Bytes), ShapeError> {
+    ) -> Result<(Arc<Handle>, JsonChunks), ShapeError> {
         // Only snapshot requests pay for the key (the definition as JSON), not live ones.
         let key = serde_json::to_string(&shape.def).unwrap_or_default();
         let entry = {
@@ -71,11 +71,7 @@ impl ShapeServer {
             .taken
             .get_or_try_init(|| async {
                 let (handle, snapshot) = self.create_handle(shape, true).await?;
-                let mut body = Vec::with_capacity(snapshot.json.len() + 2);
-                body.push(b'[');
-                body.extend_from_slice(&snapshot.json);
-                body.push(b']');
-                Ok::<_, ShapeError>((handle, bytes::Bytes::from(body)))
+                Ok::<_, ShapeError>((handle, snapshot.finish()))
             })
             .await?;
         handle.last_used.store(unix_now(), Ordering::Relaxed);
