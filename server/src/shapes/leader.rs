@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The advisory lock key of the slot's reader ("turns_wa").
-const LOCK_KEY: i64 = 0x7475_726e_735f_7761;
+pub const LOCK_KEY: i64 = 0x7475_726e_735f_7761;
 /// How often a follower tries the lock, and a leader checks that its lock connection lives.
 pub(super) const TRY_EVERY: Duration = Duration::from_millis(500);
 /// A lock connection that does not answer within this is treated as lost.
