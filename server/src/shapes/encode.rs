@@ -156,20 +156,21 @@ pub struct SnapshotBody {
 
 impl Default for SnapshotBody {
     fn default() -> Self {
-        let mut json = Vec::with_capacity(CHUNK + CHUNK / 4);
-        json.push(b'[');
         SnapshotBody {
             rows: 0,
             chunks: Vec::new(),
-            json,
+            // Most shapes are small (one PM's turns): the first piece grows as needed.
+            json: b"[".to_vec(),
         }
     }
 }
 
 impl SnapshotBody {
-    /// The finished JSON array.
+    /// The finished JSON array. The last piece is trimmed to its length: a shared snapshot is
+    /// kept for a while, and a small one must not hold a whole piece's capacity.
     pub fn finish(mut self) -> JsonChunks {
         self.json.push(b']');
+        self.json.shrink_to_fit();
         self.chunks.push(bytes::Bytes::from(self.json));
         JsonChunks(std::sync::Arc::new(self.chunks))
     }
