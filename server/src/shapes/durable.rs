@@ -154,3 +154,48 @@ async fn store(pool: &PgPool, term: i64, txs: &[Arc<Tx>], seen: u64) -> Result<(
     db.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_whose_term_has_passed_stores_nothing() {
+        let (pool, _) = crate::testing::fresh_database().await;
+        let state = || async {
+            sqlx::query_as::<_, (i64, i64)>("SELECT leader_term, seen_lsn FROM sync_state")
+                .fetch_one(&pool)
+                .await
+                .expect("state")
+        };
+        let (term, _) = state().await;
+        // The current term stores (here, only a position).
+        store(&pool, term, &[], 1000).await.expect("stored");
+        assert_eq!(state().await, (term, 1000));
+        // A newer leader began: the old term's write is refused and changes nothing.
+        sqlx::query("UPDATE sync_state SET leader_term = leader_term + 1")
+            .execute(&pool)
+            .await
+            .expect("new term");
+        let tx = Arc::new(Tx {
+            lsn: 1500,
+            xid: 7,
+            changes: vec![super::super::Change {
+                relation: "public.vendors".into(),
+                op: Operation::Insert,
+                new: Some(serde_json::Map::new()),
+                old: None,
+            }],
+        });
+        let refused = store(&pool, term, &[tx], 2000).await;
+        assert!(matches!(refused, Err(WriteError::Deposed)), "{refused:?}");
+        assert_eq!(state().await, (term + 1, 1000));
+        let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_log")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(logged, 0, "the refused batch wrote nothing");
+        store(&pool, term + 1, &[], 2000).await.expect("stored");
+        assert_eq!(state().await, (term + 1, 2000));
+    }
+}
