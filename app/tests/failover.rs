@@ -9,10 +9,8 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
-use turns_server::pg::{ClusterOptions, LocalPostgres};
 use turns_server::testing::http::{get, start_app, Client, Reply};
-use turns_server::testing::Follower;
+use turns_server::testing::{free_addr, private_database, Follower};
 
 const SECRET: &str = "failover-test-secret";
 const INSTANCES: usize = 3;
@@ -76,11 +74,6 @@ async fn the_leader(instances: &[Instance]) -> usize {
         assert!(Instant::now() < deadline, "leaders: {leaders:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
 }
 
 fn header<'a>(r: &'a Reply, k: &str) -> &'a str {
@@ -175,28 +168,7 @@ fn spawn_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_every_instance_converge_when_the_leader_is_killed() {
     let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let dir = tmp.path().join("pg");
-    let cluster = tokio::task::spawn_blocking(move || {
-        LocalPostgres::start(&ClusterOptions {
-            dir,
-            port: None,
-            durable: false,
-        })
-        .unwrap_or_else(|e| panic!("cluster: {e}"))
-    })
-    .await
-    .expect("join");
-    create_database_if_missing(&cluster.url("postgres"), "failover")
-        .await
-        .expect("db");
-    let url = cluster.url("failover");
-    let pool = connect(&url, 4).await.expect("pool");
-    MIGRATOR.run(&pool).await.expect("migrate");
+    let (_cluster, pool, url) = private_database(tmp.path(), "failover").await;
 
     let mut instances: Vec<Instance> = (0..INSTANCES)
         .map(|i| Instance {

@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 use turns::mutation::{Change, Edit, Mutation, Outcome, TurnEdit};
 use turns::policy::{PropertyFacts, TurnFacts};
 use turns::{Actor, ApprovalStatus, Role};
-use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
 use turns_server::pg::{ClusterOptions, LocalPostgres};
 use turns_server::testing::fault_proxy::FaultProxy;
 use turns_server::testing::http::{self, start_app, Client};
-use turns_server::testing::{actor, Follower, Rng};
+use turns_server::testing::{actor, free_addr, private_database, Follower, Rng};
 use uuid::Uuid;
 
 const SHAPE: &str = "/api/shapes/turns?";
@@ -285,11 +284,6 @@ fn start_cluster(dir: PathBuf, port: Option<u16>) -> LocalPostgres {
     .unwrap_or_else(|e| panic!("cluster: {e}"))
 }
 
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
-}
-
 async fn login(addr: &str, email: &str) -> String {
     let body = serde_json::json!({"email": email, "password": turns_server::seed::DEMO_PASSWORD})
         .to_string();
@@ -324,25 +318,9 @@ async fn devices_converge_through_cuts_kills_and_database_restarts() {
 
     // PostgreSQL, private to this test so that it can be restarted.
     let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let (cluster, pool, direct_url) = private_database(tmp.path(), "model").await;
     let database_dir = tmp.path().join("pg");
-    let cluster = {
-        let dir = database_dir.clone();
-        tokio::task::spawn_blocking(move || start_cluster(dir, None))
-            .await
-            .expect("join")
-    };
     let database_port = cluster.port();
-    create_database_if_missing(&cluster.url("postgres"), "model")
-        .await
-        .expect("db");
-    let direct_url = cluster.url("model");
-    let pool = connect(&direct_url, 4).await.expect("pool");
-    MIGRATOR.run(&pool).await.expect("migrate");
     turns_server::seed::seed_demo_if_empty(&pool, Utc::now().date_naive())
         .await
         .expect("seed");

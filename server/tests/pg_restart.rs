@@ -2,9 +2,8 @@
 //! same port; the replication stream reconnects and resumes from its slot.
 use std::time::Duration;
 use turns_server::config::Config;
-use turns_server::db::{connect, create_database_if_missing, MIGRATOR};
 use turns_server::pg::{ClusterOptions, LocalPostgres};
-use turns_server::testing::{plain_router, send};
+use turns_server::testing::{plain_router, private_database, send};
 use turns_server::AppState;
 
 async fn start(dir: std::path::PathBuf, port: Option<u16>) -> LocalPostgres {
@@ -23,20 +22,9 @@ async fn start(dir: std::path::PathBuf, port: Option<u16>) -> LocalPostgres {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_made_across_a_postgres_restart_arrive_exactly_once() {
     let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let (cluster, pool, url) = private_database(tmp.path(), "restart").await;
     let dir = tmp.path().join("pg");
-    let cluster = start(dir.clone(), None).await;
     let port = cluster.port();
-    create_database_if_missing(&cluster.url("postgres"), "restart")
-        .await
-        .expect("db");
-    let url = cluster.url("restart");
-    let pool = connect(&url, 5).await.expect("pool");
-    MIGRATOR.run(&pool).await.expect("migrate");
     let config = Config {
         database_url: Some(url.clone()),
         shape_secret: Some("s".into()),

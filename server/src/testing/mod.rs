@@ -44,10 +44,15 @@ pub async fn fresh_database() -> (PgPool, String) {
         .await
         .unwrap_or_else(|e| panic!("start test cluster: {e}"));
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    create_database_if_missing(&cluster.url("postgres"), &name)
+    migrated_database(cluster, &name).await
+}
+
+/// Create database `name` in `cluster` and migrate it; a pool on it, and its URL.
+async fn migrated_database(cluster: &LocalPostgres, name: &str) -> (PgPool, String) {
+    create_database_if_missing(&cluster.url("postgres"), name)
         .await
         .unwrap_or_else(|e| panic!("create database: {e}"));
-    let url = cluster.url(&name);
+    let url = cluster.url(name);
     let pool = connect(&url, 5)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
@@ -56,6 +61,37 @@ pub async fn fresh_database() -> (PgPool, String) {
         .await
         .unwrap_or_else(|e| panic!("migrate: {e}"));
     (pool, url)
+}
+
+/// A cluster of a test's own (one it may stop, restart or crash), in `root/pg`, with one
+/// migrated database `name`. `root` (a temporary directory) is opened to the cluster's user.
+pub async fn private_database(
+    root: &std::path::Path,
+    name: &str,
+) -> (LocalPostgres, PgPool, String) {
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", root.display()));
+    let dir = root.join("pg");
+    let cluster = tokio::task::spawn_blocking(move || {
+        LocalPostgres::start(&ClusterOptions {
+            dir,
+            port: None,
+            durable: false,
+        })
+        .unwrap_or_else(|e| panic!("cluster: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("start cluster: {e}"));
+    let (pool, url) = migrated_database(&cluster, name).await;
+    (cluster, pool, url)
+}
+
+/// A free loopback address for a server a test starts.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|e| panic!("free address: {e}"))
 }
 
 /// App state on a fresh database with the demo data loaded (`config.database_url` is its URL).
