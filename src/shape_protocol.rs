@@ -152,6 +152,23 @@ pub enum Operation {
     Delete,
 }
 
+impl Operation {
+    /// As the protocol (and the server's stored log) writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Operation> {
+        [Operation::Insert, Operation::Update, Operation::Delete]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
 /// A control message's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -214,6 +231,18 @@ mod tests {
         }
         assert_eq!("-2".parse::<RequestOffset>(), Err(BadOffset));
         assert_eq!("".parse::<RequestOffset>(), Err(BadOffset));
+    }
+
+    #[test]
+    fn operations_read_as_they_are_written() {
+        for o in [Operation::Insert, Operation::Update, Operation::Delete] {
+            assert_eq!(Operation::parse(o.as_str()), Some(o));
+            assert_eq!(
+                serde_json::to_string(&o).expect("json"),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+        assert_eq!(Operation::parse("upsert"), None);
     }
 
     #[test]

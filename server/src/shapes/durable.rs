@@ -6,7 +6,7 @@
 //!
 //! Every write is fenced by the leader's term (see [`super::leader`]) and announced on
 //! [`LOG_CHANNEL`], which the other instances follow.
-use super::{Operation, ShapeServer, Tx};
+use super::{ShapeServer, Tx};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -104,11 +104,7 @@ async fn store(pool: &PgPool, term: i64, txs: &[Arc<Tx>], seen: u64) -> Result<(
             xids.push(i64::from(tx.xid));
             ops.push(i as i32);
             relations.push(c.relation.clone());
-            operations.push(match c.op {
-                Operation::Insert => "insert",
-                Operation::Update => "update",
-                Operation::Delete => "delete",
-            });
+            operations.push(c.op.as_str());
             news.push(c.new.clone().map(Value::Object));
             olds.push(c.old.clone().map(Value::Object));
         }
@@ -158,6 +154,7 @@ async fn store(pool: &PgPool, term: i64, txs: &[Arc<Tx>], seen: u64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shapes::{Change, Operation};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_writer_whose_term_has_passed_stores_nothing() {
@@ -180,7 +177,7 @@ mod tests {
         let tx = Arc::new(Tx {
             lsn: 1500,
             xid: 7,
-            changes: vec![super::super::Change {
+            changes: vec![Change {
                 relation: "public.vendors".into(),
                 op: Operation::Insert,
                 new: Some(serde_json::Map::new()),

@@ -200,11 +200,8 @@ type LogRow = (i64, i32, i64, String, String, Option<Value>, Option<Value>);
 fn group_log_rows(rows: Vec<LogRow>) -> Vec<Arc<Tx>> {
     let mut out: Vec<Tx> = Vec::new();
     for (lsn, _op, xid, relation, operation, new, old) in rows {
-        let op = match operation.as_str() {
-            "insert" => Operation::Insert,
-            "update" => Operation::Update,
-            _ => Operation::Delete,
-        };
+        // The writer stores only the three; anything else reads as before, as a delete.
+        let op = Operation::parse(&operation).unwrap_or(Operation::Delete);
         let as_row = |v: Option<Value>| match v {
             Some(Value::Object(m)) => Some(m),
             _ => None,
