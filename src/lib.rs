@@ -6,9 +6,12 @@
 pub mod approval;
 pub mod model;
 pub mod mutation;
+pub mod pg_text;
 pub mod policy;
 pub mod role;
+pub mod shape_follower;
 pub mod shape_protocol;
+pub mod shape_rows;
 
 pub use approval::{ApprovalLevel, ApprovalStatus, Thresholds};
 pub use policy::Actor;

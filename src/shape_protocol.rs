@@ -205,6 +205,28 @@ pub struct MessageHeaders {
     pub txids: Vec<Txid>,
 }
 
+/// Offsets and handles are stored (by clients resuming a shape) as the protocol writes them.
+macro_rules! serde_as_text {
+    ($t:ty, $what:literal) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                <$t>::parse(&text)
+                    .ok_or_else(|| serde::de::Error::custom(format!("not {}: {text:?}", $what)))
+            }
+        }
+    };
+}
+
+serde_as_text!(Offset, "an offset");
+serde_as_text!(HandleId, "a shape handle");
+
 #[cfg(test)]
 mod tests {
     use super::*;

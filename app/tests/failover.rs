@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use turns_server::testing::http::{get, start_app, Client, Reply};
+use turns::shape_follower::ResponseHead;
+use turns_server::testing::http::{get, start_app, Client};
 use turns_server::testing::{free_addr, private_database, Follower};
 
 const SECRET: &str = "failover-test-secret";
@@ -76,13 +77,6 @@ async fn the_leader(instances: &[Instance]) -> usize {
     }
 }
 
-fn header<'a>(r: &'a Reply, k: &str) -> &'a str {
-    r.headers
-        .get(k)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("no {k}: {:?}", r.headers))
-}
-
 /// What one client received: the row numbers of its snapshot (in table order) and of the
 /// changes after it (in arrival order).
 #[derive(Default)]
@@ -108,23 +102,9 @@ fn spawn_client(
     tokio::spawn(async move {
         let mut at = first;
         let mut client = Client::new(&addrs[at]);
-        let mut follower: Option<Follower> = None;
-        let mut live = false;
-        let mut cursor: Option<String> = None;
+        let mut follower = Follower::new(&format!("{SHAPE}&"), None);
         loop {
-            let path = match &follower {
-                None => format!("{SHAPE}&offset=-1"),
-                Some(f) => {
-                    let mut p = format!("{SHAPE}&handle={}&offset={}", f.handle, f.offset);
-                    if live {
-                        p.push_str("&live=true");
-                        if let Some(c) = &cursor {
-                            p.push_str(&format!("&cursor={c}"));
-                        }
-                    }
-                    p
-                }
-            };
+            let path = follower.url(true);
             let r = match client.get(&path).await {
                 Ok(r) if r.status < 500 => r,
                 _ => {
@@ -137,30 +117,24 @@ fn spawn_client(
                 }
             };
             assert_eq!(r.status, 200, "{path} on {}: {}", addrs[at], r.body);
-            let first = follower.is_none();
-            let f = follower.get_or_insert_with(|| Follower {
-                base: String::new(),
-                cookie: None,
-                handle: header(&r, "electric-handle").to_string(),
-                offset: String::new(),
-                rows: Default::default(),
-            });
-            let messages: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+            let snapshot = follower.stream.wants_snapshot();
             // Panics on an insert of a row it has: a change delivered twice.
-            f.apply_messages(&messages, header(&r, "electric-offset"));
+            follower.receive(
+                &ResponseHead::read(r.status, |name| r.headers.get(name).cloned()),
+                &r.body,
+            );
+            let messages: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
             let mut got = received.lock().expect("received");
             for m in messages.as_array().into_iter().flatten() {
                 if let Some(name) = m["value"]["name"].as_str() {
                     let n = name[2..].parse().expect("row number");
-                    if first {
+                    if snapshot {
                         got.snapshot.push(n);
                     } else {
                         got.changes.push(n);
                     }
                 }
             }
-            live = live || r.headers.contains_key("electric-up-to-date");
-            cursor = r.headers.get("electric-cursor").cloned();
         }
     })
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use turns::mutation::{Change, Edit, Mutation, Outcome, TurnEdit};
 use turns::policy::{PropertyFacts, TurnFacts};
+use turns::shape_follower::{ResponseHead, Step};
 use turns::{Actor, ApprovalStatus, Role};
 use turns_server::pg::{ClusterOptions, LocalPostgres};
 use turns_server::testing::fault_proxy::FaultProxy;
@@ -99,7 +100,7 @@ impl Device {
             }
         }
         self.follower
-            .rows
+            .rows()
             .get(&row_key(turn))
             .and_then(|r| r.get(column))
             .and_then(|v| v.as_str())
@@ -151,53 +152,27 @@ impl Device {
 
     /// One shape request from where the device is (the start, after a reload that lost it).
     async fn poll(&mut self, tally: &mut Tally) -> Poll {
-        let starting = self.follower.handle.is_empty();
-        let path = if starting {
-            format!("{SHAPE}offset=-1")
-        } else {
-            format!(
-                "{SHAPE}handle={}&offset={}",
-                self.follower.handle, self.follower.offset
-            )
-        };
+        let path = self.follower.url(false);
         let reply = self.request("GET", &path, "").await;
         let Some(reply) = reply else {
             return Poll::Failed;
         };
-        match reply.status {
-            200 => {}
-            409 => {
+        let head = ResponseHead::read(reply.status, |name| reply.headers.get(name).cloned());
+        match self.follower.read(&head, &reply.body) {
+            Ok(true) => Poll::UpToDate,
+            Ok(false) => Poll::More,
+            Err(Step::Refetch) => {
                 // The shape was rotated: start over, as the official client does.
                 tally.must_refetch += 1;
-                self.follower = empty_follower(&self.cookie);
-                return Poll::Failed;
+                Poll::Failed
             }
-            _ => return Poll::Failed,
-        }
-        let Ok(messages) = serde_json::from_str::<serde_json::Value>(&reply.body) else {
-            return Poll::Failed;
-        };
-        if starting {
-            self.follower.handle = reply.headers["electric-handle"].clone();
-        }
-        self.follower
-            .apply_messages(&messages, &reply.headers["electric-offset"]);
-        if reply.headers.contains_key("electric-up-to-date") {
-            Poll::UpToDate
-        } else {
-            Poll::More
+            Err(_) => Poll::Failed,
         }
     }
 }
 
 fn empty_follower(cookie: &str) -> Follower {
-    Follower {
-        base: SHAPE.to_string(),
-        cookie: Some(cookie.to_string()),
-        handle: String::new(),
-        offset: "-1".to_string(),
-        rows: BTreeMap::new(),
-    }
+    Follower::new(SHAPE, Some(cookie))
 }
 
 fn row_key(turn: Uuid) -> String {
@@ -425,7 +400,7 @@ async fn devices_converge_through_cuts_kills_and_database_restarts() {
                 0..=19 => {
                     let keys: Vec<Uuid> = dev
                         .follower
-                        .rows
+                        .rows()
                         .values()
                         .filter_map(|r| r.get("id")?.as_str()?.parse().ok())
                         .collect();
@@ -659,7 +634,7 @@ async fn devices_converge_through_cuts_kills_and_database_restarts() {
             let up_to_date = matches!(dev.poll(&mut tally).await, Poll::UpToDate);
             let got: View = dev
                 .follower
-                .rows
+                .rows()
                 .iter()
                 .map(|(k, r)| {
                     (

@@ -37,7 +37,7 @@ async fn snapshot_then_live_changes_from_any_writer() {
     let mut f = Follower::start(&router, &generic("vendors", ""), None).await;
     f.catch_up(&state, &router).await;
     assert_eq!(
-        f.rows.len(),
+        f.rows().len(),
         count(pool, "SELECT count(*) FROM vendors").await
     );
 
@@ -54,11 +54,11 @@ async fn snapshot_then_live_changes_from_any_writer() {
     };
     f.poll(&router, true).await;
     writer.await.expect("writer");
-    while !f.rows.values().any(|r| r["name"] == "Live Insert Co") {
+    while !f.rows().values().any(|r| r["name"] == "Live Insert Co") {
         f.poll(&router, true).await;
     }
     let row = f
-        .rows
+        .rows()
         .values()
         .find(|r| r["name"] == "Live Insert Co")
         .expect("row")
@@ -71,15 +71,15 @@ async fn snapshot_then_live_changes_from_any_writer() {
         .await
         .expect("update");
     f.catch_up(&state, &router).await;
-    assert!(f.rows.values().any(|r| r["trade"] == "Roofs"));
+    assert!(f.rows().values().any(|r| r["trade"] == "Roofs"));
     sqlx::query("DELETE FROM vendors WHERE name = 'Live Insert Co'")
         .execute(pool)
         .await
         .expect("delete");
     f.catch_up(&state, &router).await;
-    assert!(!f.rows.values().any(|r| r["name"] == "Live Insert Co"));
+    assert!(!f.rows().values().any(|r| r["name"] == "Live Insert Co"));
     assert_eq!(
-        f.rows.len(),
+        f.rows().len(),
         count(pool, "SELECT count(*) FROM vendors").await
     );
 }
@@ -95,9 +95,9 @@ async fn rows_move_in_and_out_of_a_where_shape_and_resume_after_restart() {
     let mut f = Follower::start(&router, &shape, None).await;
     f.catch_up(&state, &router).await;
     let expected = "SELECT count(*) FROM turns WHERE turn_amount > 3000";
-    assert_eq!(f.rows.len(), count(pool, expected).await);
+    assert_eq!(f.rows().len(), count(pool, expected).await);
     assert!(
-        f.rows.values().all(|r| r.len() == 3),
+        f.rows().values().all(|r| r.len() == 3),
         "only the selected columns"
     );
 
@@ -112,7 +112,7 @@ async fn rows_move_in_and_out_of_a_where_shape_and_resume_after_restart() {
             .expect("update");
     }
     f.catch_up(&state, &router).await;
-    assert_eq!(f.rows.len(), count(pool, expected).await);
+    assert_eq!(f.rows().len(), count(pool, expected).await);
 
     // Stop this server's stream; a new server on the same database (as after a restart) resumes
     // the slot and serves the stored handle and log: nothing lost, nothing doubled.
@@ -128,9 +128,9 @@ async fn rows_move_in_and_out_of_a_where_shape_and_resume_after_restart() {
         .expect("shapes");
     let again_router = plain_router(again.clone());
     f.catch_up(&again, &again_router).await;
-    assert_eq!(f.rows.len(), count(pool, expected).await);
+    assert_eq!(f.rows().len(), count(pool, expected).await);
     assert!(
-        f.rows.values().any(|r| r["turn_id"] == "T-20002"),
+        f.rows().values().any(|r| r["turn_id"] == "T-20002"),
         "the change made while stopped arrived"
     );
 }
@@ -154,12 +154,12 @@ async fn authorized_shapes_hold_exactly_the_policy_and_follow_reassignment() {
               WHERE t.is_active AND u.email = '{email}'"
         )
     };
-    assert_eq!(a.rows.len(), count(pool, &of("pm@turns.demo")).await);
-    assert_eq!(b.rows.len(), count(pool, &of("pm2@turns.demo")).await);
+    assert_eq!(a.rows().len(), count(pool, &of("pm@turns.demo")).await);
+    assert_eq!(b.rows().len(), count(pool, &of("pm2@turns.demo")).await);
     let vendor_turns = "SELECT count(*) FROM turns t JOIN users u ON u.vendor_id = t.vendor_id WHERE t.is_active AND u.email = 'vendor@turns.demo'";
-    assert_eq!(v.rows.len(), count(pool, vendor_turns).await);
+    assert_eq!(v.rows().len(), count(pool, vendor_turns).await);
     assert!(v
-        .rows
+        .rows()
         .values()
         .all(|r| !r.contains_key("turn_amount") && !r.contains_key("approval_status")));
 
@@ -174,9 +174,9 @@ async fn authorized_shapes_hold_exactly_the_policy_and_follow_reassignment() {
     .expect("reassign");
     a.catch_up(&state, &router).await;
     b.catch_up(&state, &router).await;
-    assert_eq!(a.rows.len(), count(pool, &of("pm@turns.demo")).await);
-    assert_eq!(b.rows.len(), count(pool, &of("pm2@turns.demo")).await);
-    assert!(a.rows.keys().all(|k| !b.rows.contains_key(k)));
+    assert_eq!(a.rows().len(), count(pool, &of("pm@turns.demo")).await);
+    assert_eq!(b.rows().len(), count(pool, &of("pm2@turns.demo")).await);
+    assert!(a.rows().keys().all(|k| !b.rows().contains_key(k)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +350,7 @@ async fn exactly_once_in_commit_order_under_concurrent_writers_and_a_restart() {
     })
     .collect();
     let seen = |f: &Follower| -> BTreeMap<String, String> {
-        f.rows
+        f.rows()
             .iter()
             .map(|(k, r)| {
                 (
@@ -402,7 +402,7 @@ async fn a_trimmed_log_sends_lagging_clients_to_refetch() {
     let server = state.shapes.clone().expect("shapes");
     let mut f = Follower::start(&router, &generic("vendors", ""), None).await;
     f.catch_up(&state, &router).await;
-    let old_offset = f.offset.clone();
+    let old_offset = f.offset();
     for i in 0..5 {
         sqlx::query("UPDATE vendors SET trade = $1 WHERE name = 'Brightline Painting'")
             .bind(format!("Painting {i}"))
@@ -430,7 +430,7 @@ async fn a_trimmed_log_sends_lagging_clients_to_refetch() {
         &format!(
             "{}handle={}&offset={old_offset}",
             generic("vendors", ""),
-            f.handle
+            f.handle()
         ),
         None,
         None,
@@ -515,7 +515,7 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
             let mut f = Follower::start(&router, &url, Some(&cookie)).await;
             f.catch_up(&state, &router).await;
             let got: std::collections::BTreeSet<String> = f
-                .rows
+                .rows()
                 .values()
                 .map(|r| r["id"].as_str().expect("id").to_string())
                 .collect();
@@ -528,7 +528,7 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                 .map(|u| u.to_string())
                 .collect();
             assert_eq!(got, want, "{email} ({role}) shape {shape}");
-            for row in f.rows.values() {
+            for row in f.rows().values() {
                 assert!(
                     !row.contains_key("password_hash"),
                     "{email} {shape}: password hashes never leave"
@@ -602,13 +602,13 @@ async fn clients_asking_for_one_definition_together_share_one_snapshot() {
         .expect("update");
     for f in followers.iter_mut() {
         f.catch_up(&state, &router).await;
-        assert!(f.rows.values().any(|r| r["wo_number"] == "SHARED-1"));
+        assert!(f.rows().values().any(|r| r["wo_number"] == "SHARED-1"));
         assert_eq!(
-            f.rows.len(),
+            f.rows().len(),
             count(&state.pool, "SELECT count(*) FROM turns WHERE is_active").await
         );
     }
-    assert_eq!(followers[0].handle, followers[1].handle);
+    assert_eq!(followers[0].handle(), followers[1].handle());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,10 +619,7 @@ async fn live_requests_woken_by_one_transaction_share_one_encoded_read() {
     let base = generic("vendors", "&where=trade%20=%20'Roofing'");
     let mut first = Follower::start(&router, &base, None).await;
     first.catch_up(&state, &router).await;
-    let url = format!(
-        "{base}handle={}&offset={}&live=true",
-        first.handle, first.offset
-    );
+    let url = first.url(true);
     let (encoded, shared) = (
         shapes.metrics.reads_encoded.load(Relaxed),
         shapes.metrics.reads_shared.load(Relaxed),
@@ -774,7 +771,7 @@ async fn a_leader_cut_from_its_lock_stops_and_both_instances_keep_every_change_o
             .expect("vendors");
     for f in [&fa, &fb] {
         let got: Vec<(String, String)> = f
-            .rows
+            .rows()
             .values()
             .map(|r| {
                 (

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
-use turns::shape_protocol::header as wire;
-use turns_server::testing::http::{get, rss_kb, start_app, Client, Error};
+use turns::shape_follower::Step;
+use turns_server::testing::http::{follow, follow_to_now, get, rss_kb, start_app, Client, Error};
 use turns_server::testing::nginx::Nginx;
 
 const SECRET: &str = "bench-secret";
@@ -31,26 +31,6 @@ fn shape_url(table: &str, where_clause: Option<&str>, rest: &str) -> String {
         })
         .unwrap_or_default();
     format!("/v1/shape?secret={SECRET}&table={table}{w}{rest}")
-}
-
-/// Follow a shape to up-to-date; returns (handle, offset).
-async fn follow_to_now(client: &mut Client, base: &str) -> Result<(String, String), Error> {
-    let r = client.get(&format!("{base}&offset=-1")).await?;
-    let mut handle = r.headers.get(wire::HANDLE).cloned().ok_or("handle")?;
-    let mut offset = r.headers.get(wire::OFFSET).cloned().ok_or("offset")?;
-    loop {
-        let r = client
-            .get(&format!("{base}&handle={handle}&offset={offset}"))
-            .await?;
-        if r.status != 200 {
-            return Err(format!("catch-up status {}: {}", r.status, r.body).into());
-        }
-        handle = r.headers.get(wire::HANDLE).cloned().ok_or("handle")?;
-        offset = r.headers.get(wire::OFFSET).cloned().ok_or("offset")?;
-        if r.headers.contains_key(wire::UP_TO_DATE) {
-            return Ok((handle, offset));
-        }
-    }
 }
 
 fn met(ok: bool) -> &'static str {
@@ -205,7 +185,7 @@ async fn latency(
     let mut tasks = Vec::new();
     for _ in 0..n {
         let mut client = Client::new(target.addr);
-        let (handle, mut offset) = follow_to_now(&mut client, &target.base).await?;
+        let mut follower = follow_to_now(&mut client, &target.base).await?;
         let base = target.base.clone();
         let (written_at, received, asking, samples) = (
             written_at.clone(),
@@ -215,19 +195,16 @@ async fn latency(
         );
         tasks.push(tokio::spawn(async move {
             let mut next_round = 0;
-            let mut cursor = String::new();
             while next_round < rounds {
                 asking.fetch_add(1, Ordering::SeqCst);
-                let reply = client
-                    .get(&format!(
-                        "{base}&handle={handle}&offset={offset}&live=true{cursor}"
-                    ))
-                    .await;
+                // Live, with the server's cursor (as the Electric client does: a proxy then sees
+                // one URL for everyone).
+                let reply = follow(&mut client, &base, &mut follower).await;
                 asking.fetch_sub(1, Ordering::SeqCst);
                 let r = match reply {
-                    Ok(r) if r.status == 200 => r,
-                    Ok(r) => {
-                        eprintln!("live request: status {}: {}", r.status, r.body);
+                    Ok((Step::Changes(_), r)) => r,
+                    Ok((step, r)) => {
+                        eprintln!("live request: {step:?} (status {}): {}", r.status, r.body);
                         return;
                     }
                     Err(e) => {
@@ -236,13 +213,6 @@ async fn latency(
                     }
                 };
                 let now = start.elapsed().as_nanos() as u64;
-                if let Some(o) = r.headers.get(wire::OFFSET) {
-                    offset = o.clone();
-                }
-                // As the Electric client does: a proxy then sees one URL for everyone.
-                if let Some(c) = r.headers.get(wire::CURSOR) {
-                    cursor = format!("&cursor={c}");
-                }
                 for round in rounds_in(&r.body, run) {
                     if round < next_round || round >= rounds {
                         continue;
@@ -553,21 +523,16 @@ async fn main() -> Result<(), Error> {
                 "&columns=id,turn_amount",
             );
             let mut client = Client::new(&addr);
-            let (handle, mut offset) = follow_to_now(&mut client, &base).await?;
+            let mut follower = follow_to_now(&mut client, &base).await?;
             let delivered = delivered.clone();
             followers.push(tokio::spawn(async move {
                 loop {
-                    let Ok(r) = client
-                        .get(&format!("{base}&handle={handle}&offset={offset}&live=true"))
-                        .await
-                    else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    if let Some(o) = r.headers.get(wire::OFFSET) {
-                        offset = o.clone();
+                    match follow(&mut client, &base, &mut follower).await {
+                        Ok((Step::Changes(b), _)) => {
+                            delivered.fetch_add(b.changes.len(), Ordering::SeqCst);
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
-                    delivered.fetch_add(r.body.matches("\"operation\"").count(), Ordering::SeqCst);
                 }
             }));
         }
@@ -666,14 +631,19 @@ async fn main() -> Result<(), Error> {
         // and the server each under this machine's 20,000 open files.
         let held = if quick { 2000 } else { 5_000 };
         let base = shape_url("vendors", None, "");
-        let (handle, offset) = follow_to_now(&mut Client::new(&addr), &base).await?;
+        let live = follow_to_now(&mut Client::new(&addr), &base)
+            .await?
+            .query(None);
         let mut conns = Vec::with_capacity(2 * held);
         let mut rss = Vec::new();
         for batch in 1..=2 {
             for _ in 0..held {
                 let mut s = tokio::net::TcpStream::connect(&addr).await?;
-                tokio::io::AsyncWriteExt::write_all(&mut s, format!("GET {base}&handle={handle}&offset={offset}&live=true HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
-                    .await?;
+                tokio::io::AsyncWriteExt::write_all(
+                    &mut s,
+                    format!("GET {base}&{live} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes(),
+                )
+                .await?;
                 conns.push(s);
             }
             while live_waiting(&addr).await? < (batch * held) as i64 {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use turns_server::generate::{generate, GenerateOptions};
 use turns_server::testing::{bench_database, BenchDatabase};
 
-use turns::shape_protocol::header as wire;
-use turns_server::testing::http::{rss_kb, start_app, Client, Error};
+use turns::shape_follower::{ShapeFollower, Step};
+use turns_server::testing::http::{follow, rss_kb, start_app, Client, Error};
 
 const SECRET: &str = "soak-secret";
 
@@ -62,42 +62,32 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 /// Follow one shape live until `stop`; counts responses, changes and failures.
 async fn live_client(addr: String, base: String, stop: Arc<AtomicBool>, c: Arc<Counters>) {
     let mut client = Client::new(&addr);
-    let (mut handle, mut offset) = (String::new(), "-1".to_string());
+    let mut follower = ShapeFollower::new();
     let mut counted = false;
     while !stop.load(Ordering::Relaxed) {
-        let url = if offset == "-1" {
-            format!("{base}&offset=-1")
-        } else {
-            format!("{base}&handle={handle}&offset={offset}&live=true")
-        };
-        match client.get(&url).await {
-            Ok(r) if r.status == 200 => {
-                if let (Some(h), Some(o)) =
-                    (r.headers.get(wire::HANDLE), r.headers.get(wire::OFFSET))
-                {
-                    handle = h.clone();
-                    offset = o.clone();
-                }
-                if url.contains("live=true") {
+        let live = follower.is_live();
+        match follow(&mut client, &base, &mut follower).await {
+            Ok((Step::Changes(batch), _)) => {
+                if live {
                     if !counted {
                         counted = true;
                         c.clients_live.fetch_add(1, Ordering::Relaxed);
                     }
                     c.live_responses.fetch_add(1, Ordering::Relaxed);
-                    let n = r.body.matches("\"operation\"").count() as u64;
-                    c.changes_seen.fetch_add(n, Ordering::Relaxed);
+                    c.changes_seen
+                        .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
                 }
             }
             // Must-refetch is part of the protocol, not an error.
-            Ok(r) if r.status == 409 => offset = "-1".into(),
+            Ok((Step::Refetch, _)) => {}
             // Load shed with Retry-After: counted, retried, not a failure.
-            Ok(r) if r.status == 503 => {
+            Ok((_, r)) if r.status == 503 => {
                 c.shed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             other => {
                 c.failed(match other {
-                    Ok(r) => format!("shape {}", r.status),
+                    Ok((step, r)) => format!("shape {} ({step:?})", r.status),
                     Err(e) => format!("shape: {e}"),
                 });
                 c.client_errors.fetch_add(1, Ordering::Relaxed);

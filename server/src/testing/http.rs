@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use turns::shape_follower::{ResponseHead, ShapeFollower, Step};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -142,6 +143,33 @@ impl Client {
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
+    }
+}
+
+/// One request of a shape follower: `shape` (the shape's URL with its own query: table, where…)
+/// and the follower's next position; the follower reads the answer. Returns what it meant, and
+/// the answer.
+pub async fn follow(
+    client: &mut Client,
+    shape: &str,
+    follower: &mut ShapeFollower,
+) -> Result<(Step, Reply), Error> {
+    let r = client
+        .get(&format!("{shape}&{}", follower.query(None)))
+        .await?;
+    let head = ResponseHead::read(r.status, |name| r.headers.get(name).cloned());
+    Ok((follower.receive(&head, &r.body), r))
+}
+
+/// Follow a shape from its snapshot until up to date (the follower is then live).
+pub async fn follow_to_now(client: &mut Client, shape: &str) -> Result<ShapeFollower, Error> {
+    let mut follower = ShapeFollower::new();
+    loop {
+        match follow(client, shape, &mut follower).await? {
+            (Step::Changes(b), _) if b.up_to_date => return Ok(follower),
+            (Step::Changes(_) | Step::Refetch, _) => {}
+            (other, r) => return Err(format!("{shape}: {other:?}: {}", r.body).into()),
+        }
     }
 }
 

@@ -3,10 +3,13 @@ use crate::config::Config;
 use crate::db::{connect, create_database_if_missing, MIGRATOR};
 use crate::pg::{ClusterOptions, LocalPostgres};
 use crate::AppState;
+use serde_json::Value;
 use sqlx::PgPool;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use turns::shape_protocol::header as wire;
+use turns::shape_follower::{Columns, ResponseHead, ShapeFollower, Step};
+use turns::shape_protocol::{header as wire, Operation};
+use turns::shape_rows::ShapeRows;
 
 pub mod fault_proxy;
 pub mod http;
@@ -286,101 +289,126 @@ pub async fn bench_database(
     Ok(BenchDatabase { cluster, url, pool })
 }
 
-fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
-    r.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header: {}", r.body))
-}
-
-/// A client that materialises a shape like the official one: rows by key, applied per response.
+/// A client that materialises a shape (the core's follower and rows, as the browser does).
 /// It fails loudly on what a correct server never sends: an insert of a key it has, an update
-/// or delete of one it lacks, or a row going back to an older version.
+/// or delete of one it lacks, a row that does not read, or a row going back to an older version.
 pub struct Follower {
     pub base: String,
     pub cookie: Option<String>,
-    pub handle: String,
-    pub offset: String,
-    pub rows: std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    pub stream: ShapeFollower,
+    rows: ShapeRows<Columns>,
 }
 
 impl Follower {
-    /// Start at `offset=-1`; `base` ends in `?` or `&`.
-    pub async fn start(router: &axum::Router, base: &str, cookie: Option<&str>) -> Follower {
-        let r = send(router, "GET", &format!("{base}offset=-1"), cookie, None).await;
-        assert_eq!(r.status, 200, "{base}: {}", r.body);
-        assert!(r.headers.contains_key(wire::SCHEMA));
-        let mut f = Follower {
+    /// A follower that has not asked yet; `base` ends in `?` or `&`.
+    pub fn new(base: &str, cookie: Option<&str>) -> Follower {
+        Follower {
             base: base.to_string(),
             cookie: cookie.map(str::to_string),
-            handle: header(&r, wire::HANDLE).to_string(),
-            offset: header(&r, wire::OFFSET).to_string(),
-            rows: Default::default(),
-        };
+            stream: ShapeFollower::new(),
+            rows: ShapeRows::default(),
+        }
+    }
+
+    /// Start at `offset=-1` (one request).
+    pub async fn start(router: &axum::Router, base: &str, cookie: Option<&str>) -> Follower {
+        let mut f = Follower::new(base, cookie);
+        let r = f.send(router, false).await;
+        assert!(r.headers.contains_key(wire::SCHEMA));
         f.apply(&r);
         f
     }
 
-    pub fn apply(&mut self, r: &Reply) {
-        self.apply_messages(&r.json(), header(r, wire::OFFSET));
+    /// The rows held (as of the last up-to-date), by key.
+    pub fn rows(&self) -> &std::collections::BTreeMap<String, Columns> {
+        self.rows.rows()
     }
 
-    /// Apply one response's messages and move to its `electric-offset`.
-    pub fn apply_messages(&mut self, messages: &serde_json::Value, offset: &str) {
-        for m in messages.as_array().expect("array") {
-            let Some(op) = m["headers"]["operation"].as_str() else {
-                continue;
-            };
-            let key = m["key"].as_str().expect("key").to_string();
-            let value = m["value"].as_object().cloned().unwrap_or_default();
-            match op {
-                "insert" => {
-                    assert!(
-                        self.rows.insert(key.clone(), value).is_none(),
-                        "insert of a present key {key}"
-                    );
+    pub fn handle(&self) -> String {
+        self.stream
+            .request()
+            .handle
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn offset(&self) -> String {
+        self.stream.request().offset.to_string()
+    }
+
+    /// The URL of the next request (`live`: wait for changes, once up to date).
+    pub fn url(&self, live: bool) -> String {
+        let mut request = self.stream.request();
+        request.live &= live;
+        format!("{}{}", self.base, request.query(None))
+    }
+
+    async fn send(&self, router: &axum::Router, live: bool) -> Reply {
+        let url = self.url(live);
+        let r = send(router, "GET", &url, self.cookie.as_deref(), None).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        r
+    }
+
+    pub fn apply(&mut self, r: &Reply) -> bool {
+        let head = ResponseHead::read(r.status.as_u16(), |name| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        self.receive(&head, &r.body)
+    }
+
+    /// Read one answer; returns whether it ended up to date.
+    pub fn receive(&mut self, head: &ResponseHead, body: &str) -> bool {
+        self.read(head, body)
+            .unwrap_or_else(|step| panic!("{}: {step:?} for {body}", self.base))
+    }
+
+    /// Read one answer: whether it ended up to date, or what else it meant (a refetch, say).
+    pub fn read(&mut self, head: &ResponseHead, body: &str) -> Result<bool, Step> {
+        let batch = match self.stream.receive(head, body) {
+            Step::Changes(batch) => batch,
+            other => return Err(other),
+        };
+        let version = |c: &Columns| -> Option<i64> {
+            match c.get("version")? {
+                Value::String(s) => s.parse().ok(),
+                v => v.as_i64(),
+            }
+        };
+        let mut before = std::collections::BTreeMap::new();
+        for m in &batch.changes {
+            if m.operation == Operation::Update {
+                if let Some(v) = self.rows.columns().get(&m.key).and_then(version) {
+                    before.entry(m.key.clone()).or_insert(v);
                 }
-                "update" => {
-                    let row = self
-                        .rows
-                        .get_mut(&key)
-                        .unwrap_or_else(|| panic!("update of a missing key {key}"));
-                    let version = |r: &serde_json::Map<String, serde_json::Value>| {
-                        r.get("version")
-                            .and_then(|v| v.as_str().map(str::to_string).or(Some(v.to_string())))
-                            .and_then(|v| v.parse::<i64>().ok())
-                    };
-                    let before = version(row);
-                    row.extend(value);
-                    if let (Some(before), Some(after)) = (before, version(row)) {
-                        assert!(after > before, "{key}: version {before} then {after}");
-                    }
-                }
-                "delete" => {
-                    assert!(
-                        self.rows.remove(&key).is_some(),
-                        "delete of a missing key {key}"
-                    );
-                }
-                other => panic!("operation {other}"),
             }
         }
-        self.offset = offset.to_string();
+        let up_to_date = batch.up_to_date;
+        if let Some(applied) = self.rows.add(batch) {
+            assert!(
+                applied.anomalies.is_empty(),
+                "{}: {:?}",
+                self.base,
+                applied.anomalies
+            );
+            for (key, before) in before {
+                let after = self.rows.columns().get(&key).and_then(version);
+                assert!(
+                    after.is_none_or(|after| after > before),
+                    "{key}: version {before} then {after:?}"
+                );
+            }
+        }
+        Ok(up_to_date)
     }
 
     /// One request from the current position; returns whether it ended up to date.
     pub async fn poll(&mut self, router: &axum::Router, live: bool) -> bool {
-        let url = format!(
-            "{}handle={}&offset={}{}",
-            self.base,
-            self.handle,
-            self.offset,
-            if live { "&live=true" } else { "" }
-        );
-        let r = send(router, "GET", &url, self.cookie.as_deref(), None).await;
-        assert_eq!(r.status, 200, "{url}: {}", r.body);
-        self.apply(&r);
-        r.headers.contains_key(wire::UP_TO_DATE)
+        let r = self.send(router, live).await;
+        self.apply(&r)
     }
 
     /// Read until up to date with everything committed so far.
