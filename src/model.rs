@@ -1,5 +1,5 @@
 //! Read models shared by the server (which fills them) and the browser (which renders them).
-use crate::{Actor, ApprovalStatus, Decimal, Role};
+use crate::{Actor, ApprovalStatus, Decimal, Role, Thresholds};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -149,6 +149,13 @@ pub struct Board {
     pub vendors: Vec<Named>,
     /// Vendors a turn may be assigned to (active and approved); empty for roles that cannot assign.
     pub assignable_vendors: Vec<Named>,
+    /// The approval thresholds, for the rules the browser runs (defaults for roles that do not
+    /// see approvals).
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// The board's non-core homes (they need head office sooner).
+    #[serde(default)]
+    pub non_core_properties: Vec<Uuid>,
     /// The server's date, so "days vacant" agrees between server render and hydration.
     pub today: NaiveDate,
 }

@@ -148,6 +148,31 @@ impl Request {
     }
 }
 
+/// Waits between retries: doubling up to `MAX_BACKOFF_MS`, half of each wait random so that
+/// many clients coming back together do not arrive in step; reset by the first success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    ms: u64,
+}
+
+impl Backoff {
+    /// The next wait in ms (`random` in [0, 1), from the caller: the core has no randomness).
+    pub fn next(&mut self, random: f64) -> u64 {
+        let base = (self.ms * 2).clamp(FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
+        self.ms = base;
+        base / 2 + (random.clamp(0.0, 1.0) * (base / 2) as f64) as u64
+    }
+
+    pub fn reset(&mut self) {
+        self.ms = 0;
+    }
+
+    /// The last attempts failed.
+    pub fn is_active(&self) -> bool {
+        self.ms > 0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShapeFollower {
     handle: Option<HandleId>,
@@ -156,7 +181,7 @@ pub struct ShapeFollower {
     live: bool,
     /// The next answer's changes start a snapshot.
     snapshot_pending: bool,
-    backoff_ms: u64,
+    backoff: Backoff,
 }
 
 impl Default for ShapeFollower {
@@ -174,7 +199,7 @@ impl ShapeFollower {
             cursor: None,
             live: false,
             snapshot_pending: true,
-            backoff_ms: 0,
+            backoff: Backoff::default(),
         }
     }
 
@@ -264,7 +289,7 @@ impl ShapeFollower {
                 None => batch.changes.extend(change(m)),
             }
         }
-        self.backoff_ms = 0;
+        self.backoff.reset();
         self.handle = Some(handle);
         self.offset = RequestOffset::After(offset);
         if let Some(c) = head.cursor.as_deref().filter(|c| is_token(c)) {
@@ -282,7 +307,7 @@ impl ShapeFollower {
         let Ok(m) = serde_json::from_str::<WireMessage>(data) else {
             return Step::Retry;
         };
-        self.backoff_ms = 0;
+        self.backoff.reset();
         let mut batch = Batch::default();
         match m.headers.control {
             Some(Control::UpToDate) => {
@@ -306,23 +331,20 @@ impl ShapeFollower {
     }
 
     /// The request got no answer (or `receive` said `Retry`): how long to wait before the next,
-    /// in ms. Doubles up to `MAX_BACKOFF_MS`, half of it random (`random` in [0, 1), from the
-    /// caller) so that many clients coming back together do not arrive in step.
+    /// in ms (see `Backoff`).
     pub fn backoff(&mut self, random: f64) -> u64 {
-        let base = (self.backoff_ms * 2).clamp(FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
-        self.backoff_ms = base;
-        base / 2 + (random.clamp(0.0, 1.0) * (base / 2) as f64) as u64
+        self.backoff.next(random)
     }
 
     /// Whether the last answers were failures (the caller may tell its other loops the server
     /// is back once this turns false).
     pub fn is_backing_off(&self) -> bool {
-        self.backoff_ms > 0
+        self.backoff.is_active()
     }
 
     fn refetch(&mut self) -> Step {
         *self = ShapeFollower {
-            backoff_ms: self.backoff_ms,
+            backoff: self.backoff,
             ..ShapeFollower::new()
         };
         Step::Refetch

@@ -8,17 +8,17 @@
 //! flight), this transaction rolls back, and the stored outcome is returned — so a mutation
 //! applies once however its replays race. A rejection writes nothing but its receipt, so every
 //! replay gets the same answer.
-use crate::queries::{CARD_COLUMNS, CARD_FROM};
+use crate::queries::{self, CARD_COLUMNS, CARD_FROM};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
-use turns::model::TurnCard;
+use turns::model::{Stage, TurnCard};
 use turns::mutation::{
-    Change, Edit, EditRight, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection,
-    TurnEdit,
+    Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
 };
 use turns::policy::{AssigneeFacts, PropertyFacts, TurnFacts};
-use turns::{Actor, ApprovalLevel, ApprovalStatus, Decimal, Role, Thresholds};
+use turns::rules::{self, TurnRules};
+use turns::{Actor, ApprovalStatus, Decimal, Role, Thresholds};
 use uuid::Uuid;
 
 /// Why a change stopped: a rejection for the user, or a database failure for the logs.
@@ -301,67 +301,31 @@ async fn read_turn(
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct StageRow {
-    name: String,
-    display_order: i32,
-    is_amount_required: bool,
-    is_vendor_required: bool,
-    requires_approval: bool,
-    is_complete_stage: bool,
-    is_active: bool,
+/// What the rules need to know about a turn, read from the database.
+struct Facts {
+    thresholds: Thresholds,
+    stages: Vec<Stage>,
+    is_core: bool,
+    /// The server's day, never the device's clock (which may be anything).
+    today: chrono::NaiveDate,
 }
 
-async fn thresholds(conn: &mut PgConnection) -> Step<Thresholds> {
-    let (pm, ho, non_core, tolerance): (Decimal, Decimal, Decimal, Decimal) = sqlx::query_as(
-        "SELECT pm_self_approve_limit, ho_threshold, non_core_threshold, change_tolerance_pct
-           FROM approval_thresholds",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Thresholds {
-        pm_self_approve_limit: pm,
-        ho_threshold: ho,
-        non_core_threshold: non_core,
-        change_tolerance_pct: tolerance,
-    })
-}
+impl Facts {
+    async fn read(conn: &mut PgConnection, is_core: bool) -> Step<Facts> {
+        Ok(Facts {
+            thresholds: queries::thresholds(&mut *conn).await?,
+            stages: queries::active_stages(&mut *conn).await?,
+            is_core,
+            today: Utc::now().date_naive(),
+        })
+    }
 
-/// Approved for what the turn will cost, by every level that needs to (the rule is the core's).
-fn approval_covers(card: &TurnCard, limits: &Thresholds, is_core: bool) -> bool {
-    limits.covers(
-        card.approval_status,
-        card.approved_turn_amount,
-        card.turn_amount,
-        is_core,
-    )
-}
-
-/// Someone approved an amount on this card (it may no longer cover the current amount).
-fn has_approval(card: &TurnCard) -> bool {
-    card.approved_turn_amount.is_some()
-        && matches!(
-            card.approval_status,
-            Some(
-                ApprovalStatus::Pending | ApprovalStatus::DfoApproved | ApprovalStatus::HoApproved
-            )
-        )
-}
-
-/// Start (or restart) approval for the card's amount: self-approve within the PM's limit,
-/// otherwise queue for the level the amount needs.
-fn start_approval(card: &mut TurnCard, limits: &Thresholds, is_core: bool, from_dfo: bool) {
-    let Some(amount) = card.turn_amount else {
-        return;
-    };
-    match limits.required_level(amount, is_core) {
-        None => {
-            card.approved_turn_amount = Some(amount);
-            card.approval_status = Some(ApprovalStatus::Pending);
-        }
-        Some(level) => {
-            let level = if from_dfo { ApprovalLevel::Dfo } else { level };
-            card.approval_status = Some(level.needed_status());
+    fn rules(&self) -> TurnRules<'_> {
+        TurnRules {
+            thresholds: &self.thresholds,
+            stages: &self.stages,
+            is_core: self.is_core,
+            today: self.today,
         }
     }
 }
@@ -447,19 +411,7 @@ async fn plan_edit(
     edits: &[TurnEdit],
 ) -> Step<Option<TurnCard>> {
     for e in edits {
-        let allowed = actor.can_manage_turn(&locked.facts)
-            || (e.right() == EditRight::Progress && actor.can_record_progress(&locked.facts));
-        if !allowed {
-            let message = if actor.role == Role::Vendor {
-                format!(
-                    "Vendors record progress and completion only; ask the property manager to change the {}.",
-                    e.label()
-                )
-            } else {
-                format!("You may not change the {} of this turn.", e.label())
-            };
-            return Err(Rejection::forbidden(message).into());
-        }
+        rules::may_edit(actor, &locked.facts, e)?;
     }
     let stale: Vec<String> = edits
         .iter()
@@ -469,30 +421,39 @@ async fn plan_edit(
     if !stale.is_empty() {
         return Err(conflict(actor, &locked.card, stale).into());
     }
-    let mut after = locked.card.clone();
+    let mut preview = locked.card.clone();
     for e in edits {
-        e.apply(&mut after);
+        e.apply(&mut preview);
     }
-    if after == locked.card {
+    if preview == locked.card {
         return Ok(None);
     }
-    let amount_changed = after.turn_amount != locked.card.turn_amount;
-    let stage_changed = after.stage_id != locked.card.stage_id;
-    let limits = if amount_changed || stage_changed {
-        thresholds(conn).await?
+    // Only an amount or a stage brings approval and gates in: only then read what they depend
+    // on (edits are the bulk of the traffic).
+    let stage_changed = preview.stage_id != locked.card.stage_id;
+    let facts = if preview.turn_amount != locked.card.turn_amount || stage_changed {
+        Facts::read(conn, locked.is_core).await?
     } else {
-        Thresholds::default()
+        Facts {
+            thresholds: Thresholds::default(),
+            stages: Vec::new(),
+            is_core: locked.is_core,
+            today: Utc::now().date_naive(),
+        }
     };
-    if amount_changed && has_approval(&after) && !approval_covers(&after, &limits, locked.is_core) {
-        start_approval(&mut after, &limits, locked.is_core, false);
-    }
+    let after = facts.rules().edit(&locked.card, edits)?;
     if after.vendor_id != locked.card.vendor_id {
         if let Some(vendor) = after.vendor_id {
             check_vendor(conn, vendor, "vendor_id").await?;
         }
     }
-    if stage_changed {
-        enter_stage(conn, &mut after, &limits, locked.is_core).await?;
+    // A stage that needs a vendor needs one still active and approved.
+    let vendor_gate = facts
+        .stages
+        .iter()
+        .any(|s| stage_changed && s.id == after.stage_id && s.is_vendor_required);
+    if let (true, Some(vendor)) = (vendor_gate, after.vendor_id) {
+        check_vendor(conn, vendor, "stage_id").await?;
     }
     Ok(Some(after))
 }
@@ -518,64 +479,6 @@ async fn check_vendor(conn: &mut PgConnection, vendor: Uuid, field: &str) -> Ste
         }
         None => Err(Rejection::invalid_field(field, "Unknown vendor.").into()),
     }
-}
-
-/// Stage gates: the target stage's flags, and no work past an approval stage before approval.
-async fn enter_stage(
-    conn: &mut PgConnection,
-    turn: &mut TurnCard,
-    limits: &Thresholds,
-    is_core: bool,
-) -> Step<()> {
-    let stage: Option<StageRow> = sqlx::query_as(
-        "SELECT name, display_order, is_amount_required, is_vendor_required, requires_approval,
-                is_complete_stage, is_active
-           FROM turn_stages WHERE id = $1",
-    )
-    .bind(turn.stage_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(stage) = stage.filter(|s| s.is_active) else {
-        return Err(Rejection::invalid_field("stage_id", "That stage does not exist.").into());
-    };
-    let gate = |message: String| -> Stop { Rejection::invalid_field("stage_id", message).into() };
-    if stage.is_amount_required && turn.turn_amount.is_none() {
-        return Err(gate(format!(
-            "Set the turn amount before moving it to {}.",
-            stage.name
-        )));
-    }
-    if stage.is_vendor_required {
-        let Some(vendor) = turn.vendor_id else {
-            return Err(gate(format!(
-                "Assign a vendor before moving it to {}.",
-                stage.name
-            )));
-        };
-        check_vendor(conn, vendor, "stage_id").await?;
-    }
-    let approval_before: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM turn_stages
-                         WHERE is_active AND requires_approval AND display_order < $1)",
-    )
-    .bind(stage.display_order)
-    .fetch_one(&mut *conn)
-    .await?;
-    let covered = approval_covers(turn, limits, is_core);
-    if stage.requires_approval && !covered {
-        // Entering the approval stage starts the approval.
-        start_approval(turn, limits, is_core, true);
-    } else if approval_before && !covered {
-        return Err(gate(format!(
-            "The turn amount must be approved before the turn moves to {}.",
-            stage.name
-        )));
-    }
-    if stage.is_complete_stage && turn.turn_completion_date.is_none() {
-        // The server's day, never the device's clock (which may be anything).
-        turn.turn_completion_date = Some(chrono::Utc::now().date_naive());
-    }
-    Ok(())
 }
 
 /// Write the turn and its audit row in one statement; returns the transaction id. With
@@ -688,25 +591,10 @@ async fn submit(
             Rejection::forbidden("Only the turn's managers submit it for approval.").into(),
         );
     }
-    let mut after = locked.card.clone();
-    if after.turn_amount.is_none() {
-        return Err(Rejection::invalid_field("turn_amount", "Set the turn amount first.").into());
-    }
-    let limits = thresholds(conn).await?;
-    match after.approval_status {
-        Some(ApprovalStatus::DfoApprovalNeeded | ApprovalStatus::HoApprovalNeeded) => {
-            return Ok(None);
-        }
-        _ if approval_covers(&after, &limits, locked.is_core) => {
-            return Err(Rejection::invalid_field(
-                "approval_status",
-                "This amount is approved already.",
-            )
-            .into())
-        }
-        _ => {}
-    }
-    start_approval(&mut after, &limits, locked.is_core, true);
+    let facts = Facts::read(conn, locked.is_core).await?;
+    let Some(after) = facts.rules().submit(&locked.card)? else {
+        return Ok(None);
+    };
     write_locked_turn(conn, actor, m, &after, &locked.before).await
 }
 
@@ -733,20 +621,11 @@ async fn decide(
         // An approver decides on what they saw; if the turn changed, they look again.
         return Err(conflict(actor, &locked.card, vec!["version".into()]).into());
     }
-    let mut after = locked.card.clone();
+    let facts = Facts::read(conn, locked.is_core).await?;
+    let after = facts.rules().decide(&locked.card, level, approve, amount)?;
     let decided_amount = if approve {
-        let Some(a) = amount.or(after.turn_amount) else {
-            return Err(
-                Rejection::invalid_field("amount", "There is no amount to approve.").into(),
-            );
-        };
-        after.approved_turn_amount = Some(a);
-        let limits = thresholds(conn).await?;
-        after.approval_status =
-            Some(limits.after_approval(level, a, after.turn_amount, locked.is_core));
-        Some(a)
+        after.approved_turn_amount
     } else {
-        after.approval_status = Some(ApprovalStatus::Rejected);
         None
     };
     sqlx::query(

@@ -3,10 +3,10 @@
 //! The client never supplies a filter: each scope variant maps to one fixed SQL predicate with
 //! bound parameters, and the tests compare the results with the policy's own predicates.
 use chrono::NaiveDate;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use turns::model::{Board, Named, PropertySummary, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
 use turns::policy::Scope;
-use turns::{Actor, ApprovalStatus};
+use turns::{Actor, ApprovalStatus, Decimal, Thresholds};
 use uuid::Uuid;
 
 /// A predicate on `turns t JOIN properties p` for a scope, using `$1` (uuid) and `$2` (status).
@@ -50,14 +50,30 @@ fn scope_sql(scope: Scope) -> ScopeSql {
     }
 }
 
-pub async fn active_stages(pool: &PgPool) -> Result<Vec<Stage>, sqlx::Error> {
+pub async fn active_stages<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Stage>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, display_order, coalesce(color, '#000000') AS color, is_amount_required,
                 is_vendor_required, requires_approval, is_complete_stage
            FROM turn_stages WHERE is_active ORDER BY display_order",
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
+}
+
+/// The approval thresholds (one row, admin-edited).
+pub async fn thresholds<'e>(db: impl PgExecutor<'e>) -> Result<Thresholds, sqlx::Error> {
+    let (pm, ho, non_core, tolerance): (Decimal, Decimal, Decimal, Decimal) = sqlx::query_as(
+        "SELECT pm_self_approve_limit, ho_threshold, non_core_threshold, change_tolerance_pct
+           FROM approval_thresholds",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Thresholds {
+        pm_self_approve_limit: pm,
+        ho_threshold: ho,
+        non_core_threshold: non_core,
+        change_tolerance_pct: tolerance,
+    })
 }
 
 /// The properties this actor may read, with the count of their open turns.
@@ -128,6 +144,19 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
     } else {
         Vec::new()
     };
+    // What the browser's rules need to show approval routing as the server will decide it.
+    let (thresholds, non_core_properties) = if actor.sees_turn_financials() {
+        let ids: Vec<Uuid> = turns.iter().map(|t| t.property_id).collect();
+        let non_core = sqlx::query_scalar(
+            "SELECT id FROM properties WHERE NOT is_core AND id = ANY($1) ORDER BY id",
+        )
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+        (thresholds(pool).await?, non_core)
+    } else {
+        (Thresholds::default(), Vec::new())
+    };
     Ok(Board {
         viewer: actor.user_id,
         role: actor.role,
@@ -136,6 +165,8 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
         managers,
         vendors,
         assignable_vendors,
+        thresholds,
+        non_core_properties,
         today,
     })
 }
@@ -153,7 +184,8 @@ pub const CARD_FROM: &str = "FROM turns t
        LEFT JOIN users pm ON pm.id = p.property_manager_id
        LEFT JOIN vendors v ON v.id = t.vendor_id";
 
-/// Active turns in the actor's scope; with `completed_since`, completed ones only from that date.
+/// Active turns in the actor's scope; with `completed_since`, completed ones only from that date
+/// (the core's `rules::on_board`, in SQL).
 pub async fn turns_in_scope(
     pool: &PgPool,
     actor: &Actor,
@@ -164,7 +196,7 @@ pub async fn turns_in_scope(
         "SELECT {CARD_COLUMNS} {CARD_FROM}
           WHERE t.is_active AND {turn}
             AND ($3::date IS NULL OR NOT st.is_complete_stage
-                 OR coalesce(t.turn_completion_date, t.updated_at::date) >= $3)
+                 OR t.turn_completion_date IS NULL OR t.turn_completion_date >= $3)
           ORDER BY t.move_out_date NULLS LAST, t.turn_id",
         turn = s.turn_filter,
     );

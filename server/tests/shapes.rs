@@ -411,6 +411,25 @@ async fn a_trimmed_log_sends_lagging_clients_to_refetch() {
             .expect("update");
     }
     server.caught_up().await.expect("caught up");
+    // Read is not yet stored: wait until the log table holds the five updates, so that the trim
+    // below cuts among them (under load the writer may still be a batch behind).
+    let after: i64 = turns::shape_protocol::Offset::parse(&old_offset)
+        .expect("offset")
+        .lsn as i64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_log WHERE lsn > $1")
+        .bind(after)
+        .fetch_one(&state.pool)
+        .await
+        .expect("stored")
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server
         .maintain(Duration::from_secs(3600), 1)
         .await

@@ -29,9 +29,10 @@ mod storage;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use turns::model::{Board, TurnCard, COMPLETED_VISIBLE_DAYS};
+use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Rejection};
-use turns::{ApprovalLevel, ApprovalStatus};
+use turns::rules;
+use turns::ApprovalStatus;
 use uuid::Uuid;
 
 /// A mutation waiting in the outbox.
@@ -497,17 +498,7 @@ pub fn optimistic(
     }
     if let Some(meta) = meta {
         // Completed turns leave the board after a while, as on the server.
-        let complete: Vec<Uuid> = meta
-            .stages
-            .iter()
-            .filter(|s| s.is_complete_stage)
-            .map(|s| s.id)
-            .collect();
-        let cutoff = meta.today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64);
-        cards.retain(|c| {
-            !complete.contains(&c.card.stage_id)
-                || c.card.turn_completion_date.is_none_or(|d| d >= cutoff)
-        });
+        cards.retain(|c| rules::on_board(&c.card, &meta.stages, meta.today));
     }
     cards
 }
@@ -541,36 +532,18 @@ fn new_card(
     })
 }
 
-/// What the server will (most likely) do, shown at once. The stream corrects any difference.
+/// What the server will do, shown at once: the core's rules, with the facts the board has (the
+/// server decides with the same rules; the stream corrects anything that changed meanwhile). A
+/// change the rules refuse leaves the card as it is: the server will refuse it too.
 fn apply_optimistic(card: &mut TurnCard, change: &Change, meta: Option<&Board>) {
-    match change {
-        Change::EditTurn { edits, .. } => {
-            for e in edits {
-                e.apply(card);
-            }
-            card.vendor_name = card
-                .vendor_id
-                .and_then(|v| vendor_name(meta, v).or(card.vendor_name.clone()));
-        }
-        Change::DecideApproval {
-            approve, amount, ..
-        } => {
-            let level = card.approval_status.and_then(ApprovalStatus::awaiting);
-            if *approve {
-                card.approved_turn_amount =
-                    amount.or(card.turn_amount).or(card.approved_turn_amount);
-                card.approval_status = match level {
-                    Some(ApprovalLevel::Ho) => Some(ApprovalStatus::HoApproved),
-                    _ => Some(ApprovalStatus::DfoApproved),
-                };
-            } else {
-                card.approval_status = Some(ApprovalStatus::Rejected);
-            }
-        }
-        Change::SubmitForApproval { .. }
-        | Change::CreateTurn(_)
-        | Change::CreateProperty(_)
-        | Change::UpdateProperty { .. } => {}
+    let Some(meta) = meta else {
+        return;
+    };
+    if let Ok(Some(after)) = meta.rules_for(card).apply(card, change) {
+        *card = after;
+        card.vendor_name = card
+            .vendor_id
+            .and_then(|v| vendor_name(Some(meta), v).or(card.vendor_name.clone()));
     }
 }
 

@@ -15,12 +15,14 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
-use turns::shape_protocol::{header as wire, Control, MessageHeaders, Operation, Txid};
+use turns::shape_follower::{
+    Backoff, Columns, Position, ResponseHead, ShapeFollower, Step, MAX_BACKOFF_MS,
+};
+use turns::shape_protocol::{Operation, Txid};
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
@@ -29,7 +31,6 @@ const LEASE_MS: u64 = 3000;
 /// A sent mutation whose transaction the stream never showed (its row left our scope): dropped
 /// from the outbox after this long while the stream is live.
 const UNSEEN_MS: u64 = 30_000;
-const MAX_BACKOFF_MS: u64 = 30_000;
 /// Whose store a request serves; the server refuses it (401) unless the session is this user's.
 const USER_HEADER: &str = "X-Turns-User";
 /// On that 401, `other-user` says a different user's session is valid on this device.
@@ -81,10 +82,8 @@ async fn nap(rx: &mut mpsc::UnboundedReceiver<()>, ms: u64) {
     }
 }
 
-fn backoff(previous: u64) -> u64 {
-    let base = (previous * 2).clamp(500, MAX_BACKOFF_MS);
-    // Full jitter on half the delay, so many devices coming back online do not arrive in step.
-    base / 2 + (js_sys::Math::random() * (base / 2) as f64) as u64
+fn random() -> f64 {
+    js_sys::Math::random()
 }
 
 fn navigator_online() -> bool {
@@ -241,15 +240,15 @@ pub fn start(local: Local) {
                 if !local.leader.get_untracked() {
                     local.leader.set(true);
                     // Resume where the last leader (maybe another tab) left the stream.
-                    let (handle, offset) = match storage::load_snapshot(user) {
+                    let position = match storage::load_snapshot(user) {
                         Some(s) if s.board.viewer == user => {
                             local.base.set(s.board.turns);
-                            (s.handle, s.offset)
+                            s.position
                         }
-                        _ => (None, "-1".to_string()),
+                        _ => None,
                     };
                     spawn_local(send_loop(local, user));
-                    spawn_local(shape_loop(local, user, handle, offset));
+                    spawn_local(shape_loop(local, user, position));
                 }
             } else if local.leader.get_untracked() {
                 local.leader.set(false);
@@ -270,6 +269,7 @@ async fn probe(local: Local, user: Uuid) {
     let mut rx = waker();
     let mut tries = 0;
     let mut delay = 1000;
+    let mut retry = Backoff::default();
     while tries < PROBES && local.ended.get_untracked() == Some(Ended::Session) {
         nap(&mut rx, delay).await;
         if !local.online.get_untracked() {
@@ -281,7 +281,7 @@ async fn probe(local: Local, user: Uuid) {
                 tries += 1;
                 delay = (delay * 2).min(MAX_BACKOFF_MS);
             }
-            Reply::Retry => delay = backoff(delay),
+            Reply::Retry => delay = retry.next(random()),
             // The user's session holds again (they logged in elsewhere): nothing more to learn.
             Reply::Done(_) | Reply::Refused(_) => return,
         }
@@ -370,7 +370,7 @@ async fn fetch_board(user: Uuid) -> Reply<Board> {
 /// Send queued mutations in order, in batches; settle each by its outcome.
 async fn send_loop(local: Local, user: Uuid) {
     let mut rx = waker();
-    let mut delay = 0;
+    let mut backoff = Backoff::default();
     while active(local) {
         let batch: Vec<Pending> = local.outbox.with_untracked(|o| {
             let mut unsent: Vec<Pending> = o.iter().filter(|p| p.sent.is_none()).cloned().collect();
@@ -385,7 +385,7 @@ async fn send_loop(local: Local, user: Uuid) {
         let mutations = batch.iter().map(|p| p.mutation.clone()).collect();
         match send_batch(user, mutations).await {
             Reply::Done(outcomes) => {
-                delay = 0;
+                backoff.reset();
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
                     settle(local, user, p, outcome);
                 }
@@ -403,8 +403,7 @@ async fn send_loop(local: Local, user: Uuid) {
                 }
             }
             Reply::Retry => {
-                delay = backoff(delay);
-                nap(&mut rx, delay).await;
+                nap(&mut rx, backoff.next(random())).await;
             }
         }
     }
@@ -498,32 +497,21 @@ fn drop_pending(local: Local, user: Uuid, p: &Pending) {
         .update(|o| o.retain(|q| q.mutation.id != p.mutation.id));
 }
 
-/// A shape message: a change or a control message. Values are Postgres text (or null).
-#[derive(Deserialize)]
-struct Message {
-    headers: MessageHeaders,
-    #[serde(default)]
-    value: Row,
-}
-
-type Row = HashMap<String, Option<String>>;
-
 /// One change from the stream, buffered until the next up-to-date.
 enum RowChange {
-    Upsert(Uuid, Row),
+    Upsert(Uuid, Columns),
     Delete(Uuid),
 }
 
-/// Follow `/api/shapes/turns` (long-poll): apply changes at up-to-date boundaries, persist, and
-/// retire outbox entries whose transaction arrived.
-async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut offset: String) {
+/// Follow `/api/shapes/turns` (long-poll, with the core's follower): apply changes at
+/// up-to-date boundaries, persist, and retire outbox entries whose transaction arrived.
+async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
     let mut rx = waker();
-    let mut delay = 0;
-    let mut live = false;
-    let mut replace = handle.is_none();
+    let mut follower = position.map_or_else(ShapeFollower::new, ShapeFollower::resume);
+    let mut replace = follower.wants_snapshot();
     let mut buffer: Vec<RowChange> = Vec::new();
     let mut txids: HashSet<String> = HashSet::new();
-    let mut persisted = offset.clone();
+    let mut persisted = follower.position();
     // When the current snapshot was asked for: it holds every write acknowledged before then.
     let mut snapshot_asked_at = 0;
     let expected = local.base.with_untracked(Vec::len);
@@ -533,118 +521,82 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             nap(&mut rx, 5000).await;
             continue;
         }
-        let mut url = format!("/api/shapes/turns?offset={offset}");
-        if let Some(h) = &handle {
-            url.push_str(&format!("&handle={h}"));
-        }
-        if live {
-            url.push_str("&live=true");
-        }
-        if offset == "-1" {
-            // Snapshot responses may be cached for days (by the protocol's cache headers): after
-            // a 409 the browser would hand back the stale one with its dead handle.
-            url.push_str(&format!("&cache-buster={}", now_ms()));
-        }
-        if offset == "-1" {
+        if follower.wants_snapshot() {
             snapshot_asked_at = now_ms();
         }
-        let response = match Request::get(&url)
+        let url = format!("/api/shapes/turns?{}", follower.query(Some(now_ms())));
+        let answer = match Request::get(&url)
             .header(USER_HEADER, &user_id)
             .send()
             .await
         {
-            Ok(r) => r,
-            Err(_) => {
-                delay = backoff(delay);
-                nap(&mut rx, delay).await;
-                continue;
+            Ok(response) if response.status() == 401 => {
+                if active(local) {
+                    // Not this user's session any more: never follow another user's rows.
+                    local.end(ended_by(&response));
+                }
+                break;
             }
+            Ok(response) => match response.text().await {
+                Ok(body) => Some((response, body)),
+                Err(_) => None,
+            },
+            Err(_) => None,
         };
         if !active(local) {
             // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
             break;
         }
-        match response.status() {
-            200 => {}
-            409 => {
+        let Some((response, body)) = answer else {
+            nap(&mut rx, follower.backoff(random())).await;
+            continue;
+        };
+        let was_backing_off = follower.is_backing_off();
+        let head = ResponseHead::read(response.status(), |name| response.headers().get(name));
+        let batch = match follower.receive(&head, &body) {
+            Step::Changes(batch) => batch,
+            Step::Refetch => {
                 // The shape was rotated: start again from a fresh snapshot.
-                (handle, offset, live, replace) = (None, "-1".into(), false, true);
                 buffer.clear();
+                replace = true;
                 continue;
             }
-            401 => {
-                // Not this user's session any more: never follow another user's rows.
-                local.end(ended_by(&response));
-                break;
-            }
-            _ => {
-                delay = backoff(delay);
-                nap(&mut rx, delay).await;
-                continue;
-            }
-        }
-        let headers = response.headers();
-        let messages: Vec<Message> = match response.json().await {
-            Ok(m) => m,
-            Err(_) => {
-                delay = backoff(delay);
-                nap(&mut rx, delay).await;
+            // 403/404 too: the server may see it differently after a deploy; keep trying.
+            Step::Retry | Step::Refused { .. } => {
+                nap(&mut rx, follower.backoff(random())).await;
                 continue;
             }
         };
-        if !active(local) {
-            break;
-        }
-        if delay > 0 {
+        if was_backing_off {
             // The server is back: whatever else was backing off may go now.
             wake();
         }
-        delay = 0;
-        if let Some(h) = headers.get(wire::HANDLE) {
-            handle = Some(h);
+        if batch.starts_snapshot {
+            buffer.clear();
+            replace = true;
         }
-        if let Some(o) = headers.get(wire::OFFSET) {
-            offset = o;
-        }
-        let mut up_to_date = false;
-        for m in messages {
-            let h = m.headers;
-            if let Some(control) = h.control {
-                match control {
-                    Control::UpToDate => up_to_date = true,
-                    Control::MustRefetch => {
-                        (handle, offset, live, replace) = (None, "-1".into(), false, true);
-                        buffer.clear();
-                    }
-                    Control::Other => {}
-                }
-                continue;
-            }
-            txids.extend(h.txids.iter().map(Txid::to_string));
-            let Some(id) = m
+        for change in batch.changes {
+            txids.extend(change.txids.iter().map(Txid::to_string));
+            let id = change
                 .value
                 .get("id")
-                .cloned()
-                .flatten()
-                .and_then(|s| s.parse().ok())
-            else {
+                .and_then(|v| v.as_str()?.parse().ok());
+            let Some(id) = id else {
                 continue;
             };
-            match h.operation {
-                Some(Operation::Delete) => buffer.push(RowChange::Delete(id)),
-                Some(_) => buffer.push(RowChange::Upsert(id, m.value)),
-                None => {}
-            }
+            buffer.push(match change.operation {
+                Operation::Delete => RowChange::Delete(id),
+                Operation::Insert | Operation::Update => RowChange::Upsert(id, change.value),
+            });
         }
-        if replace && !up_to_date {
+        if replace && !batch.up_to_date {
             local.first_sync.set(Some((buffer.len(), expected)));
         }
-        if up_to_date {
+        if batch.up_to_date {
             let changed = !buffer.is_empty() || replace;
             let was_snapshot = replace;
             let unknown = commit(local, std::mem::take(&mut buffer), replace);
             replace = false;
-            live = true;
             local.first_sync.set(None);
             local.synced_at.set(Some(now_ms()));
             remember(&txids);
@@ -656,9 +608,10 @@ async fn shape_loop(local: Local, user: Uuid, mut handle: Option<String>, mut of
             );
             txids.clear();
             // Idle polls change nothing: do not rewrite the store (other tabs reread it).
-            if changed || offset != persisted {
-                persist(local, user, &handle, &offset);
-                persisted = offset.clone();
+            let position = follower.position();
+            if changed || position != persisted {
+                persist(local, user, &position);
+                persisted = position;
             }
             if unknown && local.online.get_untracked() {
                 match fetch_board(user).await {
@@ -701,7 +654,7 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
                     }
                 }
                 RowChange::Upsert(id, value) => {
-                    if value.get("is_active").cloned().flatten().as_deref() == Some("f") {
+                    if value.get("is_active").and_then(|v| v.as_str()) == Some("f") {
                         if let Some(i) = index.remove(&id) {
                             cards.remove(i);
                             index = cards.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
@@ -759,9 +712,9 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
 }
 
 /// Shape values are Postgres text; columns absent from an update are unchanged.
-fn merge_row(card: &mut TurnCard, value: &Row) {
+fn merge_row(card: &mut TurnCard, value: &Columns) {
     for (column, v) in value {
-        let text = v.as_deref();
+        let text = v.as_str();
         let uuid = || text.and_then(|s| s.parse::<Uuid>().ok());
         let date = || text.and_then(|s| s.parse::<chrono::NaiveDate>().ok());
         let money = || text.and_then(|s| s.parse::<turns::Decimal>().ok());
@@ -819,7 +772,7 @@ fn retire(local: Local, user: Uuid, txids: &HashSet<String>, snapshot_asked_at: 
     }
 }
 
-fn persist(local: Local, user: Uuid, handle: &Option<String>, offset: &str) {
+fn persist(local: Local, user: Uuid, position: &Option<Position>) {
     // Only while syncing for a signed-in user: an ended session's board is deleted, not kept.
     if local.ended.get_untracked().is_some() || storage_cleared(local, user) {
         return;
@@ -832,8 +785,7 @@ fn persist(local: Local, user: Uuid, handle: &Option<String>, offset: &str) {
             turns: local.base.get_untracked(),
             ..meta
         },
-        handle: handle.clone(),
-        offset: offset.to_string(),
+        position: position.clone(),
         synced_at: local.synced_at.get_untracked(),
     };
     if let Err(message) = storage::save_snapshot(user, &snapshot) {

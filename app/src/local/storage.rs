@@ -1,6 +1,7 @@
 //! Local storage layout, per user (`turns.v1.<user>.…`):
-//! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the shape handle
-//!   and offset; written by the leading tab only, and droppable: a cache the stream can rebuild;
+//! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the shape
+//!   position (handle and offset); written by the leading tab only, and droppable: a cache the
+//!   stream can rebuild;
 //! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
 //!   other's edits; never dropped to make room;
 //! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
@@ -12,14 +13,16 @@ use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
 use turns::model::Board;
+use turns::shape_follower::Position;
+use turns::shape_protocol::{HandleId, Offset};
 use uuid::Uuid;
 
 /// What survives a reload: the board and where the stream stands.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     pub board: Board,
-    pub handle: Option<String>,
-    pub offset: String,
+    /// Where the turns shape stands (none: it starts from its snapshot).
+    pub position: Option<Position>,
     pub synced_at: Option<u64>,
 }
 
@@ -47,20 +50,31 @@ fn keys_with(prefix: &str) -> Vec<String> {
 struct Stored {
     board: Board,
     cards: Cards,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+    /// Before the typed position, the handle and offset as strings: still read, so that the
+    /// first start after an update (perhaps offline) keeps the board and resumes the stream.
+    #[serde(default, skip_serializing)]
     handle: Option<String>,
-    offset: String,
+    #[serde(default, skip_serializing)]
+    offset: Option<String>,
     synced_at: Option<u64>,
 }
 
 pub fn load_snapshot(user: Uuid) -> Option<Snapshot> {
     let s: Stored = LocalStorage::get(key(user, "snapshot")).ok()?;
+    let legacy = || {
+        Some(Position {
+            handle: HandleId::parse(s.handle.as_deref()?)?,
+            offset: Offset::parse(s.offset.as_deref()?)?,
+        })
+    };
     Some(Snapshot {
+        position: s.position.clone().or_else(legacy),
         board: Board {
             turns: s.cards.decode(),
             ..s.board
         },
-        handle: s.handle,
-        offset: s.offset,
         synced_at: s.synced_at,
     })
 }
@@ -73,8 +87,9 @@ pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
             ..snapshot.board.clone()
         },
         cards: Cards::encode(&snapshot.board.turns),
-        handle: snapshot.handle.clone(),
-        offset: snapshot.offset.clone(),
+        position: snapshot.position.clone(),
+        handle: None,
+        offset: None,
         synced_at: snapshot.synced_at,
     };
     LocalStorage::set(key(user, "snapshot"), &stored).map_err(|_| {

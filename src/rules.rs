@@ -1,0 +1,374 @@
+//! What a turn becomes after an edit, a submission or an approval decision: the stage gates and
+//! approval routing, decided once. The server's mutation handler writes what these return; the
+//! browser shows it at once (its optimistic view), so both sides agree by construction. Pure:
+//! the caller supplies the facts (thresholds, the active stages, whether the home is core, the
+//! server's date). Checks that need the database (is the vendor active and approved?) stay with
+//! the server.
+use crate::approval::{ApprovalLevel, ApprovalStatus, Thresholds};
+use crate::model::{Board, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
+use crate::mutation::{Change, EditRight, Rejection, TurnEdit};
+use crate::policy::{Actor, TurnFacts};
+use crate::role::Role;
+use crate::Decimal;
+use chrono::NaiveDate;
+
+/// The facts a turn's rules depend on.
+#[derive(Clone, Copy, Debug)]
+pub struct TurnRules<'a> {
+    pub thresholds: &'a Thresholds,
+    /// The active stages (any order).
+    pub stages: &'a [Stage],
+    /// The turn's home is core (non-core homes need head office sooner).
+    pub is_core: bool,
+    /// The server's date: a turn entering the complete stage is completed on it.
+    pub today: NaiveDate,
+}
+
+/// Whether the actor may make this edit: the turn's managers make any; the vendor doing the work
+/// records progress and completion.
+pub fn may_edit(actor: &Actor, turn: &TurnFacts, edit: &TurnEdit) -> Result<(), Rejection> {
+    let allowed = actor.can_manage_turn(turn)
+        || (edit.right() == EditRight::Progress && actor.can_record_progress(turn));
+    if allowed {
+        return Ok(());
+    }
+    Err(Rejection::forbidden(if actor.role == Role::Vendor {
+        format!(
+            "Vendors record progress and completion only; ask the property manager to change the {}.",
+            edit.label()
+        )
+    } else {
+        format!("You may not change the {} of this turn.", edit.label())
+    }))
+}
+
+/// Whether a turn shows on the board on `today`: open turns always, completed ones for
+/// `COMPLETED_VISIBLE_DAYS` after completion. (`queries::turn_board` says the same in SQL.)
+pub fn on_board(turn: &TurnCard, stages: &[Stage], today: NaiveDate) -> bool {
+    let complete = stages
+        .iter()
+        .any(|s| s.id == turn.stage_id && s.is_complete_stage);
+    let cutoff = today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64);
+    !complete || turn.turn_completion_date.is_none_or(|d| d >= cutoff)
+}
+
+impl Board {
+    /// The rules for one of the board's turns, with the facts the board carries.
+    pub fn rules_for(&self, turn: &TurnCard) -> TurnRules<'_> {
+        TurnRules {
+            thresholds: &self.thresholds,
+            stages: &self.stages,
+            is_core: !self.non_core_properties.contains(&turn.property_id),
+            today: self.today,
+        }
+    }
+}
+
+impl TurnRules<'_> {
+    /// The turn after a change to it (`None`: the change leaves it as it is, or is not a change
+    /// to an existing turn). Authorization is the caller's: see `may_edit` and the policy.
+    pub fn apply(&self, before: &TurnCard, change: &Change) -> Result<Option<TurnCard>, Rejection> {
+        match change {
+            Change::EditTurn { edits, .. } => {
+                let after = self.edit(before, edits)?;
+                Ok((after != *before).then_some(after))
+            }
+            Change::SubmitForApproval { .. } => self.submit(before),
+            Change::DecideApproval {
+                approve, amount, ..
+            } => match before.approval_status.and_then(ApprovalStatus::awaiting) {
+                Some(level) => self.decide(before, level, *approve, *amount).map(Some),
+                None => Ok(None),
+            },
+            Change::CreateTurn(_) | Change::CreateProperty(_) | Change::UpdateProperty { .. } => {
+                Ok(None)
+            }
+        }
+    }
+
+    /// The turn after these edits (already allowed, and based on its current values): an amount
+    /// no longer covered by its approval restarts approval; a new stage must pass its gates.
+    /// The thresholds and stages are read only when the amount or the stage changes (a caller
+    /// may skip loading them otherwise).
+    pub fn edit(&self, before: &TurnCard, edits: &[TurnEdit]) -> Result<TurnCard, Rejection> {
+        let mut after = before.clone();
+        for e in edits {
+            e.apply(&mut after);
+        }
+        if after == *before {
+            return Ok(after);
+        }
+        if let (Some(done), Some(out)) = (after.turn_completion_date, after.move_out_date) {
+            if done < out {
+                return Err(Rejection::invalid_field(
+                    "turn_completion_date",
+                    "Completion cannot be before the move-out date.",
+                ));
+            }
+        }
+        if after.turn_amount != before.turn_amount && has_approval(&after) && !self.covers(&after) {
+            self.start_approval(&mut after, false);
+        }
+        if after.stage_id != before.stage_id {
+            self.enter_stage(&mut after)?;
+        }
+        Ok(after)
+    }
+
+    /// The turn after its managers submit it for approval (`None`: it already waits).
+    pub fn submit(&self, before: &TurnCard) -> Result<Option<TurnCard>, Rejection> {
+        if before.turn_amount.is_none() {
+            return Err(Rejection::invalid_field(
+                "turn_amount",
+                "Set the turn amount first.",
+            ));
+        }
+        match before.approval_status {
+            Some(ApprovalStatus::DfoApprovalNeeded | ApprovalStatus::HoApprovalNeeded) => {
+                return Ok(None)
+            }
+            _ if self.covers(before) => {
+                return Err(Rejection::invalid_field(
+                    "approval_status",
+                    "This amount is approved already.",
+                ))
+            }
+            _ => {}
+        }
+        let mut after = before.clone();
+        self.start_approval(&mut after, true);
+        Ok(Some(after))
+    }
+
+    /// The turn after the level it waits for decides: approved (`amount`, or the turn's amount)
+    /// goes on to head office when what will be spent needs it; rejected stops.
+    pub fn decide(
+        &self,
+        before: &TurnCard,
+        level: ApprovalLevel,
+        approve: bool,
+        amount: Option<Decimal>,
+    ) -> Result<TurnCard, Rejection> {
+        let mut after = before.clone();
+        if !approve {
+            after.approval_status = Some(ApprovalStatus::Rejected);
+            return Ok(after);
+        }
+        let Some(a) = amount.or(after.turn_amount) else {
+            return Err(Rejection::invalid_field(
+                "amount",
+                "There is no amount to approve.",
+            ));
+        };
+        after.approved_turn_amount = Some(a);
+        after.approval_status =
+            Some(
+                self.thresholds
+                    .after_approval(level, a, after.turn_amount, self.is_core),
+            );
+        Ok(after)
+    }
+
+    /// Approved for what the turn will cost, by every level that needs to.
+    pub fn covers(&self, card: &TurnCard) -> bool {
+        self.thresholds.covers(
+            card.approval_status,
+            card.approved_turn_amount,
+            card.turn_amount,
+            self.is_core,
+        )
+    }
+
+    /// Start (or restart) approval for the card's amount: self-approve within the PM's limit,
+    /// otherwise queue for the level the amount needs (`from_dfo`: always the DFO first).
+    fn start_approval(&self, card: &mut TurnCard, from_dfo: bool) {
+        let Some(amount) = card.turn_amount else {
+            return;
+        };
+        match self.thresholds.required_level(amount, self.is_core) {
+            None => {
+                card.approved_turn_amount = Some(amount);
+                card.approval_status = Some(ApprovalStatus::Pending);
+            }
+            Some(level) => {
+                let level = if from_dfo { ApprovalLevel::Dfo } else { level };
+                card.approval_status = Some(level.needed_status());
+            }
+        }
+    }
+
+    /// A turn moving into its stage: the stage's gates, approval started on entering the
+    /// approval stage (and required beyond it), completion dated on entering the complete stage.
+    fn enter_stage(&self, turn: &mut TurnCard) -> Result<(), Rejection> {
+        let Some(stage) = self.stages.iter().find(|s| s.id == turn.stage_id) else {
+            return Err(Rejection::invalid_field(
+                "stage_id",
+                "That stage does not exist.",
+            ));
+        };
+        let gate = |message: String| Rejection::invalid_field("stage_id", message);
+        if stage.is_amount_required && turn.turn_amount.is_none() {
+            return Err(gate(format!(
+                "Set the turn amount before moving it to {}.",
+                stage.name
+            )));
+        }
+        if stage.is_vendor_required && turn.vendor_id.is_none() {
+            return Err(gate(format!(
+                "Assign a vendor before moving it to {}.",
+                stage.name
+            )));
+        }
+        let approval_before = self
+            .stages
+            .iter()
+            .any(|s| s.requires_approval && s.display_order < stage.display_order);
+        let covered = self.covers(turn);
+        if stage.requires_approval && !covered {
+            // Entering the approval stage starts the approval.
+            self.start_approval(turn, true);
+        } else if approval_before && !covered {
+            return Err(gate(format!(
+                "The turn amount must be approved before the turn moves to {}.",
+                stage.name
+            )));
+        }
+        if stage.is_complete_stage && turn.turn_completion_date.is_none() {
+            turn.turn_completion_date = Some(self.today);
+        }
+        Ok(())
+    }
+}
+
+/// Someone approved an amount on this card (it may no longer cover the current amount).
+fn has_approval(card: &TurnCard) -> bool {
+    card.approved_turn_amount.is_some()
+        && matches!(
+            card.approval_status,
+            Some(
+                ApprovalStatus::Pending | ApprovalStatus::DfoApproved | ApprovalStatus::HoApproved
+            )
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn d(v: i64) -> Decimal {
+        Decimal::new(v, 0)
+    }
+
+    fn stage(order: i32, approval: bool, complete: bool) -> Stage {
+        Stage {
+            id: Uuid::from_u128(order as u128 + 1),
+            name: format!("S{order}"),
+            display_order: order,
+            color: "#000".into(),
+            is_amount_required: approval,
+            is_vendor_required: order >= 4,
+            requires_approval: approval,
+            is_complete_stage: complete,
+        }
+    }
+
+    fn stages() -> Vec<Stage> {
+        (1..=7).map(|o| stage(o, o == 3, o == 7)).collect()
+    }
+
+    #[test]
+    fn a_dfo_approval_above_the_head_office_threshold_goes_on_to_head_office() {
+        // The browser once showed "DFO approved" here while the server asked head office.
+        let (limits, stages) = (Thresholds::default(), stages());
+        let rules = TurnRules {
+            thresholds: &limits,
+            stages: &stages,
+            is_core: true,
+            today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
+        };
+        let card = TurnCard {
+            turn_amount: Some(d(9000)),
+            approval_status: Some(ApprovalStatus::DfoApprovalNeeded),
+            ..TurnCard::default()
+        };
+        let after = rules
+            .decide(&card, ApprovalLevel::Dfo, true, None)
+            .expect("decided");
+        assert_eq!(
+            after.approval_status,
+            Some(ApprovalStatus::HoApprovalNeeded)
+        );
+        assert_eq!(after.approved_turn_amount, Some(d(9000)));
+        let after = rules
+            .decide(&after, ApprovalLevel::Ho, true, Some(d(8000)))
+            .expect("decided");
+        assert_eq!(after.approval_status, Some(ApprovalStatus::HoApproved));
+    }
+
+    #[test]
+    fn stage_gates_hold_and_the_complete_stage_dates_the_turn() {
+        let (limits, stages) = (Thresholds::default(), stages());
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).expect("date");
+        let rules = TurnRules {
+            thresholds: &limits,
+            stages: &stages,
+            is_core: true,
+            today,
+        };
+        let card = TurnCard {
+            stage_id: stages[0].id,
+            ..TurnCard::default()
+        };
+        let to = |s: &Stage, card: &TurnCard| {
+            rules.edit(
+                card,
+                &[TurnEdit::Stage(crate::mutation::Edit {
+                    from: card.stage_id,
+                    to: s.id,
+                })],
+            )
+        };
+        assert!(to(&stages[2], &card).is_err(), "no amount");
+        let with_amount = TurnCard {
+            turn_amount: Some(d(800)),
+            ..card.clone()
+        };
+        let approved = to(&stages[2], &with_amount).expect("enters approval");
+        assert_eq!(approved.approval_status, Some(ApprovalStatus::Pending));
+        assert_eq!(approved.approved_turn_amount, Some(d(800)), "self-approved");
+        assert!(to(&stages[4], &approved).is_err(), "no vendor");
+        let done = to(
+            &stages[6],
+            &TurnCard {
+                vendor_id: Some(Uuid::from_u128(99)),
+                ..approved
+            },
+        )
+        .expect("complete");
+        assert_eq!(done.turn_completion_date, Some(today));
+        let big = TurnCard {
+            turn_amount: Some(d(3000)),
+            ..card
+        };
+        assert_eq!(
+            to(&stages[2], &big).expect("queued").approval_status,
+            Some(ApprovalStatus::DfoApprovalNeeded)
+        );
+        assert!(to(&stages[3], &big).is_err(), "not approved");
+        let old = TurnCard {
+            stage_id: stages[6].id,
+            turn_completion_date: Some(today - chrono::Days::new(31)),
+            ..TurnCard::default()
+        };
+        assert!(!on_board(&old, &stages, today));
+        assert!(on_board(
+            &TurnCard {
+                turn_completion_date: Some(today - chrono::Days::new(30)),
+                ..old
+            },
+            &stages,
+            today
+        ));
+    }
+}
