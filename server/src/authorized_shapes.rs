@@ -2,6 +2,7 @@
 //! filter and columns come from the policy's scope for the user, never from the request. The
 //! shape server (`shapes/`) serves whatever definition it is given; this is where the app decides.
 use crate::shapes::ShapeDef;
+use sqlx::PgPool;
 use turns::policy::Scope;
 use turns::Actor;
 
@@ -22,8 +23,64 @@ impl NotAllowed {
     }
 }
 
-/// The shape each named view is, for this actor — from the policy's scope.
-pub fn definition(name: &str, actor: &Actor) -> Result<ShapeDef, NotAllowed> {
+/// The property columns a vendor's shape carries: where the home is and what it is, not how the
+/// operator classifies it.
+const VENDOR_PROPERTY_COLUMNS: &[&str] = &[
+    "id",
+    "property_id",
+    "name",
+    "street_address",
+    "city",
+    "state",
+    "zip_code",
+    "bedrooms",
+    "bathrooms",
+    "area_sqft",
+    "is_active",
+    "property_manager_id",
+    "version",
+    "updated_at",
+];
+
+/// The shape each named view is, for this actor — from the policy's scope. Vendors and
+/// approvers see the homes of the turns they may read; a shape's filter cannot join, so those
+/// homes are listed, read now. When the list changes the shape does too, and a client following
+/// the old one is told to refetch.
+pub async fn definition(
+    pool: &PgPool,
+    name: &str,
+    actor: &Actor,
+) -> Result<Result<ShapeDef, NotAllowed>, sqlx::Error> {
+    let homes = match (name, actor.scope()) {
+        ("properties", Scope::Vendor(v)) => Some(
+            sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT property_id::text FROM turns
+                  WHERE is_active AND vendor_id = $1 ORDER BY 1",
+            )
+            .bind(v)
+            .fetch_all(pool)
+            .await?,
+        ),
+        ("properties", Scope::Awaiting(level)) => Some(
+            sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT property_id::text FROM turns
+                  WHERE is_active AND approval_status = $1 ORDER BY 1",
+            )
+            .bind(level.needed_status())
+            .fetch_all(pool)
+            .await?,
+        ),
+        _ => None,
+    };
+    Ok(fixed_definition(name, actor, homes))
+}
+
+/// `homes`: for vendors and approvers, the homes of the turns they may read.
+fn fixed_definition(
+    name: &str,
+    actor: &Actor,
+    homes: Option<Vec<String>>,
+) -> Result<ShapeDef, NotAllowed> {
     let def = |table: &str,
                where_clause: Option<&str>,
                params: Vec<String>,
@@ -51,10 +108,17 @@ pub fn definition(name: &str, actor: &Actor) -> Result<ShapeDef, NotAllowed> {
                 vec![u.to_string()],
                 None,
             ),
-            // Vendors and approvers read properties through their turns (board server function).
-            Scope::Vendor(_) | Scope::Awaiting(_) | Scope::Nothing => {
-                def("properties", Some("false"), vec![], None)
-            }
+            Scope::Vendor(_) | Scope::Awaiting(_) => match homes {
+                Some(homes) if !homes.is_empty() => {
+                    let list: Vec<String> = (1..=homes.len()).map(|i| format!("${i}")).collect();
+                    let clause = format!("id IN ({})", list.join(", "));
+                    let columns =
+                        matches!(scope, Scope::Vendor(_)).then_some(VENDOR_PROPERTY_COLUMNS);
+                    def("properties", Some(&clause), homes, columns)
+                }
+                _ => def("properties", Some("false"), vec![], None),
+            },
+            Scope::Nothing => def("properties", Some("false"), vec![], None),
         },
         "turns" => match scope {
             Scope::All => def("turns", Some("is_active"), vec![], None),

@@ -3,6 +3,7 @@
 //! role, and bad input.
 use std::collections::BTreeMap;
 use std::time::Duration;
+use turns::shape_follower::{ResponseHead, Step};
 use turns_server::testing::{demo_state, login, plain_router, send, Follower};
 
 const SECRET: &str = "test-secret";
@@ -494,7 +495,10 @@ fn expected_sql(shape: &str, role: &str) -> Option<&'static str> {
         "properties" => match role {
             "PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1",
             "SR_PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1 OR sr_property_manager_id = $1",
-            "VENDOR" | "DFO_APPROVER" | "HO_APPROVER" => "SELECT id FROM properties WHERE false AND $1::uuid IS NOT NULL",
+            // The homes of the turns they may read.
+            "VENDOR" => "SELECT p.id FROM properties p WHERE EXISTS (SELECT 1 FROM turns t WHERE t.property_id = p.id AND t.is_active AND t.vendor_id = (SELECT vendor_id FROM users WHERE id = $1))",
+            "DFO_APPROVER" => "SELECT p.id FROM properties p WHERE EXISTS (SELECT 1 FROM turns t WHERE t.property_id = p.id AND t.is_active AND t.approval_status = 'DFO_APPROVAL_NEEDED') AND $1::uuid IS NOT NULL",
+            "HO_APPROVER" => "SELECT p.id FROM properties p WHERE EXISTS (SELECT 1 FROM turns t WHERE t.property_id = p.id AND t.is_active AND t.approval_status = 'HO_APPROVAL_NEEDED') AND $1::uuid IS NOT NULL",
             _ => "SELECT id FROM properties WHERE $1::uuid IS NOT NULL",
         },
         "stages" => "SELECT id FROM turn_stages WHERE is_active AND $1::uuid IS NOT NULL",
@@ -556,6 +560,9 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                     assert!(
                         !row.contains_key("turn_amount") && !row.contains_key("approval_status")
                     );
+                }
+                if role == "VENDOR" && shape == "properties" {
+                    assert!(!row.contains_key("is_core") && row.contains_key("street_address"));
                 }
             }
         }
@@ -805,4 +812,38 @@ async fn a_leader_cut_from_its_lock_stops_and_both_instances_keep_every_change_o
     }
     a.shapes.as_ref().expect("shapes").stop();
     b.shapes.as_ref().expect("shapes").stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_s_homes_follow_their_assignments() {
+    let (state, router) = app().await;
+    let pool = &state.pool;
+    let cookie = login(&router, "vendor@turns.demo").await;
+    let mut f = Follower::start(&router, "/api/shapes/properties?", Some(&cookie)).await;
+    f.catch_up(&state, &router).await;
+    let before = f.rows().len();
+    assert!(before > 0, "the demo vendor works in some homes");
+    // The vendor is given a turn in a home they had no work in.
+    let mine = "(SELECT vendor_id FROM users WHERE email = 'vendor@turns.demo')";
+    sqlx::query(&format!(
+        "UPDATE turns SET vendor_id = {mine}
+          WHERE id = (SELECT id FROM turns WHERE is_active AND property_id NOT IN
+                        (SELECT property_id FROM turns WHERE is_active AND vendor_id = {mine})
+                      ORDER BY turn_id LIMIT 1)"
+    ))
+    .execute(pool)
+    .await
+    .expect("assign");
+    // The shape it followed is not the vendor's any more: refetch, then the new home is there.
+    let r = send(&router, "GET", &f.url(false), Some(&cookie), None).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let head = ResponseHead::read(r.status.as_u16(), |name| {
+        r.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    assert!(matches!(f.read(&head, &r.body), Err(Step::Refetch)));
+    f.catch_up(&state, &router).await;
+    assert_eq!(f.rows().len(), before + 1);
 }

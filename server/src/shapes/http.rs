@@ -312,9 +312,13 @@ async fn authorized_shape(
         )
         .into_response();
     }
-    let def = match crate::authorized_shapes::definition(&name, &user.actor()) {
-        Ok(d) => d,
-        Err(refused) => {
+    let def = match crate::authorized_shapes::definition(&state.pool, &name, &user.actor()).await {
+        Ok(Ok(d)) => d,
+        Err(e) => {
+            tracing::error!(error = %e, shape = %name, "could not read a shape's definition");
+            return shape_error(ShapeError::NotReady);
+        }
+        Ok(Err(refused)) => {
             tracing::warn!(user = %user.id, role = ?user.role, shape = %name, "refused a shape");
             let status = match refused {
                 NotAllowed::Forbidden => StatusCode::FORBIDDEN,
