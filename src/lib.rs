@@ -9,6 +9,7 @@ pub mod mutation;
 pub mod pg_text;
 pub mod policy;
 pub mod role;
+pub mod rows;
 pub mod rules;
 pub mod shape_follower;
 pub mod shape_protocol;

@@ -57,6 +57,23 @@ pub mod boolean {
     }
 }
 
+/// A nullable boolean column, or one a shape may leave out (with `#[serde(default)]`).
+pub mod opt_boolean {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Option::<Text<bool>>::deserialize(d)? {
+            None => Ok(None),
+            Some(Text::Plain(b)) => Ok(Some(b)),
+            Some(Text::Text(s)) => match s.as_str() {
+                "t" | "true" => Ok(Some(true)),
+                "f" | "false" => Ok(Some(false)),
+                _ => Err(D::Error::custom(format!("not a boolean: {s:?}"))),
+            },
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Text<T> {

@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use std::collections::HashMap;
-use turns::model::{format_usd, Board, TurnCard};
+use turns::model::{format_usd, Board, Stage, TurnCard};
 use turns::mutation::{Change, Edit, TurnEdit};
 use turns::{ApprovalStatus, Role};
 use uuid::Uuid;
@@ -111,6 +111,12 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     else {
         return ().into_any();
     };
+    // The stages as the device knows them now: renamed, recoloured or reordered live.
+    let live_stages = Memo::new(move |_| {
+        local
+            .meta
+            .with(|m| m.as_ref().map(|m| m.stages.clone()).unwrap_or_default())
+    });
     let cards = local.view();
     let selected = RwSignal::new(None::<Uuid>);
     let dragging = RwSignal::new(None::<Uuid>);
@@ -162,8 +168,13 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     };
     let stage_options = stages.iter().map(|s| (s.id, s.name.clone())).collect();
     let show_pm = !matches!(role, Role::PropertyManager | Role::Vendor);
-    let order: Vec<(Uuid, String)> = stages.iter().map(|s| (s.id, s.name.clone())).collect();
-    let neighbours = StoredValue::new(order);
+    let neighbours = move |stage: Uuid| {
+        live_stages.with_untracked(|o| {
+            let i = o.iter().position(|s| s.id == stage);
+            let at = |i: Option<usize>| i.and_then(|i| o.get(i)).map(|s| (s.id, s.name.clone()));
+            (at(i.and_then(|i| i.checked_sub(1))), at(i.map(|i| i + 1)))
+        })
+    };
     let move_card = move |card: &TurnCard, to: Uuid| {
         if card.stage_id != to {
             local.make(
@@ -178,82 +189,90 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             );
         }
     };
-    let columns = stages
-        .into_iter()
-        .map(|stage| {
-            let id = stage.id;
-            let style = format!("--stage-color: {}", stage.color);
-            let hidden = move || filters.stage.with(|s| !s.is_empty() && *s != id.to_string());
-            let count = move || visible.with(|v| v.get(&id).map_or(0, Vec::len));
-            let shown_cards = move || {
-                visible.with(|v| {
-                    v.get(&id)
-                        .map(|cs| cs.iter().take(CARDS_PER_COLUMN).cloned().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                })
-            };
-            let drop = move |ev: leptos::ev::DragEvent| {
-                ev.prevent_default();
-                if let Some(turn) = dragging.get_untracked() {
-                    dragging.set(None);
-                    if let Some(c) = cards.with_untracked(|cs| cs.iter().find(|c| c.card.id == turn).cloned()) {
-                        move_card(&c.card, id);
-                    }
+    let column = move |stage: Stage| {
+        let id = stage.id;
+        let style = format!("--stage-color: {}", stage.color);
+        let hidden = move || {
+            filters
+                .stage
+                .with(|s| !s.is_empty() && *s != id.to_string())
+        };
+        let count = move || visible.with(|v| v.get(&id).map_or(0, Vec::len));
+        let shown_cards = move || {
+            visible.with(|v| {
+                v.get(&id)
+                    .map(|cs| {
+                        cs.iter()
+                            .take(CARDS_PER_COLUMN)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+        };
+        let drop = move |ev: leptos::ev::DragEvent| {
+            ev.prevent_default();
+            if let Some(turn) = dragging.get_untracked() {
+                dragging.set(None);
+                if let Some(c) =
+                    cards.with_untracked(|cs| cs.iter().find(|c| c.card.id == turn).cloned())
+                {
+                    move_card(&c.card, id);
                 }
-            };
-            view! {
-                <section class="column" style=style data-stage=stage.name.clone() class:hidden=hidden
-                    class:empty=move || count() == 0
-                    on:dragover=move |ev| if manages { ev.prevent_default() }
-                    on:drop=drop>
-                    <h2>
-                        <span class="dot"></span>
-                        <span class="stage-name">{stage.name.clone()}</span>
-                        <span class="n" data-testid="column-count">{count}</span>
-                    </h2>
-                    <ul class="cards">
-                        <For each=shown_cards key=|c| c.clone() let:c>
-                            {
-                                let card = c.card.clone();
-                                let (prev, next) = neighbours.with_value(|o| {
-                                    let i = o.iter().position(|(s, _)| *s == card.stage_id);
-                                    (
-                                        i.and_then(|i| i.checked_sub(1)).and_then(|i| o.get(i).cloned()),
-                                        i.and_then(|i| o.get(i + 1).cloned()),
-                                    )
-                                });
-                                let mover = manages.then(|| {
-                                    let (back, fwd) = (card.clone(), card.clone());
-                                    view! {
-                                        <div class="movers">
-                                            {prev.map(|(s, name)| view! {
-                                                <button type="button" class="move back" data-testid="move-back"
-                                                    aria-label=format!("Move {} back to {name}", back.turn_id)
-                                                    title=format!("Back to {name}")
-                                                    on:click=move |_| move_card(&back, s)>"◀"</button>
-                                            })}
-                                            {next.map(|(s, name)| view! {
-                                                <button type="button" class="move forward" data-testid="move-forward"
-                                                    aria-label=format!("Move {} to {name}", fwd.turn_id)
-                                                    title=format!("On to {name}")
-                                                    on:click=move |_| move_card(&fwd, s)>"▶"</button>
-                                            })}
-                                        </div>
-                                    }
-                                    .into_any()
-                                });
-                                view! { <Card c today manages selected dragging mover/> }
-                            }
-                        </For>
-                    </ul>
-                    {move || {
-                        let more = count().saturating_sub(CARDS_PER_COLUMN);
-                        (more > 0).then(|| view! { <p class="more">{format!("+{more} more — search or filter to narrow")}</p> })
-                    }}
-                </section>
             }
-        })
-        .collect_view();
+        };
+        view! {
+            <section class="column" style=style data-stage=stage.name.clone() class:hidden=hidden
+                class:empty=move || count() == 0
+                on:dragover=move |ev| if manages { ev.prevent_default() }
+                on:drop=drop>
+                <h2>
+                    <span class="dot"></span>
+                    <span class="stage-name">{stage.name.clone()}</span>
+                    <span class="n" data-testid="column-count">{count}</span>
+                </h2>
+                <ul class="cards">
+                    <For each=shown_cards key=|c| c.clone() let:c>
+                        {
+                            let card = c.card.clone();
+                            let (prev, next) = neighbours(card.stage_id);
+                            let mover = manages.then(|| {
+                                let (back, fwd) = (card.clone(), card.clone());
+                                view! {
+                                    <div class="movers">
+                                        {prev.map(|(s, name)| view! {
+                                            <button type="button" class="move back" data-testid="move-back"
+                                                aria-label=format!("Move {} back to {name}", back.turn_id)
+                                                title=format!("Back to {name}")
+                                                on:click=move |_| move_card(&back, s)>"◀"</button>
+                                        })}
+                                        {next.map(|(s, name)| view! {
+                                            <button type="button" class="move forward" data-testid="move-forward"
+                                                aria-label=format!("Move {} to {name}", fwd.turn_id)
+                                                title=format!("On to {name}")
+                                                on:click=move |_| move_card(&fwd, s)>"▶"</button>
+                                        })}
+                                    </div>
+                                }
+                                .into_any()
+                            });
+                            view! { <Card c today manages selected dragging mover/> }
+                        }
+                    </For>
+                </ul>
+                {move || {
+                    let more = count().saturating_sub(CARDS_PER_COLUMN);
+                    (more > 0).then(|| view! { <p class="more">{format!("+{more} more — search or filter to narrow")}</p> })
+                }}
+            </section>
+        }
+    };
+    // A column is remade when its stage's name, colour or place changes.
+    let columns = view! {
+        <For each=move || live_stages.get()
+            key=|s| (s.id, s.name.clone(), s.color.clone(), s.display_order)
+            children=column/>
+    };
 
     view! {
         <div class="page-head">

@@ -1,16 +1,27 @@
 //! The properties the viewer may see, with search and core/non-core and PM filters.
 use crate::api::list_properties;
 use crate::layout::{ErrorBox, Frame};
+use crate::local::{use_local, Local};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
+use std::collections::HashMap;
 use turns::model::PropertySummary;
+use uuid::Uuid;
 
 /// Rows rendered at once; search narrows the rest.
 const ROWS_SHOWN: usize = 200;
 
 #[component]
 pub fn PropertiesPage() -> impl IntoView {
+    let local = use_local();
+    // Browser: the device keeps the user's homes (the `properties` shape): the list follows them
+    // live, and shows them when the server cannot be reached.
+    Effect::new(move |_| {
+        if let Some((id, _)) = local.account.get() {
+            local.start_as(id);
+        }
+    });
     let properties = Resource::new(|| (), |_| list_properties());
     let query = use_query_map();
     let init =
@@ -21,14 +32,67 @@ pub fn PropertiesPage() -> impl IntoView {
         <Frame>
             <Suspense fallback=|| view! { <p class="loading">"Loading properties…"</p> }>
                 {move || Suspend::new(async move {
-                    match properties.await {
-                        Ok(list) => view! { <PropertyList list search kind pm/> }.into_any(),
-                        Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                    let server = properties.await;
+                    let kept = local.properties.with_untracked(|p| !p.is_empty());
+                    match server {
+                        Err(e) if !kept => view! { <ErrorBox error=e/> }.into_any(),
+                        server => {
+                            let server = server.unwrap_or_default();
+                            let list = Memo::new(move |_| summaries(local, &server));
+                            view! { <PropertyList list search kind pm/> }.into_any()
+                        }
                     }
                 })}
             </Suspense>
         </Frame>
     }
+}
+
+/// The homes listed: the device's copy once it has one (names of managers from what the
+/// server sent, or from the board), otherwise the server's list as sent.
+fn summaries(local: Local, server: &[PropertySummary]) -> Vec<PropertySummary> {
+    let rows = local.properties.read();
+    if rows.is_empty() {
+        return server.to_vec();
+    }
+    let mut names: HashMap<Uuid, String> = HashMap::new();
+    if let Some(board) = local.meta.read().as_ref() {
+        names.extend(board.managers.iter().map(|n| (n.id, n.name.clone())));
+    }
+    for p in server {
+        if let (Some(id), Some(name)) = (p.property_manager_id, &p.pm_name) {
+            names.insert(id, name.clone());
+        }
+    }
+    let sr_names: HashMap<Uuid, Option<String>> = server
+        .iter()
+        .map(|p| (p.id, p.sr_pm_name.clone()))
+        .collect();
+    let mut open: HashMap<Uuid, i64> = HashMap::new();
+    for c in local.base.read().iter() {
+        if c.turn_completion_date.is_none() {
+            *open.entry(c.property_id).or_default() += 1;
+        }
+    }
+    let mut list: Vec<PropertySummary> = rows
+        .iter()
+        .map(|r| PropertySummary {
+            id: r.id,
+            property_id: r.property_id.clone(),
+            name: r.name.clone(),
+            street_address: r.street_address.clone(),
+            city: r.city.clone(),
+            state: r.state.clone(),
+            is_core: r.is_core.unwrap_or(true),
+            is_active: r.is_active,
+            property_manager_id: r.property_manager_id,
+            pm_name: r.property_manager_id.and_then(|id| names.get(&id).cloned()),
+            sr_pm_name: sr_names.get(&r.id).cloned().flatten(),
+            open_turns: open.get(&r.id).copied().unwrap_or_default(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name).then(a.property_id.cmp(&b.property_id)));
+    list
 }
 
 fn matches(p: &PropertySummary, q: &str, kind: &str, pm: &str) -> bool {
@@ -54,23 +118,23 @@ fn matches(p: &PropertySummary, q: &str, kind: &str, pm: &str) -> bool {
 
 #[component]
 fn PropertyList(
-    list: Vec<PropertySummary>,
+    list: Memo<Vec<PropertySummary>>,
     search: RwSignal<String>,
     kind: RwSignal<String>,
     pm: RwSignal<String>,
 ) -> impl IntoView {
-    let total = list.len();
-    let mut managers: Vec<(String, String)> = list
-        .iter()
-        .filter_map(|p| Some((p.property_manager_id?.to_string(), p.pm_name.clone()?)))
-        .collect();
+    let total = move || list.with(Vec::len);
+    let mut managers: Vec<(String, String)> = list.with_untracked(|l| {
+        l.iter()
+            .filter_map(|p| Some((p.property_manager_id?.to_string(), p.pm_name.clone()?)))
+            .collect()
+    });
     managers.sort_by(|a, b| a.1.cmp(&b.1));
     managers.dedup();
-    let list = StoredValue::new(list);
     let visible = Memo::new(move |_| {
         let q = search.with(|s| s.trim().to_lowercase());
         let (k, m) = (kind.get(), pm.get());
-        list.with_value(|l| {
+        list.with(|l| {
             l.iter()
                 .enumerate()
                 .filter(|(_, p)| matches(p, &q, &k, &m))
@@ -83,7 +147,7 @@ fn PropertyList(
     view! {
         <div class="page-head">
             <h1>"Properties"</h1>
-            <p class="count" data-testid="visible-count">{move || format!("{} of {total} properties", visible.with(Vec::len))}</p>
+            <p class="count" data-testid="visible-count">{move || format!("{} of {} properties", visible.with(Vec::len), total())}</p>
         </div>
         <form class="filters" method="get" action="/properties">
             <label class="filter grow">"Search"
@@ -111,7 +175,7 @@ fn PropertyList(
             })}
             <button type="submit" class="apply">"Apply"</button>
         </form>
-        {(total == 0).then(|| view! { <p class="empty">"No properties are in your scope."</p> })}
+        {move || (total() == 0).then(|| view! { <p class="empty">"No properties are in your scope."</p> })}
         <table class="properties">
             <thead>
                 <tr>
@@ -122,7 +186,7 @@ fn PropertyList(
             <tbody>
                 {move || {
                     let ids = visible.get();
-                    list.with_value(|l| {
+                    list.with(|l| {
                         ids.iter().take(ROWS_SHOWN).map(|&i| {
                             let p = l[i].clone();
                             let address = [Some(p.street_address.clone()), p.city.clone(), p.state.clone()]

@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
-import { BoardPage, logInAs, snap } from "./pages";
+import { BoardPage, logInAs, PropertiesPage, snap } from "./pages";
 
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
@@ -152,6 +152,63 @@ test.describe("desktop", () => {
     await expect(board2.pending()).toHaveText("All changes saved");
     expect(turnField(turn, "wo_number")).toBe("WO-TAB-3");
     await context.close();
+  });
+
+  test("a home reassigned or renamed, a stage recoloured and a vendor approved show on an open board without a reload", async ({ browser }) => {
+    // Rows of this test's own (pm2's board is not counted elsewhere); the stage's colour is put back.
+    psql(`INSERT INTO properties (property_id, name, street_address) VALUES ('P-LIVE-REF', 'Live Ref Home', '1 Live St')`);
+    psql(`INSERT INTO turns (turn_id, property_id, stage_id, move_out_date)
+          SELECT 'LF-REF-1', p.id, s.id, current_date - 2 FROM properties p, turn_stages s
+           WHERE p.property_id = 'P-LIVE-REF' AND s.name = 'Notice'`);
+    psql(`INSERT INTO vendors (name, trade, is_approved) VALUES ('Live Ref Vendor', 'Painting', false)`);
+    const pm = await newUser(browser, "pm2@turns.demo");
+    const card = pm.board.card("LF-REF-1");
+    await expect(card).toHaveCount(0);
+
+    psql(`UPDATE properties SET property_manager_id = (SELECT id FROM users WHERE email = 'pm2@turns.demo')
+           WHERE property_id = 'P-LIVE-REF'`);
+    await expect(card).toContainText("Live Ref Home");
+    psql(`UPDATE properties SET name = 'Live Ref Home Renamed' WHERE property_id = 'P-LIVE-REF'`);
+    await expect(card).toContainText("Live Ref Home Renamed");
+
+    const colour = psql(`SELECT color FROM turn_stages WHERE name = 'Notice'`);
+    psql(`UPDATE turn_stages SET color = '#123456' WHERE name = 'Notice'`);
+    try {
+      await expect(pm.board.column("Notice")).toHaveAttribute("style", /#123456/);
+    } finally {
+      psql(`UPDATE turn_stages SET color = '${colour}' WHERE name = 'Notice'`);
+    }
+
+    const offered = async () => {
+      await pm.board.open("LF-REF-1");
+      const n = await pm.page.getByTestId("edit-vendor").locator("option", { hasText: "Live Ref Vendor" }).count();
+      await pm.page.getByRole("button", { name: "Close" }).click();
+      await expect(pm.page.getByTestId("drawer")).toHaveCount(0);
+      return n;
+    };
+    expect(await offered()).toBe(0);
+    psql(`UPDATE vendors SET is_approved = true WHERE name = 'Live Ref Vendor'`);
+    await expect.poll(offered).toBe(1);
+    await pm.context.close();
+  });
+
+  test("the Properties page follows the device's copy of the homes, live and after an offline reload", async ({ page, context }) => {
+    psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id)
+          SELECT 'P-OFF-1', 'Offline Home', '2 Live St', id FROM users WHERE email = 'pm2@turns.demo'`);
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const properties = new PropertiesPage(page);
+    await properties.open();
+    const row = properties.rows().filter({ hasText: "P-OFF-1" });
+    await expect(row).toContainText("Offline Home");
+    psql(`UPDATE properties SET name = 'Offline Home Renamed' WHERE property_id = 'P-OFF-1'`);
+    await expect(row).toContainText("Offline Home Renamed");
+
+    // The page the service worker kept shows the old name; the device's copy has the new one.
+    await context.setOffline(true);
+    await page.reload();
+    await expect(row).toContainText("Offline Home Renamed");
+    await context.setOffline(false);
   });
 
   test("logging out forgets the user's data on this device", async ({ page }) => {

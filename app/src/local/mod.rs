@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Rejection};
+use turns::rows::PropertyRow;
 use turns::rules;
 use turns::ApprovalStatus;
 use uuid::Uuid;
@@ -141,6 +142,8 @@ pub struct Local {
     /// Stages, names and the viewer's role (a board without its turns).
     pub meta: RwSignal<Option<Board>>,
     pub base: RwSignal<Vec<TurnCard>>,
+    /// The homes the user may see (the `properties` shape), once synced or loaded from storage.
+    pub properties: RwSignal<Vec<PropertyRow>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
@@ -165,6 +168,7 @@ impl Local {
             user: RwSignal::new(None),
             meta: RwSignal::new(None),
             base: RwSignal::new(Vec::new()),
+            properties: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
@@ -206,6 +210,28 @@ impl Local {
                 .update(|cards| refresh_names(cards, &meta, &turns));
         }
         self.meta.set(Some(meta));
+    }
+
+    /// The reference tables changed (a home renamed, a vendor renamed): the names on the cards
+    /// follow.
+    pub fn refresh_names(&self) {
+        let meta = self.meta.get_untracked();
+        let homes: HashMap<Uuid, (String, String)> = self.properties.with_untracked(|list| {
+            list.iter()
+                .map(|p| (p.id, (p.property_id.clone(), p.name.clone())))
+                .collect()
+        });
+        self.base.update(|cards| {
+            for c in cards {
+                if let Some((code, name)) = homes.get(&c.property_id) {
+                    c.property_code = code.clone();
+                    c.property_name = name.clone();
+                }
+                if let Some(v) = c.vendor_id {
+                    c.vendor_name = vendor_name(meta.as_ref(), v).or(c.vendor_name.take());
+                }
+            }
+        });
     }
 
     /// The page header learned who is signed in. A different user than this store's means the
@@ -269,6 +295,7 @@ impl Local {
         self.leader.set(false);
         // Another user's device must not keep showing this user's turns.
         self.base.set(Vec::new());
+        self.properties.set(Vec::new());
         self.synced_at.set(None);
         self.first_sync.set(None);
         if why == Ended::LoggedOut {
@@ -276,6 +303,17 @@ impl Local {
             self.failed.set(Vec::new());
         }
         true
+    }
+
+    /// Start for the signed-in user on a page without a board (the first board of a page binds
+    /// the store itself). Nothing if the store is someone else's.
+    pub fn start_as(&self, user: Uuid) {
+        match self.user.get_untracked() {
+            None => self.user.set(Some(user)),
+            Some(u) if u != user => return,
+            Some(_) => {}
+        }
+        self.start();
     }
 
     /// Start following local storage and (in the leading tab) the server. Browser only; once.

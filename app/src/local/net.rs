@@ -17,12 +17,16 @@ use leptos::task::spawn_local;
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
+use turns::model::Named;
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
+use turns::rows::{PropertyRow, StageRow, VendorRow};
 use turns::shape_follower::{
     Backoff, Columns, Position, ResponseHead, ShapeFollower, Step, MAX_BACKOFF_MS,
 };
 use turns::shape_protocol::{Operation, Txid};
+use turns::shape_rows::ShapeRows;
+use turns::Role;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
@@ -167,7 +171,15 @@ pub fn start(local: Local) {
     if let Some(s) = &snapshot {
         local.base.set(s.board.turns.clone());
         local.synced_at.set(s.synced_at);
+        if local.meta.get_untracked().is_none() {
+            // A page without a board (Properties): names and stages as last seen.
+            local.meta.set(Some(turns::model::Board {
+                turns: Vec::new(),
+                ..s.board.clone()
+            }));
+        }
     }
+    load_tables(local, user);
     local.outbox.set(storage::load_outbox(user));
     local.failed.set(storage::load_failed(user));
     local.online.set(navigator_online());
@@ -206,6 +218,7 @@ pub fn start(local: Local) {
                 local.base.set(s.board.turns);
                 local.synced_at.set(s.synced_at);
             }
+            load_tables(local, user);
         }
         wake();
     });
@@ -248,6 +261,9 @@ pub fn start(local: Local) {
                         _ => None,
                     };
                     spawn_local(send_loop(local, user));
+                    spawn_local(table_loop(local, user, "stages", show_stages));
+                    spawn_local(table_loop(local, user, "vendors", show_vendors));
+                    spawn_local(table_loop(local, user, "properties", show_properties));
                     spawn_local(shape_loop(local, user, position));
                 }
             } else if local.leader.get_untracked() {
@@ -503,6 +519,174 @@ enum RowChange {
     Delete(Uuid),
 }
 
+/// One request of `follower` for the user's shape `name`: what the answer meant, or `None` to
+/// stop (the session ended here, or this tab no longer leads). Waits out its backoff after a
+/// failed request (and then says `Retry`); tells the other loops when the server is back.
+async fn shape_request(
+    local: Local,
+    user: Uuid,
+    name: &str,
+    follower: &mut ShapeFollower,
+    rx: &mut mpsc::UnboundedReceiver<()>,
+) -> Option<Step> {
+    let url = format!("/api/shapes/{name}?{}", follower.query(Some(now_ms())));
+    let answer = match Request::get(&url)
+        .header(USER_HEADER, &user.to_string())
+        .send()
+        .await
+    {
+        Ok(response) if response.status() == 401 => {
+            if active(local) {
+                // Not this user's session any more: never follow another user's rows.
+                local.end(ended_by(&response));
+            }
+            return None;
+        }
+        Ok(response) => match response.text().await {
+            Ok(body) => Some((response, body)),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    if !active(local) {
+        // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
+        return None;
+    }
+    let was_backing_off = follower.is_backing_off();
+    let step = match answer {
+        Some((response, body)) => {
+            let head = ResponseHead::read(response.status(), |h| response.headers().get(h));
+            follower.receive(&head, &body)
+        }
+        None => Step::Retry,
+    };
+    match step {
+        // 403/404 too: the server may see it differently after a deploy; keep trying.
+        Step::Retry | Step::Refused { .. } => {
+            nap(rx, follower.backoff(random())).await;
+            Some(Step::Retry)
+        }
+        Step::Changes(_) if was_backing_off => {
+            // The server is back: whatever else was backing off may go now.
+            wake();
+            Some(step)
+        }
+        step => Some(step),
+    }
+}
+
+/// Follow one of the user's reference shapes (stages, vendors, properties) into rows kept in
+/// storage; `show` puts them on the page at every up-to-date that changed them.
+async fn table_loop<T: DeserializeOwned>(
+    local: Local,
+    user: Uuid,
+    name: &'static str,
+    show: fn(Local, &ShapeRows<T>),
+) {
+    let mut rx = waker();
+    let (mut rows, mut follower) = match storage::load_table(user, name) {
+        Some(t) => (
+            ShapeRows::from_columns(t.columns).0,
+            ShapeFollower::resume(t.position),
+        ),
+        None => (ShapeRows::default(), ShapeFollower::new()),
+    };
+    let mut persisted = follower.position();
+    while active(local) {
+        if !local.online.get_untracked() {
+            nap(&mut rx, 5000).await;
+            continue;
+        }
+        let Some(step) = shape_request(local, user, name, &mut follower, &mut rx).await else {
+            break;
+        };
+        let Step::Changes(batch) = step else {
+            continue;
+        };
+        let Some(applied) = rows.add(batch) else {
+            continue;
+        };
+        let position = follower.position();
+        let changed = applied.replaced || !applied.changed.is_empty();
+        if changed {
+            show(local, &rows);
+        }
+        if (changed || position != persisted) && !storage_cleared(local, user) {
+            if let Some(position) = &position {
+                storage::save_table(user, name, position, rows.columns());
+            }
+            persisted = position;
+        }
+    }
+}
+
+/// The reference tables as stored (another tab leads, or this one is offline at start).
+pub fn load_tables(local: Local, user: Uuid) {
+    fn load<T: DeserializeOwned>(
+        local: Local,
+        user: Uuid,
+        name: &str,
+        show: fn(Local, &ShapeRows<T>),
+    ) {
+        if let Some(t) = storage::load_table(user, name) {
+            show(local, &ShapeRows::from_columns(t.columns).0);
+        }
+    }
+    load(local, user, "stages", show_stages);
+    load(local, user, "vendors", show_vendors);
+    load(local, user, "properties", show_properties);
+}
+
+fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
+    let stages = turns::rows::stages(rows.rows().values());
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.stages = stages;
+        }
+    });
+}
+
+fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
+    let named = |r: &VendorRow| Named {
+        id: r.id,
+        name: r.name.clone(),
+    };
+    let mut all: Vec<Named> = rows.rows().values().map(named).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    local.meta.update(|m| {
+        let Some(m) = m else {
+            return;
+        };
+        // Only those who assign work are offered vendors to assign.
+        if m.role.is_admin() || matches!(m.role, Role::PropertyManager | Role::SrPropertyManager) {
+            m.assignable_vendors = rows
+                .rows()
+                .values()
+                .filter(|r| r.is_assignable())
+                .map(named)
+                .collect();
+            m.assignable_vendors.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        m.vendors = all;
+    });
+    local.refresh_names();
+}
+
+fn show_properties(local: Local, rows: &ShapeRows<PropertyRow>) {
+    let list: Vec<PropertyRow> = rows.rows().values().cloned().collect();
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.non_core_properties = list
+                .iter()
+                .filter(|p| p.is_core == Some(false))
+                .map(|p| p.id)
+                .collect();
+        }
+    });
+    local.properties.set(list);
+    local.refresh_names();
+}
+
 /// Follow `/api/shapes/turns` (long-poll, with the core's follower): apply changes at
 /// up-to-date boundaries, persist, and retire outbox entries whose transaction arrived.
 async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
@@ -515,7 +699,6 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
     // When the current snapshot was asked for: it holds every write acknowledged before then.
     let mut snapshot_asked_at = 0;
     let expected = local.base.with_untracked(Vec::len);
-    let user_id = user.to_string();
     while active(local) {
         if !local.online.get_untracked() {
             nap(&mut rx, 5000).await;
@@ -524,36 +707,10 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
         if follower.wants_snapshot() {
             snapshot_asked_at = now_ms();
         }
-        let url = format!("/api/shapes/turns?{}", follower.query(Some(now_ms())));
-        let answer = match Request::get(&url)
-            .header(USER_HEADER, &user_id)
-            .send()
-            .await
-        {
-            Ok(response) if response.status() == 401 => {
-                if active(local) {
-                    // Not this user's session any more: never follow another user's rows.
-                    local.end(ended_by(&response));
-                }
-                break;
-            }
-            Ok(response) => match response.text().await {
-                Ok(body) => Some((response, body)),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
-        if !active(local) {
-            // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
+        let Some(step) = shape_request(local, user, "turns", &mut follower, &mut rx).await else {
             break;
-        }
-        let Some((response, body)) = answer else {
-            nap(&mut rx, follower.backoff(random())).await;
-            continue;
         };
-        let was_backing_off = follower.is_backing_off();
-        let head = ResponseHead::read(response.status(), |name| response.headers().get(name));
-        let batch = match follower.receive(&head, &body) {
+        let batch = match step {
             Step::Changes(batch) => batch,
             Step::Refetch => {
                 // The shape was rotated: start again from a fresh snapshot.
@@ -561,16 +718,8 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
                 replace = true;
                 continue;
             }
-            // 403/404 too: the server may see it differently after a deploy; keep trying.
-            Step::Retry | Step::Refused { .. } => {
-                nap(&mut rx, follower.backoff(random())).await;
-                continue;
-            }
+            Step::Retry | Step::Refused { .. } => continue,
         };
-        if was_backing_off {
-            // The server is back: whatever else was backing off may go now.
-            wake();
-        }
         if batch.starts_snapshot {
             buffer.clear();
             replace = true;
@@ -638,6 +787,11 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
                 (c.property_code.clone(), c.property_name.clone()),
             );
         }
+        local.properties.with_untracked(|list| {
+            for p in list {
+                props.insert(p.id, (p.property_id.clone(), p.name.clone()));
+            }
+        });
         let mut cards: Vec<TurnCard> = if replace {
             Vec::new()
         } else {

@@ -2,6 +2,8 @@
 //! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the shape
 //!   position (handle and offset); written by the leading tab only, and droppable: a cache the
 //!   stream can rebuild;
+//! - `shape.<name>`: a reference shape (stages, vendors, properties): its position and rows;
+//!   written by the leading tab, droppable like the snapshot;
 //! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
 //!   other's edits; never dropped to make room;
 //! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
@@ -12,8 +14,9 @@ use super::compact::Cards;
 use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use turns::model::Board;
-use turns::shape_follower::Position;
+use turns::shape_follower::{Columns, Position};
 use turns::shape_protocol::{HandleId, Offset};
 use uuid::Uuid;
 
@@ -100,6 +103,35 @@ pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
     })
 }
 
+/// A reference shape as kept (`shape.<name>`): where it stands and its rows' columns. A cache,
+/// like the snapshot: dropped when storage is full, rebuilt by the stream.
+#[derive(Serialize, Deserialize)]
+pub struct Table {
+    pub position: Position,
+    pub columns: BTreeMap<String, Columns>,
+}
+
+pub fn load_table(user: Uuid, name: &str) -> Option<Table> {
+    LocalStorage::get(key(user, &format!("shape.{name}"))).ok()
+}
+
+pub fn save_table(
+    user: Uuid,
+    name: &str,
+    position: &Position,
+    columns: &BTreeMap<String, Columns>,
+) {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        position: &'a Position,
+        columns: &'a BTreeMap<String, Columns>,
+    }
+    let k = key(user, &format!("shape.{name}"));
+    if LocalStorage::set(&k, Borrowed { position, columns }).is_err() {
+        LocalStorage::delete(k);
+    }
+}
+
 pub fn load_outbox(user: Uuid) -> Vec<Pending> {
     let mut list: Vec<Pending> = keys_with(&key(user, "out."))
         .into_iter()
@@ -172,6 +204,9 @@ pub fn announce(user: Uuid, why: Ended) {
 /// changes stay (edits are never dropped; they go out when the user logs in again).
 pub fn forget_reads(user: Uuid) {
     LocalStorage::delete(key(user, "snapshot"));
+    for k in keys_with(&key(user, "shape.")) {
+        LocalStorage::delete(k);
+    }
 }
 
 pub fn clear_user(user: Uuid) {

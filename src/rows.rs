@@ -1,0 +1,131 @@
+//! The rows of the shapes a client follows, as the protocol sends them (Postgres text), and what
+//! the screens make of them. A new table a client keeps locally is one more row type here and one
+//! more shape name; the follower and the stored rows are generic.
+use crate::model::Stage;
+use crate::pg_text;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// A `stages` row.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct StageRow {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "pg_text::int")]
+    pub display_order: i32,
+    #[serde(default)]
+    pub color: Option<String>,
+    #[serde(with = "pg_text::boolean")]
+    pub is_amount_required: bool,
+    #[serde(with = "pg_text::boolean")]
+    pub is_vendor_required: bool,
+    #[serde(with = "pg_text::boolean")]
+    pub requires_approval: bool,
+    #[serde(with = "pg_text::boolean")]
+    pub is_complete_stage: bool,
+    #[serde(with = "pg_text::boolean")]
+    pub is_active: bool,
+}
+
+impl StageRow {
+    pub fn stage(&self) -> Stage {
+        Stage {
+            id: self.id,
+            name: self.name.clone(),
+            display_order: self.display_order,
+            color: self.color.clone().unwrap_or_else(|| "#000000".into()),
+            is_amount_required: self.is_amount_required,
+            is_vendor_required: self.is_vendor_required,
+            requires_approval: self.requires_approval,
+            is_complete_stage: self.is_complete_stage,
+        }
+    }
+}
+
+/// The board's stages: the active ones, in order.
+pub fn stages<'a>(rows: impl IntoIterator<Item = &'a StageRow>) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = rows
+        .into_iter()
+        .filter(|r| r.is_active)
+        .map(StageRow::stage)
+        .collect();
+    stages.sort_by_key(|s| (s.display_order, s.id));
+    stages
+}
+
+/// A `vendors` row (the columns every role's shape carries).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct VendorRow {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub trade: Option<String>,
+    #[serde(with = "pg_text::boolean")]
+    pub is_active: bool,
+    #[serde(with = "pg_text::boolean")]
+    pub is_approved: bool,
+}
+
+impl VendorRow {
+    /// Work may be given to this vendor.
+    pub fn is_assignable(&self) -> bool {
+        self.is_active && self.is_approved
+    }
+}
+
+/// A `properties` row. A vendor's shape leaves out how the operator classifies the home
+/// (`is_core`) and who oversees its manager.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct PropertyRow {
+    pub id: Uuid,
+    pub property_id: String,
+    pub name: String,
+    pub street_address: String,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default, with = "pg_text::opt_boolean")]
+    pub is_core: Option<bool>,
+    #[serde(with = "pg_text::boolean")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub property_manager_id: Option<Uuid>,
+    #[serde(default)]
+    pub sr_property_manager_id: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_as_the_shapes_send_them() {
+        let stage: StageRow = serde_json::from_str(
+            r##"{"id":"00000000-0000-0000-0000-000000000001","name":"QC","display_order":"6",
+                "color":"#10b981","is_amount_required":"f","is_vendor_required":"t",
+                "requires_approval":"f","is_complete_stage":"f","is_active":"t","version":"2",
+                "created_at":"2026-12-01 10:00:00+00"}"##,
+        )
+        .expect("stage");
+        assert_eq!(stage.stage().display_order, 6);
+        assert!(stage.is_vendor_required && !stage.requires_approval);
+        let vendor_view: PropertyRow = serde_json::from_str(
+            r#"{"id":"00000000-0000-0000-0000-000000000002","property_id":"P-1","name":"Elm",
+                "street_address":"1 Elm St","city":null,"is_active":"t","property_manager_id":null}"#,
+        )
+        .expect("a vendor's property row");
+        assert_eq!(vendor_view.is_core, None);
+        let vendor: VendorRow = serde_json::from_str(
+            r#"{"id":"00000000-0000-0000-0000-000000000003","name":"Ace","trade":null,
+                "is_active":"t","is_approved":"f"}"#,
+        )
+        .expect("vendor");
+        assert!(!vendor.is_assignable());
+        let inactive = StageRow {
+            is_active: false,
+            ..stage.clone()
+        };
+        assert_eq!(stages([&inactive, &stage]).len(), 1);
+    }
+}
