@@ -1,24 +1,31 @@
-//! Reading shape columns (Postgres text) into typed rows: `#[serde(with = "pg_text::int")]` and
-//! `pg_text::boolean` for the columns JSON does not already read from a string. Uuids, dates,
-//! decimals and text read from their strings as they are.
+//! Reading shape columns (Postgres text) into typed rows: `#[serde(with = "pg_text::int")]`,
+//! `pg_text::boolean` and their nullable forms for the columns JSON does not already read from a
+//! string. Uuids, dates, decimals and text read from their strings as they are. Each reads a
+//! string and parses it (no untagged enums: serde buffers those, at a cost in code size the
+//! browser pays).
 use serde::de::{Deserializer, Error};
 use serde::Deserialize;
 use std::str::FromStr;
 
-/// An integer column (`"42"`), or a JSON number.
+fn parse<'de, D: Deserializer<'de>, T: FromStr>(text: &str, what: &str) -> Result<T, D::Error> {
+    text.parse()
+        .map_err(|_| D::Error::custom(format!("not {what}: {text:?}")))
+}
+
+fn truth<'de, D: Deserializer<'de>>(text: &str) -> Result<bool, D::Error> {
+    match text {
+        "t" | "true" => Ok(true),
+        "f" | "false" => Ok(false),
+        _ => Err(D::Error::custom(format!("not a boolean: {text:?}"))),
+    }
+}
+
+/// An integer column (`"42"`).
 pub mod int {
     use super::*;
 
-    pub fn deserialize<'de, D: Deserializer<'de>, N>(d: D) -> Result<N, D::Error>
-    where
-        N: FromStr + Deserialize<'de>,
-    {
-        match Text::<N>::deserialize(d)? {
-            Text::Plain(n) => Ok(n),
-            Text::Text(s) => s
-                .parse()
-                .map_err(|_| D::Error::custom(format!("not an integer: {s:?}"))),
-        }
+    pub fn deserialize<'de, D: Deserializer<'de>, N: FromStr>(d: D) -> Result<N, D::Error> {
+        parse::<D, N>(&String::deserialize(d)?, "an integer")
     }
 }
 
@@ -26,34 +33,19 @@ pub mod int {
 pub mod opt_int {
     use super::*;
 
-    pub fn deserialize<'de, D: Deserializer<'de>, N>(d: D) -> Result<Option<N>, D::Error>
-    where
-        N: FromStr + Deserialize<'de>,
-    {
-        match Option::<Text<N>>::deserialize(d)? {
-            None => Ok(None),
-            Some(Text::Plain(n)) => Ok(Some(n)),
-            Some(Text::Text(s)) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| D::Error::custom(format!("not an integer: {s:?}"))),
-        }
+    pub fn deserialize<'de, D: Deserializer<'de>, N: FromStr>(d: D) -> Result<Option<N>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| parse::<D, N>(&t, "an integer"))
+            .transpose()
     }
 }
 
-/// A boolean column (`"t"`/`"f"`, as Postgres writes it), or a JSON boolean.
+/// A boolean column (`"t"`/`"f"`, as Postgres writes it).
 pub mod boolean {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        match Text::<bool>::deserialize(d)? {
-            Text::Plain(b) => Ok(b),
-            Text::Text(s) => match s.as_str() {
-                "t" | "true" => Ok(true),
-                "f" | "false" => Ok(false),
-                _ => Err(D::Error::custom(format!("not a boolean: {s:?}"))),
-            },
-        }
+        truth::<D>(&String::deserialize(d)?)
     }
 }
 
@@ -62,23 +54,10 @@ pub mod opt_boolean {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        match Option::<Text<bool>>::deserialize(d)? {
-            None => Ok(None),
-            Some(Text::Plain(b)) => Ok(Some(b)),
-            Some(Text::Text(s)) => match s.as_str() {
-                "t" | "true" => Ok(Some(true)),
-                "f" | "false" => Ok(Some(false)),
-                _ => Err(D::Error::custom(format!("not a boolean: {s:?}"))),
-            },
-        }
+        Option::<String>::deserialize(d)?
+            .map(|t| truth::<D>(&t))
+            .transpose()
     }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Text<T> {
-    Plain(T),
-    Text(String),
 }
 
 #[cfg(test)]
@@ -93,6 +72,8 @@ mod tests {
         is_active: bool,
         #[serde(default, with = "super::opt_int")]
         bedrooms: Option<i16>,
+        #[serde(default, with = "super::opt_boolean")]
+        is_core: Option<bool>,
     }
 
     #[test]
@@ -104,12 +85,14 @@ mod tests {
             Row {
                 version: 7,
                 is_active: true,
-                bedrooms: None
+                bedrooms: None,
+                is_core: None,
             }
         );
         let row: Row =
-            serde_json::from_str(r#"{"version":8,"is_active":false,"bedrooms":"3"}"#).expect("row");
-        assert_eq!(row.bedrooms, Some(3));
+            serde_json::from_str(r#"{"version":"8","is_active":"f","bedrooms":"3","is_core":"f"}"#)
+                .expect("row");
+        assert_eq!((row.bedrooms, row.is_core), (Some(3), Some(false)));
         assert!(serde_json::from_str::<Row>(r#"{"version":"x","is_active":"t"}"#).is_err());
         assert!(serde_json::from_str::<Row>(r#"{"version":"1","is_active":"yes"}"#).is_err());
     }

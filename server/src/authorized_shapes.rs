@@ -2,6 +2,7 @@
 //! filter and columns come from the policy's scope for the user, never from the request. The
 //! shape server (`shapes/`) serves whatever definition it is given; this is where the app decides.
 use crate::shapes::ShapeDef;
+use chrono::{Datelike, NaiveDate};
 use sqlx::PgPool;
 use turns::policy::Scope;
 use turns::Actor;
@@ -50,6 +51,7 @@ pub async fn definition(
     pool: &PgPool,
     name: &str,
     actor: &Actor,
+    synced_since: NaiveDate,
 ) -> Result<Result<ShapeDef, NotAllowed>, sqlx::Error> {
     let homes = match (name, actor.scope()) {
         ("properties", Scope::Vendor(v)) => Some(
@@ -72,7 +74,14 @@ pub async fn definition(
         ),
         _ => None,
     };
-    Ok(fixed_definition(name, actor, homes))
+    Ok(fixed_definition(name, actor, homes, synced_since))
+}
+
+/// The oldest completion date a device keeps: `days` before `today`, moved back to that week's
+/// Monday. The turns shape changes when this does (its clients refetch), so weekly, not daily.
+pub fn synced_since(today: NaiveDate, days: u32) -> NaiveDate {
+    let from = today - chrono::Days::new(u64::from(days));
+    from - chrono::Days::new(u64::from(from.weekday().num_days_from_monday()))
 }
 
 /// `homes`: for vendors and approvers, the homes of the turns they may read.
@@ -80,6 +89,7 @@ fn fixed_definition(
     name: &str,
     actor: &Actor,
     homes: Option<Vec<String>>,
+    synced_since: NaiveDate,
 ) -> Result<ShapeDef, NotAllowed> {
     let def = |table: &str,
                where_clause: Option<&str>,
@@ -120,34 +130,51 @@ fn fixed_definition(
             },
             Scope::Nothing => def("properties", Some("false"), vec![], None),
         },
-        "turns" => match scope {
-            Scope::All => def("turns", Some("is_active"), vec![], None),
-            Scope::ManagedBy(u) => def(
-                "turns",
-                Some("is_active AND property_manager_id = $1"),
-                vec![u.to_string()],
-                None,
-            ),
-            Scope::OverseenBy(u) => def(
-                "turns",
-                Some("is_active AND (property_manager_id = $1 OR sr_property_manager_id = $1)"),
-                vec![u.to_string()],
-                None,
-            ),
-            Scope::Vendor(v) => def(
-                "turns",
-                Some("is_active AND vendor_id = $1"),
-                vec![v.to_string()],
-                Some(turns::policy::VENDOR_TURN_COLUMNS),
-            ),
-            Scope::Awaiting(level) => def(
-                "turns",
-                Some("is_active AND approval_status = $1"),
-                vec![level.needed_status().as_str().to_string()],
-                None,
-            ),
-            Scope::Nothing => def("turns", Some("false"), vec![], None),
-        },
+        "turns" => {
+            // Open turns and those completed since the bound: `$1` is the bound, `$2` the scope's.
+            let bounded = |scope_clause: Option<&str>, scope_param: Option<String>| {
+                let mut clause =
+                    "is_active AND (turn_completion_date IS NULL OR turn_completion_date >= $1)"
+                        .to_string();
+                if let Some(c) = scope_clause {
+                    clause.push_str(&format!(" AND ({c})"));
+                }
+                let params = std::iter::once(synced_since.to_string())
+                    .chain(scope_param)
+                    .collect();
+                (clause, params)
+            };
+            let (clause, params, columns) = match scope {
+                Scope::All => {
+                    let (c, p) = bounded(None, None);
+                    (c, p, None)
+                }
+                Scope::ManagedBy(u) => {
+                    let (c, p) = bounded(Some("property_manager_id = $2"), Some(u.to_string()));
+                    (c, p, None)
+                }
+                Scope::OverseenBy(u) => {
+                    let (c, p) = bounded(
+                        Some("property_manager_id = $2 OR sr_property_manager_id = $2"),
+                        Some(u.to_string()),
+                    );
+                    (c, p, None)
+                }
+                Scope::Vendor(v) => {
+                    let (c, p) = bounded(Some("vendor_id = $2"), Some(v.to_string()));
+                    (c, p, Some(turns::policy::VENDOR_TURN_COLUMNS))
+                }
+                Scope::Awaiting(level) => {
+                    let (c, p) = bounded(
+                        Some("approval_status = $2"),
+                        Some(level.needed_status().as_str().to_string()),
+                    );
+                    (c, p, None)
+                }
+                Scope::Nothing => ("false".to_string(), vec![], None),
+            };
+            def("turns", Some(&clause), params, columns)
+        }
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
         "vendors" if actor.sees_vendor_contacts() => {
@@ -191,4 +218,24 @@ fn fixed_definition(
         "users" => return Err(NotAllowed::Forbidden),
         _ => return Err(NotAllowed::NoSuchShape),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_bound_moves_weekly_and_keeps_at_least_the_days_asked() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).expect("date");
+        // 2026-12-02 is a Wednesday: 90 days back is Thursday 2026-09-03; its Monday is 08-31.
+        assert_eq!(
+            synced_since(day(2), 90),
+            NaiveDate::from_ymd_opt(2026, 8, 31).expect("date")
+        );
+        for d in 1..=31 {
+            let since = synced_since(day(d), 90);
+            assert_eq!(since.weekday(), chrono::Weekday::Mon);
+            assert!((day(d) - since).num_days() >= 90 && (day(d) - since).num_days() < 97);
+        }
+    }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub shape_secret: Option<String>,
     /// How long a live shape request waits for changes.
     pub long_poll: Duration,
+    /// A device keeps open turns and those completed in about this many days (at least this
+    /// many; the bound moves weekly). Older history is read on demand.
+    pub sync_completed_days: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,7 @@ impl Config {
                 "SHAPE_LONG_POLL_SECS",
                 20,
             )?),
+            sync_completed_days: parse(var("SYNC_COMPLETED_DAYS"), "SYNC_COMPLETED_DAYS", 90)?,
         })
     }
 
@@ -77,6 +81,7 @@ impl Config {
             max_db_connections: 5,
             shape_secret: None,
             long_poll: Duration::from_secs(20),
+            sync_completed_days: 90,
         }
     }
 }

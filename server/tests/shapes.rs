@@ -480,7 +480,7 @@ fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, 
 }
 
 /// The rows each role may read, written independently of the server's code, as SQL.
-fn expected_sql(shape: &str, role: &str) -> Option<&'static str> {
+fn expected_sql(shape: &str, role: &str) -> Option<String> {
     let scoped_turns = match role {
         "PROPERTY_MANAGER" => "SELECT t.id FROM turns t JOIN properties p ON p.id = t.property_id WHERE t.is_active AND p.property_manager_id = $1",
         "SR_PROPERTY_MANAGER" => "SELECT t.id FROM turns t JOIN properties p ON p.id = t.property_id WHERE t.is_active AND (p.property_manager_id = $1 OR p.sr_property_manager_id = $1)",
@@ -490,8 +490,15 @@ fn expected_sql(shape: &str, role: &str) -> Option<&'static str> {
         _ => "SELECT id FROM turns WHERE is_active AND $1::uuid IS NOT NULL",
     };
     let admin = matches!(role, "ADMIN" | "SUPER_ADMIN");
-    Some(match shape {
-        "turns" => scoped_turns,
+    Some(String::from(match shape {
+        // Open, or completed since the Monday of the week 90 days ago (the sync bound).
+        "turns" => {
+            return Some(format!(
+                "SELECT s.id FROM ({scoped_turns}) s WHERE s.id IN (SELECT id FROM turns
+                  WHERE turn_completion_date IS NULL
+                     OR turn_completion_date >= date_trunc('week', current_date - 90)::date)"
+            ))
+        }
         "properties" => match role {
             "PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1",
             "SR_PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1 OR sr_property_manager_id = $1",
@@ -506,13 +513,22 @@ fn expected_sql(shape: &str, role: &str) -> Option<&'static str> {
         "vendors" => "SELECT id FROM vendors WHERE is_active AND is_approved AND $1::uuid IS NOT NULL",
         "users" if admin => "SELECT id FROM users WHERE $1::uuid IS NOT NULL",
         _ => return None,
-    })
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
     let (state, router) = app().await;
     let pool = &state.pool;
+    // History beyond the sync bound: a turn of every manager's, completed long ago.
+    sqlx::query(
+        "UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
+          WHERE id IN (SELECT DISTINCT ON (property_manager_id) id FROM turns
+                        WHERE is_active ORDER BY property_manager_id, turn_id)",
+    )
+    .execute(pool)
+    .await
+    .expect("old turns");
     let users: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
         "SELECT id, email, role::text FROM users WHERE email LIKE '%@turns.demo' ORDER BY email",
     )
@@ -542,14 +558,15 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                 .values()
                 .map(|r| r["id"].as_str().expect("id").to_string())
                 .collect();
-            let want: std::collections::BTreeSet<String> = sqlx::query_scalar::<_, uuid::Uuid>(sql)
-                .bind(id)
-                .fetch_all(pool)
-                .await
-                .expect("expected rows")
-                .into_iter()
-                .map(|u| u.to_string())
-                .collect();
+            let want: std::collections::BTreeSet<String> =
+                sqlx::query_scalar::<_, uuid::Uuid>(&sql)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await
+                    .expect("expected rows")
+                    .into_iter()
+                    .map(|u| u.to_string())
+                    .collect();
             assert_eq!(got, want, "{email} ({role}) shape {shape}");
             for row in f.rows().values() {
                 assert!(

@@ -312,7 +312,13 @@ async fn authorized_shape(
         )
         .into_response();
     }
-    let def = match crate::authorized_shapes::definition(&state.pool, &name, &user.actor()).await {
+    let since = crate::authorized_shapes::synced_since(
+        chrono::Utc::now().date_naive(),
+        state.config.sync_completed_days,
+    );
+    let def = match crate::authorized_shapes::definition(&state.pool, &name, &user.actor(), since)
+        .await
+    {
         Ok(Ok(d)) => d,
         Err(e) => {
             tracing::error!(error = %e, shape = %name, "could not read a shape's definition");
