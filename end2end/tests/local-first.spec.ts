@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
-import { BoardPage, logInAs, PropertiesPage, snap } from "./pages";
+import { BoardPage, cachedNames, logInAs, PropertiesPage, snap } from "./pages";
 
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
@@ -211,19 +211,60 @@ test.describe("desktop", () => {
     await context.setOffline(false);
   });
 
+  test("a board cached by the previous version (local storage, string offsets) moves to IndexedDB and starts offline", async ({ page, context }) => {
+    const turn = makeTurn("LF-UPGRADE-1", { pm: "pm2@turns.demo" });
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
+    await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
+    // Offline (so nothing new is cached meanwhile), write what the previous version kept: the
+    // snapshot in local storage, its position as two strings; and no database.
+    await context.setOffline(true);
+    await page.evaluate(async (id) => {
+      const json: string = await new Promise((resolve, reject) => {
+        const open = indexedDB.open(`turns-${id}`);
+        open.onsuccess = () => {
+          const req = open.result.transaction("kv").objectStore("kv").get("snapshot");
+          req.onsuccess = () => { open.result.close(); resolve(req.result); };
+          req.onerror = () => reject(req.error);
+        };
+      });
+      const stored = JSON.parse(json);
+      stored.handle = stored.position.handle;
+      stored.offset = stored.position.offset;
+      delete stored.position;
+      localStorage.setItem(`turns.v1.${id}.snapshot`, JSON.stringify(stored));
+      await new Promise((resolve) => { indexedDB.deleteDatabase(`turns-${id}`).onsuccess = resolve; });
+    }, id);
+    await page.reload();
+    await board.hydrated();
+    await expect(board.card(turn)).toBeVisible();
+    expect(await page.evaluate((k) => localStorage.getItem(k), `turns.v1.${id}.snapshot`)).toBeNull();
+    expect(await cachedNames(page, id)).toContain("snapshot");
+    // Back online, the stream resumes from the upgraded position.
+    await context.setOffline(false);
+    psql(`UPDATE turns SET wo_number = 'WO-UPGRADED' WHERE turn_id = '${turn}'`);
+    await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-UPGRADED");
+  });
+
   test("logging out forgets the user's data on this device", async ({ page }) => {
     const board = await logInAs(page, "srpm@turns.demo");
     await board.live();
     const stored = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("turns.v1.")).length);
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'srpm@turns.demo'");
     expect(await stored()).toBeGreaterThan(0);
+    await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
     await board.logOut();
     await expect(page).toHaveURL(/\/login/);
     expect(await stored()).toBe(0);
+    // The cached board in IndexedDB goes with the user's database.
+    await expect.poll(() => page.evaluate(async (name) =>
+      (await indexedDB.databases()).some((d) => d.name === name), `turns-${id}`)).toBe(false);
     // The signed-in page the service worker kept is gone too.
     expect(await page.evaluate(async () => (await caches.match("/board")) === undefined)).toBe(true);
   });
 
-  test("with local storage full, edits are still queued and sent, and the user is told", async ({ page }) => {
+  test("with local storage full, the board is still kept, edits are still sent, and the user is told", async ({ page }) => {
     const [mine, theirs] = ["LF-QUOTA-1", "LF-QUOTA-2"].map((t) => makeTurn(t, { pm: "pm2@turns.demo" }));
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
@@ -235,12 +276,13 @@ test.describe("desktop", () => {
         try { for (;;) localStorage.setItem(`junk.${i++}`, chunk); } catch { /* full at this size */ }
       }
     });
-    // A change from elsewhere cannot be cached any more: the cache goes, the user is told.
+    // A change from elsewhere still arrives, and is still kept for offline use (the board's
+    // cache is in IndexedDB, apart from local storage's few megabytes).
     const longer = "WO-ELSEWHERE-AND-LONGER-THAN-IT-WAS-0001";
     psql(`UPDATE turns SET wo_number = '${longer}' WHERE turn_id = '${theirs}'`);
     await expect(board.card(theirs).getByTestId("wo")).toHaveText(longer);
-    await expect(page.getByTestId("sync-notice")).toContainText("storage is full");
-    // The user's own edit is still queued durably and sent.
+    await expect(page.getByTestId("sync-notice")).toHaveCount(0);
+    // The user's own edit cannot be queued durably: it is sent from memory, and the user is told.
     await editWo(page, board, mine, "WO-FULL");
     await expect(board.pending()).toHaveText("All changes saved");
     expect(turnField(mine, "wo_number")).toBe("WO-FULL");

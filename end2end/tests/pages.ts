@@ -100,3 +100,23 @@ export async function logInAs(page: Page, email: string) {
 export async function snap(page: Page, info: TestInfo, name: string) {
   await page.screenshot({ path: `screenshots/${info.project.name}-${name}.png`, fullPage: true });
 }
+
+/** The names a user's IndexedDB cache holds (`snapshot`, `shape.<name>`): none if it has no
+ * database. `user` is the id without hyphens. Never creates the database. */
+export async function cachedNames(page: Page, user: string): Promise<string[]> {
+  return page.evaluate(async (name) => {
+    const dbs = await indexedDB.databases();
+    if (!dbs.some((d) => d.name === name)) return [];
+    return await new Promise<string[]>((resolve, reject) => {
+      const open = indexedDB.open(name);
+      open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains("kv")) { db.close(); resolve([]); return; }
+        const req = db.transaction("kv").objectStore("kv").getAllKeys();
+        req.onsuccess = () => { db.close(); resolve(req.result.map(String)); };
+        req.onerror = () => { db.close(); reject(req.error); };
+      };
+      open.onerror = () => reject(open.error);
+    });
+  }, `turns-${user}`);
+}

@@ -19,6 +19,8 @@
 //! another user signed in on this device), the tab stops syncing for good (`Ended`): the unsent
 //! outbox stays in storage until that user logs in again, the cached board goes. A logout in one
 //! tab ends every tab of that user.
+#[cfg(feature = "hydrate")]
+mod cache;
 #[cfg(any(feature = "hydrate", test))]
 mod compact;
 #[cfg(feature = "hydrate")]

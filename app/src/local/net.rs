@@ -5,6 +5,7 @@
 //! Every request says whose store it serves (`X-Turns-User`); the server answers 401 unless the
 //! session is that user's. A 401 ends syncing in every tab of that user (`Local::end`): nothing is
 //! sent or followed under someone else's cookie.
+use super::cache;
 use super::storage::{self, Snapshot};
 use super::{now_ms, Ended, Failed, Local, Pending, Sent};
 use crate::api::MAX_BATCH;
@@ -167,19 +168,6 @@ pub fn start(local: Local) {
         return;
     };
     watch(local, user);
-    let snapshot = storage::load_snapshot(user).filter(|s| s.board.viewer == user);
-    if let Some(s) = &snapshot {
-        local.base.set(s.board.turns.clone());
-        local.synced_at.set(s.synced_at);
-        if local.meta.get_untracked().is_none() {
-            // A page without a board (Properties): names and stages as last seen.
-            local.meta.set(Some(turns::model::Board {
-                turns: Vec::new(),
-                ..s.board.clone()
-            }));
-        }
-    }
-    load_tables(local, user);
     local.outbox.set(storage::load_outbox(user));
     local.failed.set(storage::load_failed(user));
     local.online.set(navigator_online());
@@ -193,6 +181,7 @@ pub fn start(local: Local) {
     // Other tabs' writes: follow them.
     let mine = storage::prefix(user);
     let signal = storage::signal_key(user);
+    let cache_changed = cache::changed_key(user);
     window_event_listener(leptos::ev::storage, move |ev| {
         if !ev
             .key()
@@ -213,12 +202,8 @@ pub fn start(local: Local) {
         }
         local.outbox.set(storage::load_outbox(user));
         local.failed.set(storage::load_failed(user));
-        if !local.leader.get_untracked() {
-            if let Some(s) = storage::load_snapshot(user) {
-                local.base.set(s.board.turns);
-                local.synced_at.set(s.synced_at);
-            }
-            load_tables(local, user);
+        if !local.leader.get_untracked() && ev.key().as_deref() == Some(cache_changed.as_str()) {
+            spawn_local(load_caches(local, user));
         }
         wake();
     });
@@ -233,6 +218,8 @@ pub fn start(local: Local) {
         });
     }
     spawn_local(async move {
+        // What this device kept of the board: shown before anything else happens.
+        load_caches(local, user).await;
         while local.ended.get_untracked().is_none() {
             let now = now_ms();
             let lease = storage::leader(user);
@@ -253,8 +240,8 @@ pub fn start(local: Local) {
                 if !local.leader.get_untracked() {
                     local.leader.set(true);
                     // Resume where the last leader (maybe another tab) left the stream.
-                    let position = match storage::load_snapshot(user) {
-                        Some(s) if s.board.viewer == user => {
+                    let position = match storage::load_snapshot(user).await {
+                        Some(s) if s.board.viewer == user && active(local) => {
                             local.base.set(s.board.turns);
                             s.position
                         }
@@ -584,7 +571,7 @@ async fn table_loop<T: DeserializeOwned>(
     show: fn(Local, &ShapeRows<T>),
 ) {
     let mut rx = waker();
-    let (mut rows, mut follower) = match storage::load_table(user, name) {
+    let (mut rows, mut follower) = match storage::load_table(user, name).await {
         Some(t) => (
             ShapeRows::from_columns(t.columns).0,
             ShapeFollower::resume(t.position),
@@ -620,21 +607,39 @@ async fn table_loop<T: DeserializeOwned>(
     }
 }
 
-/// The reference tables as stored (another tab leads, or this one is offline at start).
-pub fn load_tables(local: Local, user: Uuid) {
-    fn load<T: DeserializeOwned>(
+/// The board and the reference tables as this device kept them (at start, and when another
+/// tab wrote them).
+async fn load_caches(local: Local, user: Uuid) {
+    async fn load<T: DeserializeOwned>(
         local: Local,
         user: Uuid,
         name: &str,
         show: fn(Local, &ShapeRows<T>),
     ) {
-        if let Some(t) = storage::load_table(user, name) {
+        if let Some(t) = storage::load_table(user, name).await {
             show(local, &ShapeRows::from_columns(t.columns).0);
         }
     }
-    load(local, user, "stages", show_stages);
-    load(local, user, "vendors", show_vendors);
-    load(local, user, "properties", show_properties);
+    let snapshot = storage::load_snapshot(user)
+        .await
+        .filter(|s| s.board.viewer == user);
+    if local.ended.get_untracked().is_some() || local.user.get_untracked() != Some(user) {
+        return;
+    }
+    if let Some(s) = snapshot {
+        local.base.set(s.board.turns.clone());
+        local.synced_at.set(s.synced_at);
+        if local.meta.get_untracked().is_none() {
+            // A page without a board (Properties): names and stages as last seen.
+            local.meta.set(Some(turns::model::Board {
+                turns: Vec::new(),
+                ..s.board
+            }));
+        }
+    }
+    load(local, user, "stages", show_stages).await;
+    load(local, user, "vendors", show_vendors).await;
+    load(local, user, "properties", show_properties).await;
 }
 
 fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
@@ -942,7 +947,5 @@ fn persist(local: Local, user: Uuid, position: &Option<Position>) {
         position: position.clone(),
         synced_at: local.synced_at.get_untracked(),
     };
-    if let Err(message) = storage::save_snapshot(user, &snapshot) {
-        local.notice.set(Some(message));
-    }
+    storage::save_snapshot(user, &snapshot);
 }

@@ -1,15 +1,19 @@
-//! Local storage layout, per user (`turns.v1.<user>.…`):
-//! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the shape
-//!   position (handle and offset); written by the leading tab only, and droppable: a cache the
-//!   stream can rebuild;
-//! - `shape.<name>`: a reference shape (stages, vendors, properties): its position and rows;
-//!   written by the leading tab, droppable like the snapshot;
+//! What the device keeps, per user. In IndexedDB (`cache`), the large and droppable caches the
+//! stream can rebuild, written by the leading tab only:
+//! - `snapshot`: the board (stages, names, cards — compact, see `compact`) with the turns
+//!   shape's position (handle and offset);
+//! - `shape.<name>`: a reference shape (stages, vendors, properties): its position and rows.
+//!
+//! In local storage (`turns.v1.<user>.…`), what must be written before the page goes on
+//! (synchronously) and what the tabs coordinate with (`storage` events):
 //! - `out.<seq>.<mutation id>`: one key per queued mutation, so tabs never overwrite each
 //!   other's edits; never dropped to make room;
 //! - `failed.<mutation id>`: refused mutations until the user retries or discards them;
 //! - `leader`: which tab talks to the server, and until when; only a logout deletes it;
 //! - `signal`: never kept: written and removed at once to tell the user's other tabs that syncing
-//!   ended (`Ended`), through their `storage` events.
+//!   ended (`Ended`), through their `storage` events;
+//! - `cache`: when the caches last changed (other tabs read them again).
+use super::cache;
 use super::compact::Cards;
 use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
@@ -64,8 +68,8 @@ struct Stored {
     synced_at: Option<u64>,
 }
 
-pub fn load_snapshot(user: Uuid) -> Option<Snapshot> {
-    let s: Stored = LocalStorage::get(key(user, "snapshot")).ok()?;
+pub async fn load_snapshot(user: Uuid) -> Option<Snapshot> {
+    let s: Stored = serde_json::from_str(&cache::get(user, "snapshot").await?).ok()?;
     let legacy = || {
         Some(Position {
             handle: HandleId::parse(s.handle.as_deref()?)?,
@@ -82,8 +86,8 @@ pub fn load_snapshot(user: Uuid) -> Option<Snapshot> {
     })
 }
 
-/// Save the cache; when storage is full, drop it (the outbox stays) and say so.
-pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
+/// Save the cache (in IndexedDB, after the writes before it).
+pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) {
     let stored = Stored {
         board: Board {
             turns: Vec::new(),
@@ -95,12 +99,9 @@ pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) -> Result<(), String> {
         offset: None,
         synced_at: snapshot.synced_at,
     };
-    LocalStorage::set(key(user, "snapshot"), &stored).map_err(|_| {
-        LocalStorage::delete(key(user, "snapshot"));
-        "This device's storage is full: the board is not kept for offline use. Your unsent \
-         changes are kept."
-            .to_string()
-    })
+    if let Ok(json) = serde_json::to_string(&stored) {
+        cache::put(user, "snapshot", json);
+    }
 }
 
 /// A reference shape as kept (`shape.<name>`): where it stands and its rows' columns. A cache,
@@ -111,8 +112,8 @@ pub struct Table {
     pub columns: BTreeMap<String, Columns>,
 }
 
-pub fn load_table(user: Uuid, name: &str) -> Option<Table> {
-    LocalStorage::get(key(user, &format!("shape.{name}"))).ok()
+pub async fn load_table(user: Uuid, name: &str) -> Option<Table> {
+    serde_json::from_str(&cache::get(user, &format!("shape.{name}")).await?).ok()
 }
 
 pub fn save_table(
@@ -126,9 +127,8 @@ pub fn save_table(
         position: &'a Position,
         columns: &'a BTreeMap<String, Columns>,
     }
-    let k = key(user, &format!("shape.{name}"));
-    if LocalStorage::set(&k, Borrowed { position, columns }).is_err() {
-        LocalStorage::delete(k);
+    if let Ok(json) = serde_json::to_string(&Borrowed { position, columns }) {
+        cache::put(user, &format!("shape.{name}"), json);
     }
 }
 
@@ -145,14 +145,9 @@ fn pending_key(user: Uuid, p: &Pending) -> String {
     key(user, &format!("out.{:020}.{}", p.seq, p.mutation.id))
 }
 
-/// Queue a mutation durably. If storage is full, the cache makes room first.
+/// Queue a mutation durably.
 pub fn save_pending(user: Uuid, p: &Pending) -> Result<(), String> {
-    let k = pending_key(user, p);
-    if LocalStorage::set(&k, p).is_ok() {
-        return Ok(());
-    }
-    LocalStorage::delete(key(user, "snapshot"));
-    LocalStorage::set(&k, p).map_err(|_| {
+    LocalStorage::set(pending_key(user, p), p).map_err(|_| {
         "This device's storage is full: this change is kept only until the page closes.".to_string()
     })
 }
@@ -203,14 +198,12 @@ pub fn announce(user: Uuid, why: Ended) {
 /// The user's session ended on this device: the cached board goes, the outbox and refused
 /// changes stay (edits are never dropped; they go out when the user logs in again).
 pub fn forget_reads(user: Uuid) {
-    LocalStorage::delete(key(user, "snapshot"));
-    for k in keys_with(&key(user, "shape.")) {
-        LocalStorage::delete(k);
-    }
+    cache::clear(user);
 }
 
 pub fn clear_user(user: Uuid) {
     for k in keys_with(&prefix(user)) {
         LocalStorage::delete(k);
     }
+    cache::delete(user);
 }
