@@ -459,7 +459,8 @@ mod tests {
         let (h, b) = answer(200, "h-1", "130_0", Some("78"), update);
         let applied = rows.add(changes(f.receive(&h, &b))).expect("up to date");
         assert!(!applied.replaced && applied.anomalies.is_empty());
-        let stage = rows.rows().values().next().expect("row");
+        let all = rows.rows();
+        let stage = all.values().next().expect("row");
         assert_eq!((stage.name.as_str(), stage.version), ("Notice given", 2));
         assert_eq!(f.query(None), "offset=130_0&handle=h-1&live=true&cursor=78");
     }
@@ -635,8 +636,8 @@ mod tests {
             [
                 "InsertOfPresentKey",
                 "UpdateOfMissingKey",
-                "Undecodable",
                 "DeleteOfMissingKey",
+                "Undecodable",
                 "Undecodable"
             ]
         );

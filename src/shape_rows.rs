@@ -1,11 +1,11 @@
 //! A shape's rows as a client holds them: the follower's batches applied at up-to-date
 //! boundaries (so a reader never sees half a transaction or half a snapshot), each row kept as
-//! its merged columns and, decoded, as `T`.
+//! its merged columns, read as `T` on demand.
 use crate::shape_follower::{Batch, ChangeMessage, Columns};
 use crate::shape_protocol::{Operation, Txid};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 /// What a correct server never sends. Applied anyway as the nearest sensible change (an insert
 /// of a present key replaces it; an update of a missing key inserts what it has), and reported:
@@ -27,30 +27,32 @@ pub enum Anomaly {
 pub struct Applied {
     /// A fresh snapshot replaced every row held before.
     pub replaced: bool,
-    /// Keys inserted, updated or deleted.
-    pub changed: BTreeSet<String>,
-    /// The transactions the changes came from (a client retires its writes by them).
-    pub txids: BTreeSet<Txid>,
+    /// Keys inserted, updated or deleted (each once).
+    pub changed: Vec<String>,
+    /// The transactions the changes came from (a client retires its writes by them), each once.
+    pub txids: Vec<Txid>,
     pub anomalies: Vec<Anomaly>,
 }
 
+/// A shape's rows by key, as merged columns; `T` is what they read as. Only reading is generic
+/// (`rows`): what the browser ships is one copy of the merging code, not one per table.
 #[derive(Clone, Debug)]
 pub struct ShapeRows<T> {
     columns: BTreeMap<String, Columns>,
-    rows: BTreeMap<String, T>,
     /// Changes since the last up-to-date, not yet visible.
     pending: Vec<ChangeMessage>,
     /// The pending changes are a snapshot: they replace what is held.
     replacing: bool,
+    row: PhantomData<fn() -> T>,
 }
 
 impl<T> Default for ShapeRows<T> {
     fn default() -> Self {
         ShapeRows {
             columns: BTreeMap::new(),
-            rows: BTreeMap::new(),
             pending: Vec::new(),
             replacing: false,
+            row: PhantomData,
         }
     }
 }
@@ -58,11 +60,11 @@ impl<T> Default for ShapeRows<T> {
 impl<T: DeserializeOwned> ShapeRows<T> {
     /// Rows held before (a client's stored copy), by key, as columns.
     pub fn from_columns(columns: BTreeMap<String, Columns>) -> (ShapeRows<T>, Vec<Anomaly>) {
-        let mut rows = ShapeRows::default();
-        let mut anomalies = Vec::new();
-        for (key, c) in columns {
-            rows.set(key, c, &mut anomalies);
-        }
+        let rows = ShapeRows {
+            columns,
+            ..ShapeRows::default()
+        };
+        let anomalies = rows.unreadable(rows.columns.keys());
         (rows, anomalies)
     }
 
@@ -73,7 +75,17 @@ impl<T: DeserializeOwned> ShapeRows<T> {
             self.replacing = true;
         }
         self.pending.extend(batch.changes);
-        batch.up_to_date.then(|| self.apply())
+        if !batch.up_to_date {
+            return None;
+        }
+        let mut applied = apply(
+            &mut self.columns,
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.replacing),
+        );
+        let unreadable = self.unreadable(applied.changed.iter());
+        applied.anomalies.extend(unreadable);
+        Some(applied)
     }
 
     /// The changes waiting for an up-to-date (a snapshot's progress, for example).
@@ -81,9 +93,12 @@ impl<T: DeserializeOwned> ShapeRows<T> {
         self.pending.len()
     }
 
-    /// Rows decoded as `T`, by key.
-    pub fn rows(&self) -> &BTreeMap<String, T> {
-        &self.rows
+    /// The rows that read as `T`, by key.
+    pub fn rows(&self) -> BTreeMap<String, T> {
+        self.columns
+            .iter()
+            .filter_map(|(k, c)| Some((k.clone(), T::deserialize(c).ok()?)))
+            .collect()
     }
 
     /// Every row's merged columns, by key (what a client stores).
@@ -91,67 +106,64 @@ impl<T: DeserializeOwned> ShapeRows<T> {
         &self.columns
     }
 
-    fn apply(&mut self) -> Applied {
-        let mut applied = Applied {
-            replaced: std::mem::take(&mut self.replacing),
-            ..Applied::default()
-        };
-        if applied.replaced {
-            applied.changed.extend(self.columns.keys().cloned());
-            self.columns.clear();
-            self.rows.clear();
-        }
-        let anomalies = &mut applied.anomalies;
-        for m in std::mem::take(&mut self.pending) {
-            applied.txids.extend(m.txids.iter().copied());
-            applied.changed.insert(m.key.clone());
-            match m.operation {
-                Operation::Insert => {
-                    if self.columns.contains_key(&m.key) {
-                        anomalies.push(Anomaly::InsertOfPresentKey(m.key.clone()));
-                    }
-                    self.set(m.key, m.value, anomalies);
-                }
-                Operation::Update => {
-                    let merged = match self.columns.remove(&m.key) {
-                        Some(mut old) => {
-                            old.extend(m.value);
-                            old
-                        }
-                        None => {
-                            anomalies.push(Anomaly::UpdateOfMissingKey(m.key.clone()));
-                            m.value
-                        }
-                    };
-                    self.set(m.key, merged, anomalies);
-                }
-                Operation::Delete => {
-                    self.rows.remove(&m.key);
-                    if self.columns.remove(&m.key).is_none() {
-                        anomalies.push(Anomaly::DeleteOfMissingKey(m.key));
-                    }
-                }
-            }
-        }
-        applied
+    /// Rows among `keys` whose columns do not read as `T` (kept as columns, left out of `rows`).
+    fn unreadable<'a>(&self, keys: impl Iterator<Item = &'a String>) -> Vec<Anomaly> {
+        keys.filter_map(|k| {
+            let error = T::deserialize(self.columns.get(k)?).err()?;
+            Some(Anomaly::Undecodable {
+                key: k.clone(),
+                error: error.to_string(),
+            })
+        })
+        .collect()
     }
+}
 
-    fn set(&mut self, key: String, columns: Columns, anomalies: &mut Vec<Anomaly>) {
-        let value = Value::Object(columns);
-        match T::deserialize(&value) {
-            Ok(row) => {
-                self.rows.insert(key.clone(), row);
+/// Apply the changes since the last up-to-date to the columns held (replacing them first when
+/// the changes are a snapshot).
+fn apply(
+    columns: &mut BTreeMap<String, Columns>,
+    changes: Vec<ChangeMessage>,
+    replacing: bool,
+) -> Applied {
+    let mut applied = Applied {
+        replaced: replacing,
+        ..Applied::default()
+    };
+    if replacing {
+        applied.changed.extend(std::mem::take(columns).into_keys());
+    }
+    for m in changes {
+        applied.txids.extend(m.txids.iter().copied());
+        applied.changed.push(m.key.clone());
+        match m.operation {
+            Operation::Insert => {
+                if columns.contains_key(&m.key) {
+                    applied
+                        .anomalies
+                        .push(Anomaly::InsertOfPresentKey(m.key.clone()));
+                }
+                columns.insert(m.key, m.value);
             }
-            Err(e) => {
-                self.rows.remove(&key);
-                anomalies.push(Anomaly::Undecodable {
-                    key: key.clone(),
-                    error: e.to_string(),
-                });
+            Operation::Update => match columns.get_mut(&m.key) {
+                Some(old) => old.extend(m.value),
+                None => {
+                    applied
+                        .anomalies
+                        .push(Anomaly::UpdateOfMissingKey(m.key.clone()));
+                    columns.insert(m.key, m.value);
+                }
+            },
+            Operation::Delete => {
+                if columns.remove(&m.key).is_none() {
+                    applied.anomalies.push(Anomaly::DeleteOfMissingKey(m.key));
+                }
             }
-        }
-        if let Value::Object(columns) = value {
-            self.columns.insert(key, columns);
         }
     }
+    applied.changed.sort_unstable();
+    applied.changed.dedup();
+    applied.txids.sort_unstable();
+    applied.txids.dedup();
+    applied
 }

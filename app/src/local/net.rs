@@ -652,25 +652,29 @@ fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
 }
 
 fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
+    let rows = rows.rows();
     let named = |r: &VendorRow| Named {
         id: r.id,
         name: r.name.clone(),
     };
-    let mut all: Vec<Named> = rows.rows().values().map(named).collect();
+    let mut all: Vec<Named> = rows.values().map(named).collect();
     all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let assignable: HashSet<Uuid> = rows
+        .values()
+        .filter(|r| r.is_assignable())
+        .map(|r| r.id)
+        .collect();
     local.meta.update(|m| {
         let Some(m) = m else {
             return;
         };
-        // Only those who assign work are offered vendors to assign.
+        // Only those who assign work are offered vendors to assign (in the same order).
         if m.role.is_admin() || matches!(m.role, Role::PropertyManager | Role::SrPropertyManager) {
-            m.assignable_vendors = rows
-                .rows()
-                .values()
-                .filter(|r| r.is_assignable())
-                .map(named)
+            m.assignable_vendors = all
+                .iter()
+                .filter(|n| assignable.contains(&n.id))
+                .cloned()
                 .collect();
-            m.assignable_vendors.sort_by(|a, b| a.name.cmp(&b.name));
         }
         m.vendors = all;
     });
@@ -678,7 +682,7 @@ fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
 }
 
 fn show_properties(local: Local, rows: &ShapeRows<PropertyRow>) {
-    let list: Vec<PropertyRow> = rows.rows().values().cloned().collect();
+    let list: Vec<PropertyRow> = rows.rows().into_values().collect();
     local.meta.update(|m| {
         if let Some(m) = m {
             m.non_core_properties = list

@@ -321,7 +321,7 @@ impl Follower {
 
     /// The rows held (as of the last up-to-date), by key.
     pub fn rows(&self) -> &std::collections::BTreeMap<String, Columns> {
-        self.rows.rows()
+        self.rows.columns()
     }
 
     pub fn handle(&self) -> String {
