@@ -1,7 +1,7 @@
 //! The rows of the shapes a client follows, as the protocol sends them (Postgres text), and what
 //! the screens make of them. A new table a client keeps locally is one more row type here and one
 //! more shape name; the follower and the stored rows are generic.
-use crate::model::Stage;
+use crate::model::{full_name, Named, Stage};
 use crate::pg_text;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -93,6 +93,25 @@ pub struct PropertyRow {
     pub property_manager_id: Option<Uuid>,
     #[serde(default)]
     pub sr_property_manager_id: Option<Uuid>,
+}
+
+/// A `managers` row: a property manager or senior PM, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ManagerRow {
+    pub id: Uuid,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+impl ManagerRow {
+    pub fn named(&self) -> Option<Named> {
+        Some(Named {
+            id: self.id,
+            name: full_name(self.first_name.as_deref(), self.last_name.as_deref())?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -112,12 +112,20 @@ fn DrawerBody(
             .unwrap_or_default()
     };
     let errors = RwSignal::new(Vec::<FieldError>::new());
-    let submit = move |change: Change, version: Option<i32>| match change.validate() {
-        Ok(()) => {
-            local.make(change, version);
-            selected.set(None);
+    // Every change is checked before any is made: a save is made whole or not at all.
+    let submit = move |changes: Vec<Change>, version: Option<i32>| {
+        let invalid: Vec<FieldError> = changes
+            .iter()
+            .filter_map(|c| c.validate().err())
+            .flatten()
+            .collect();
+        if !invalid.is_empty() {
+            return errors.set(invalid);
         }
-        Err(e) => errors.set(e),
+        for change in changes {
+            local.make(change, version);
+        }
+        selected.set(None);
     };
     let status_line = move || {
         current().map(|c| {
@@ -204,7 +212,7 @@ fn FailureBox(local: Local, failed: Failed, selected: RwSignal<Option<Uuid>>) ->
 fn manager_form(
     local: Local,
     seen: &TurnCard,
-    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
     errors: RwSignal<Vec<FieldError>>,
 ) -> impl IntoView {
     let meta = local.meta.get_untracked();
@@ -278,7 +286,16 @@ fn manager_form(
                 }));
             }
         }
-        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+        // One mutation per field, the stage last (its gates look at the others): a field someone
+        // else changed meanwhile raises its own conflict, and the user's other fields still apply.
+        let changes: Vec<Change> = edits
+            .into_iter()
+            .map(|e| Change::EditTurn {
+                turn: s.id,
+                edits: vec![e],
+            })
+            .collect();
+        submit(changes, Some(s.version));
     };
     let s = seen.get_value();
     let can_submit = s.turn_amount.is_some()
@@ -318,7 +335,7 @@ fn manager_form(
                 <button type="submit" class="primary" data-testid="save-turn">"Save"</button>
                 {can_submit.then(|| view! {
                     <button type="button" data-testid="submit-approval"
-                        on:click=move |_| submit(Change::SubmitForApproval { turn: s.id }, Some(s.version))>
+                        on:click=move |_| submit(vec![Change::SubmitForApproval { turn: s.id }], Some(s.version))>
                         "Submit for approval"
                     </button>
                 })}
@@ -329,7 +346,7 @@ fn manager_form(
 
 fn vendor_form(
     seen: &TurnCard,
-    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
 ) -> impl IntoView {
     let expected = RwSignal::new(date_text(seen.expected_completion_date));
     let s = StoredValue::new(seen.clone());
@@ -345,7 +362,10 @@ fn vendor_form(
         } else {
             vec![]
         };
-        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+        submit(
+            vec![Change::EditTurn { turn: s.id, edits }],
+            Some(s.version),
+        );
     };
     let complete = move |_| {
         let s = s.get_value();
@@ -353,7 +373,10 @@ fn vendor_form(
             from: s.turn_completion_date,
             to: Some(today()),
         })];
-        submit(Change::EditTurn { turn: s.id, edits }, Some(s.version));
+        submit(
+            vec![Change::EditTurn { turn: s.id, edits }],
+            Some(s.version),
+        );
     };
     let done = seen.turn_completion_date;
     view! {
@@ -374,7 +397,7 @@ fn vendor_form(
 
 fn approver_form(
     seen: &TurnCard,
-    submit: impl Fn(Change, Option<i32>) + Copy + 'static,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
     errors: RwSignal<Vec<FieldError>>,
 ) -> impl IntoView {
     let amount = RwSignal::new(seen.turn_amount.map(|a| a.to_string()).unwrap_or_default());
@@ -396,12 +419,12 @@ fn approver_form(
         };
         let reason = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
         submit(
-            Change::DecideApproval {
+            vec![Change::DecideApproval {
                 turn: s.id,
                 approve,
                 amount,
                 reason,
-            },
+            }],
             Some(s.version),
         );
     };

@@ -114,8 +114,26 @@ test.describe("desktop", () => {
     await pm.page.getByTestId("save-turn").click();
     await expect(pm.board.pending()).toHaveText("All changes saved");
     expect(turnField(turn, "wo_number")).toBe("WO-EDITED");
-    // Applied: the merge, keep-mine and the edit; the two conflicts wrote nothing.
-    expect(writesTo(turn)).toBe(3);
+
+    // Two fields in one save, one of them changed meanwhile: only that one clashes; the other is
+    // saved, and "Take theirs" gives up only the field that clashed.
+    await pm.context.setOffline(true);
+    await pm.board.open(turn);
+    await pm.page.getByTestId("edit-wo").fill("WO-CLASH");
+    await pm.page.getByTestId("edit-expected").fill("2031-01-15");
+    await pm.page.getByTestId("save-turn").click();
+    psql(`UPDATE turns SET wo_number = 'WO-THEIRS-4' WHERE turn_id = '${turn}'`);
+    await pm.context.setOffline(false);
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
+    await expect.poll(() => turnField(turn, "expected_completion_date")).toBe("2031-01-15");
+    await pm.board.open(turn);
+    await pm.page.getByTestId("take-theirs").click();
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
+    await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-THEIRS-4");
+    expect(turnField(turn, "expected_completion_date")).toBe("2031-01-15");
+    // Applied: the merge, keep-mine, the edit and the field that did not clash; the three
+    // conflicts wrote nothing.
+    expect(writesTo(turn)).toBe(4);
     await pm.context.close();
   });
 

@@ -196,6 +196,21 @@ fn fixed_definition(
                 "updated_at",
             ]),
         ),
+        // Who manages which homes, by name: the cards and the Properties page show it.
+        "managers" => def(
+            "users",
+            Some("is_active AND role IN ('PROPERTY_MANAGER', 'SR_PROPERTY_MANAGER')"),
+            vec![],
+            Some(&[
+                "id",
+                "first_name",
+                "last_name",
+                "role",
+                "is_active",
+                "version",
+                "updated_at",
+            ]),
+        ),
         "users" if actor.role.is_admin() => def(
             "users",
             None,

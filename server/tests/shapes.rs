@@ -512,6 +512,7 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
         "vendors" if admin => "SELECT id FROM vendors WHERE $1::uuid IS NOT NULL",
         "vendors" => "SELECT id FROM vendors WHERE is_active AND is_approved AND $1::uuid IS NOT NULL",
         "users" if admin => "SELECT id FROM users WHERE $1::uuid IS NOT NULL",
+        "managers" => "SELECT id FROM users WHERE is_active AND role IN ('PROPERTY_MANAGER', 'SR_PROPERTY_MANAGER') AND $1::uuid IS NOT NULL",
         _ => return None,
     }))
 }
@@ -537,7 +538,14 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
     .expect("users");
     for (id, email, role) in users {
         let cookie = login(&router, &email).await;
-        for shape in ["turns", "properties", "stages", "vendors", "users"] {
+        for shape in [
+            "turns",
+            "properties",
+            "stages",
+            "vendors",
+            "users",
+            "managers",
+        ] {
             let url = format!("/api/shapes/{shape}?");
             let Some(sql) = expected_sql(shape, &role) else {
                 let r = send(
@@ -569,6 +577,9 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                     .collect();
             assert_eq!(got, want, "{email} ({role}) shape {shape}");
             for row in f.rows().values() {
+                if shape == "managers" {
+                    assert!(!row.contains_key("email") && !row.contains_key("phone"));
+                }
                 assert!(
                     !row.contains_key("password_hash"),
                     "{email} {shape}: password hashes never leave"

@@ -214,8 +214,8 @@ impl Local {
         self.meta.set(Some(meta));
     }
 
-    /// The reference tables changed (a home renamed, a vendor renamed): the names on the cards
-    /// follow.
+    /// The reference tables changed (a home, a vendor or a manager renamed): the names on the
+    /// cards follow.
     pub fn refresh_names(&self) {
         let meta = self.meta.get_untracked();
         let homes: HashMap<Uuid, (String, String)> = self.properties.with_untracked(|list| {
@@ -231,6 +231,12 @@ impl Local {
                 }
                 if let Some(v) = c.vendor_id {
                     c.vendor_name = vendor_name(meta.as_ref(), v).or(c.vendor_name.take());
+                }
+                if let Some(pm) = c.pm_id {
+                    let named = meta
+                        .as_ref()
+                        .and_then(|m| m.managers.iter().find(|n| n.id == pm));
+                    c.pm_name = named.map(|n| n.name.clone()).or(c.pm_name.take());
                 }
             }
         });

@@ -19,9 +19,9 @@ use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use turns::model::Named;
-use turns::model::{Board, TurnCard};
+use turns::model::TurnCard;
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
-use turns::rows::{PropertyRow, StageRow, VendorRow};
+use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
 use turns::shape_follower::{
     Backoff, Columns, Position, ResponseHead, ShapeFollower, Step, MAX_BACKOFF_MS,
 };
@@ -251,6 +251,7 @@ pub fn start(local: Local) {
                     spawn_local(table_loop(local, user, "stages", show_stages));
                     spawn_local(table_loop(local, user, "vendors", show_vendors));
                     spawn_local(table_loop(local, user, "properties", show_properties));
+                    spawn_local(table_loop(local, user, "managers", show_managers));
                     spawn_local(shape_loop(local, user, position));
                 }
             } else if local.leader.get_untracked() {
@@ -355,17 +356,6 @@ async fn send_batch(user: Uuid, batch: Vec<Mutation>) -> Reply<Vec<Outcome>> {
         Request::post("/api/mutate")
             .header(USER_HEADER, &user.to_string())
             .json(&Args { batch }),
-    )
-    .await
-}
-
-/// `POST /api/board` (the `turn_board` server function) for the user, as `send_batch`.
-async fn fetch_board(user: Uuid) -> Reply<Board> {
-    call(
-        Request::post("/api/board")
-            .header(USER_HEADER, &user.to_string())
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(""),
     )
     .await
 }
@@ -640,6 +630,7 @@ async fn load_caches(local: Local, user: Uuid) {
     load(local, user, "stages", show_stages).await;
     load(local, user, "vendors", show_vendors).await;
     load(local, user, "properties", show_properties).await;
+    load(local, user, "managers", show_managers).await;
 }
 
 fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
@@ -677,6 +668,17 @@ fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
                 .collect();
         }
         m.vendors = all;
+    });
+    local.refresh_names();
+}
+
+fn show_managers(local: Local, rows: &ShapeRows<ManagerRow>) {
+    let mut managers: Vec<Named> = rows.rows().values().filter_map(ManagerRow::named).collect();
+    managers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.managers = managers;
+        }
     });
     local.refresh_names();
 }
@@ -753,7 +755,7 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
         if batch.up_to_date {
             let changed = !buffer.is_empty() || replace;
             let was_snapshot = replace;
-            let unknown = commit(local, std::mem::take(&mut buffer), replace);
+            commit(local, std::mem::take(&mut buffer), replace);
             replace = false;
             local.first_sync.set(None);
             local.synced_at.set(Some(now_ms()));
@@ -771,22 +773,14 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
                 persist(local, user, &position);
                 persisted = position;
             }
-            if unknown && local.online.get_untracked() {
-                match fetch_board(user).await {
-                    Reply::Done(board) if active(local) => local.attach(board),
-                    Reply::Ended(why) => local.end(why),
-                    _ => {}
-                }
-            }
         }
     }
 }
 
-/// Apply a batch of row changes to the base cards. Returns whether a row named something we
-/// have no name for (then the caller refreshes the board's names).
-fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
+/// Apply a batch of row changes to the base cards, with names from the local reference tables
+/// (a name not there yet arrives with its table's stream, which renames the cards then).
+fn commit(local: Local, changes: Vec<RowChange>, replace: bool) {
     let meta = local.meta.get_untracked();
-    let mut unknown = false;
     local.base.update(|base| {
         let previous: HashMap<Uuid, TurnCard> = base.iter().map(|c| (c.id, c.clone())).collect();
         let mut props: HashMap<Uuid, (String, String)> = HashMap::new();
@@ -838,21 +832,13 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
                     };
                     let card = &mut cards[i];
                     merge_row(card, &value);
-                    match props.get(&card.property_id) {
-                        Some((code, name)) if card.property_name.is_empty() => {
-                            card.property_code = code.clone();
-                            card.property_name = name.clone();
-                        }
-                        None => unknown = true,
-                        _ => {}
+                    if let Some((code, name)) = props.get(&card.property_id) {
+                        card.property_code = code.clone();
+                        card.property_name = name.clone();
                     }
-                    card.vendor_name = match card.vendor_id {
-                        Some(v) => super::vendor_name(meta.as_ref(), v).or_else(|| {
-                            unknown = true;
-                            card.vendor_name.clone()
-                        }),
-                        None => None,
-                    };
+                    card.vendor_name = card.vendor_id.and_then(|v| {
+                        super::vendor_name(meta.as_ref(), v).or(card.vendor_name.clone())
+                    });
                     card.pm_name = card.pm_id.and_then(|pm| {
                         meta.as_ref()
                             .and_then(|m| m.managers.iter().find(|n| n.id == pm))
@@ -871,7 +857,6 @@ fn commit(local: Local, changes: Vec<RowChange>, replace: bool) -> bool {
         });
         *base = cards;
     });
-    unknown
 }
 
 /// Shape values are Postgres text; columns absent from an update are unchanged.
