@@ -22,11 +22,14 @@ pub struct Mutation {
     pub base_version: Option<i32>,
     /// When the user made the change, by the device's clock.
     pub device_time: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::wire::change")]
     pub change: Change,
 }
 
+/// On the wire externally tagged (`{"edit_turn": {…}}`); the older, internally tagged form
+/// still reads (see `wire`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     CreateProperty(NewProperty),
     UpdateProperty {
@@ -131,7 +134,7 @@ pub struct Edit<T> {
 
 /// One edited turn field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "field", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum TurnEdit {
     Stage(Edit<Uuid>),
     Vendor(Edit<Option<Uuid>>),
@@ -241,7 +244,7 @@ impl TurnEdit {
 
 /// One edited property field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "field", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PropertyEdit {
     Name(Edit<String>),
     StreetAddress(Edit<String>),
@@ -349,7 +352,7 @@ impl NewTurn {
 
 /// What the server did with a mutation. Stored with its id: a replay gets the same answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Written. `txid` is the writing transaction's 32-bit id as shape messages carry it; the
     /// device keeps its optimistic change until the shape stream delivers that transaction.
@@ -360,7 +363,7 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Rejection {
     Forbidden {
         message: String,
@@ -501,17 +504,15 @@ mod tests {
             },
         };
         let json = serde_json::to_value(&m).expect("serializes");
-        assert_eq!(json["change"]["kind"], "edit_turn");
-        assert_eq!(json["change"]["edits"][0]["field"], "amount");
-        assert_eq!(json["change"]["edits"][0]["to"], "1200");
+        assert_eq!(
+            json["change"]["edit_turn"]["edits"][0]["amount"]["to"],
+            "1200"
+        );
         let back: Mutation = serde_json::from_value(json).expect("parses");
         assert_eq!(back, m);
         let outcome = Outcome::Rejected(Rejection::forbidden("no"));
         let json = serde_json::to_value(&outcome).expect("serializes");
-        assert_eq!(
-            (json["outcome"].as_str(), json["reason"].as_str()),
-            (Some("rejected"), Some("forbidden"))
-        );
+        assert_eq!(json["rejected"]["forbidden"]["message"], "no");
     }
 
     #[test]

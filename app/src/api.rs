@@ -6,7 +6,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 use turns::model::{Board, PropertySummary, SessionUser};
-use turns::mutation::{Mutation, Outcome};
+use turns::wire::{Answer, Received};
 
 /// Errors a page can show. Internal details never get here: the server logs them and sends
 /// `Internal`.
@@ -137,7 +137,7 @@ pub const MAX_BATCH: usize = 50;
 /// final for its mutation (applied, or rejected for good); a transport or server failure leaves
 /// the batch queued for a retry.
 #[server(endpoint = "mutate", input = leptos::server_fn::codec::Json)]
-pub async fn mutate(batch: Vec<Mutation>) -> Result<Vec<Outcome>, AppError> {
+pub async fn mutate(batch: Vec<Received>) -> Result<Vec<Answer>, AppError> {
     let user = ssr::require_user()?;
     let state = ssr::state()?;
     if batch.len() > MAX_BATCH {
@@ -145,7 +145,19 @@ pub async fn mutate(batch: Vec<Mutation>) -> Result<Vec<Outcome>, AppError> {
             "Send at most {MAX_BATCH} changes at once."
         ))));
     }
-    turns_server::mutations::apply_batch(&state.pool, &user.actor(), &batch)
+    // A device running an older app speaks the older dialect: it is answered in it.
+    use turns::wire::Dialect;
+    let dialect = batch
+        .iter()
+        .map(|r| r.dialect)
+        .find(|d| *d == Dialect::V1)
+        .unwrap_or(Dialect::V2);
+    let batch: Vec<turns::mutation::Mutation> = batch.into_iter().map(|r| r.mutation).collect();
+    let outcomes = turns_server::mutations::apply_batch(&state.pool, &user.actor(), &batch)
         .await
-        .map_err(ssr::internal)
+        .map_err(ssr::internal)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| Answer { outcome, dialect })
+        .collect())
 }

@@ -209,15 +209,34 @@ async fn the_mutate_endpoint_checks_the_session_and_its_input() {
     let body = serde_json::json!({ "batch": [m.clone(), m] }).to_string();
     let r = send(&router, "POST", "/api/mutate", Some(&cookie), json(body)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let outcomes: Vec<turns::mutation::Outcome> = serde_json::from_str(&r.body).expect("outcomes");
+    // Sent in the older dialect (as a device on an older app does): answered in it.
+    let outcomes: Vec<turns::wire::Answer> = serde_json::from_str(&r.body).expect("outcomes");
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0].dialect, turns::wire::Dialect::V1);
+    assert!(r.body.contains(r#""outcome":"applied""#), "{}", r.body);
+    // And in today's: answered in today's.
+    let now = serde_json::json!({
+        "id": uuid::Uuid::new_v4(),
+        "base_version": null,
+        "device_time": "2026-11-27T08:00:00Z",
+        "change": {"edit_turn": {"turn": turn,
+                   "edits": [{"wo_number": {"from": "WO-API-1", "to": "WO-API-2"}}]}}
+    });
+    let body = serde_json::json!({ "batch": [now] }).to_string();
+    let r = send(&router, "POST", "/api/mutate", Some(&cookie), json(body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outcomes: Vec<turns::mutation::Outcome> = serde_json::from_str(&r.body).expect("v2");
+    assert!(matches!(
+        outcomes[..],
+        [turns::mutation::Outcome::Applied { txid: Some(_) }]
+    ));
     let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE row_id = $1")
         .bind(turn)
         .fetch_one(&state.pool)
         .await
         .expect("count");
-    assert_eq!(audits, 1);
+    assert_eq!(audits, 2);
     let too_many = serde_json::json!({ "batch": vec![serde_json::Value::Null; 51] }).to_string();
     let r = send(
         &router,

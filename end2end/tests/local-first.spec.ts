@@ -265,6 +265,34 @@ test.describe("desktop", () => {
     await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-UPGRADED");
   });
 
+  test("an edit queued by the previous version (older dialect) is upgraded and sent once", async ({ page }) => {
+    const turn = makeTurn("LF-V1-OUTBOX-1", { pm: "pm2@turns.demo" });
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
+    const turnUuid = psql(`SELECT id FROM turns WHERE turn_id = '${turn}'`);
+    // What the app before December 2026 wrote for an edit it had not sent yet.
+    const mutationId = "7f1c2a4e-0d1b-4a55-9a3e-5b8f0c1d2e3f";
+    const seq = 1_764_000_000_000_000;
+    const v1 = {
+      seq,
+      mutation: {
+        id: mutationId, base_version: null, device_time: "2026-11-30T09:00:00Z",
+        change: { kind: "edit_turn", turn: turnUuid, edits: [{ field: "wo_number", from: null, to: "WO-FROM-V1" }] },
+      },
+      sent: null,
+    };
+    await page.evaluate(([k, v]) => localStorage.setItem(k, v),
+      [`turns.v1.${id}.out.${String(seq).padStart(20, "0")}.${mutationId}`, JSON.stringify(v1)]);
+    await page.reload();
+    await board.hydrated();
+    await expect(board.pending()).toHaveText("All changes saved");
+    await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-FROM-V1");
+    expect(turnField(turn, "wo_number")).toBe("WO-FROM-V1");
+    expect(writesTo(turn)).toBe(1);
+    expect(receiptsFor(turn)).toBe(1);
+  });
+
   test("logging out forgets the user's data on this device", async ({ page }) => {
     const board = await logInAs(page, "srpm@turns.demo");
     await board.live();

@@ -201,7 +201,8 @@ async fn stored_outcome(
     actor: &Actor,
     id: Uuid,
 ) -> Result<Outcome, sqlx::Error> {
-    let (user, outcome): (Uuid, sqlx::types::Json<Outcome>) =
+    // Receipts stored before December 2026 are in the older dialect: both read.
+    let (user, outcome): (Uuid, sqlx::types::Json<turns::wire::Answer>) =
         sqlx::query_as("SELECT user_id, outcome FROM mutation_receipts WHERE mutation_id = $1")
             .bind(id)
             .fetch_one(&mut *conn)
@@ -211,7 +212,7 @@ async fn stored_outcome(
             "This change id was used by another user.",
         )));
     }
-    Ok(outcome.0)
+    Ok(outcome.0.outcome)
 }
 
 /// Run the change; the writing transaction's id when it wrote something.
@@ -497,8 +498,8 @@ async fn write_turn(
             "AND version = $16",
             ", receipt AS (
                INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid)
-               SELECT $15, $11, jsonb_build_object('outcome', 'applied',
-                                                   'txid', pg_current_xact_id()::xid::text),
+               SELECT $15, $11, jsonb_build_object('applied', jsonb_build_object(
+                                                   'txid', pg_current_xact_id()::xid::text)),
                       pg_current_xact_id()::xid::text::bigint
                  FROM after)",
         ),

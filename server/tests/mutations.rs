@@ -181,6 +181,21 @@ async fn concurrent_replays_apply_once_and_return_the_same_outcome() {
     let other = actor(pool, "srpm@turns.demo").await;
     let replay = apply(pool, &other, &m).await.expect("ran");
     assert!(matches!(rejected(&replay), Rejection::Forbidden { .. }));
+
+    // Receipts stored before December 2026 are in the older dialect: a replay still reads them.
+    let old = mutation(edit(turn, vec![amount(usd(800), usd(900))]));
+    sqlx::query(
+        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome)
+         VALUES ($1, $2, '{\"outcome\":\"rejected\",\"reason\":\"forbidden\",\"message\":\"stored\"}')",
+    )
+    .bind(old.id)
+    .bind(pm.user_id)
+    .execute(pool)
+    .await
+    .expect("old receipt");
+    let replay = apply(pool, &pm, &old).await.expect("ran");
+    assert_eq!(rejected(&replay).message(), "stored");
+    assert_eq!(row(pool, turn).await.version, 2, "a replay writes nothing");
 }
 
 #[tokio::test]

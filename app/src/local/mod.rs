@@ -60,6 +60,8 @@ pub struct Sent {
 pub struct Failed {
     pub seq: u64,
     pub mutation: Mutation,
+    /// Stored by earlier app versions in the older dialect too (`turns::wire`).
+    #[serde(deserialize_with = "turns::wire::rejection")]
     pub rejection: Rejection,
 }
 
