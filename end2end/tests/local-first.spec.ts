@@ -284,9 +284,14 @@ test.describe("desktop", () => {
     };
     await page.evaluate(([k, v]) => localStorage.setItem(k, v),
       [`turns.v1.${id}.out.${String(seq).padStart(20, "0")}.${mutationId}`, JSON.stringify(v1)]);
+    // And one no version can read: kept, not sent, and the user is told.
+    const damaged = `turns.v1.${id}.out.${String(seq + 1).padStart(20, "0")}.damaged`;
+    await page.evaluate((k) => localStorage.setItem(k, '{"seq": "not a number"'), damaged);
     await page.reload();
     await board.hydrated();
+    await expect(page.getByTestId("sync-notice")).toContainText("1 change saved on this device by another version of the app could not be read");
     await expect(board.pending()).toHaveText("All changes saved");
+    expect(await page.evaluate((k) => localStorage.getItem(k), damaged)).not.toBeNull();
     await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-FROM-V1");
     expect(turnField(turn, "wo_number")).toBe("WO-FROM-V1");
     expect(writesTo(turn)).toBe(1);

@@ -171,6 +171,14 @@ pub fn start(local: Local) {
     local.outbox.set(storage::load_outbox(user));
     local.failed.set(storage::load_failed(user));
     local.online.set(navigator_online());
+    match storage::unreadable_outbox(user) {
+        0 => {}
+        n => local.notice.set(Some(format!(
+            "{n} change{} saved on this device by another version of the app could not be read: \
+             kept here, not sent.",
+            if n == 1 { "" } else { "s" }
+        ))),
+    }
 
     let set_online = move |on: bool| {
         local.online.set(on);

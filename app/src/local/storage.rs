@@ -141,6 +141,15 @@ pub fn load_outbox(user: Uuid) -> Vec<Pending> {
     list
 }
 
+/// Queued entries this app cannot read (written by another version, or damaged): never sent,
+/// never deleted (only a logout clears them), and counted so the user is told.
+pub fn unreadable_outbox(user: Uuid) -> usize {
+    keys_with(&key(user, "out."))
+        .into_iter()
+        .filter(|k| LocalStorage::get::<Pending>(k).is_err())
+        .count()
+}
+
 fn pending_key(user: Uuid, p: &Pending) -> String {
     key(user, &format!("out.{:020}.{}", p.seq, p.mutation.id))
 }
