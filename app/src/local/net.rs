@@ -27,7 +27,6 @@ use turns::shape_follower::{
 };
 use turns::shape_protocol::{Operation, Txid};
 use turns::shape_rows::ShapeRows;
-use turns::Role;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
@@ -560,8 +559,8 @@ async fn shape_request(
     }
 }
 
-/// Follow one of the user's reference shapes (stages, vendors, properties) into rows kept in
-/// storage; `show` puts them on the page at every up-to-date that changed them.
+/// Follow one of the user's reference shapes (stages, vendors, properties, managers) into rows
+/// kept in storage; `show` puts them on the page at every up-to-date that changed them.
 async fn table_loop<T: DeserializeOwned>(
     local: Local,
     user: Uuid,
@@ -668,7 +667,12 @@ fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
             return;
         };
         // Only those who assign work are offered vendors to assign (in the same order).
-        if m.role.is_admin() || matches!(m.role, Role::PropertyManager | Role::SrPropertyManager) {
+        let viewer = turns::Actor {
+            user_id: m.viewer,
+            role: m.role,
+            vendor_id: None,
+        };
+        if viewer.is_manager() {
             m.assignable_vendors = all
                 .iter()
                 .filter(|n| assignable.contains(&n.id))
