@@ -129,6 +129,41 @@ pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
         .map_err(ssr::internal)
 }
 
+/// Turns completed before what devices keep (the sync bound), for the History page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Turns completed before this day are not on the device.
+    pub before: chrono::NaiveDate,
+    pub turns: Vec<turns::model::TurnCard>,
+    /// More than `turns` exist (the oldest are not listed).
+    pub more: bool,
+}
+
+/// The most history one call returns.
+pub const HISTORY_ROWS: usize = 500;
+
+/// The signed-in user's older history: read on demand, never synced to the device.
+#[server(endpoint = "history")]
+pub async fn turn_history() -> Result<History, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    let before = turns_server::authorized_shapes::synced_since(
+        chrono::Utc::now().date_naive(),
+        state.config.sync_completed_days,
+    );
+    let mut turns =
+        turns_server::queries::history(&state.pool, &user.actor(), before, HISTORY_ROWS as i64 + 1)
+            .await
+            .map_err(ssr::internal)?;
+    let more = turns.len() > HISTORY_ROWS;
+    turns.truncate(HISTORY_ROWS);
+    Ok(History {
+        before,
+        turns,
+        more,
+    })
+}
+
 /// The most mutations one call carries; the outbox sends in batches of this size.
 pub const MAX_BATCH: usize = 50;
 

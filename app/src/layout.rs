@@ -21,6 +21,7 @@ pub fn Frame(children: Children) -> impl IntoView {
             <nav class="nav">
                 <a href="/board">"Board"</a>
                 <a href="/properties">"Properties"</a>
+                <a href="/history">"History"</a>
             </nav>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {

@@ -4,6 +4,7 @@
 pub mod api;
 mod board;
 mod drawer;
+mod history;
 mod layout;
 pub mod local;
 mod login;
@@ -17,7 +18,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
-pub const PROTECTED_PAGES: [&str; 2] = ["/board", "/properties"];
+pub const PROTECTED_PAGES: [&str; 3] = ["/board", "/properties", "/history"];
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -58,6 +59,7 @@ pub fn App() -> impl IntoView {
                     // so it works without JavaScript; streaming out of order needs a script.
                     <Route path=path!("/board") view=board::BoardPage ssr=SsrMode::Async/>
                     <Route path=path!("/properties") view=properties::PropertiesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/history") view=history::HistoryPage ssr=SsrMode::Async/>
                 </Routes>
             </Router>
         </div>

@@ -298,6 +298,30 @@ test.describe("desktop", () => {
     expect(receiptsFor(turn)).toBe(1);
   });
 
+  test("history beyond the sync bound stays on the server and is read on demand", async ({ page }) => {
+    // Completed 200 days ago: older than what devices keep (90 days, moved back to a Monday).
+    const old = makeTurn("LF-HIST-1", { pm: "pm2@turns.demo" });
+    psql(`UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
+           WHERE turn_id = '${old}'`);
+    const open = makeTurn("LF-HIST-2", { pm: "pm2@turns.demo" });
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
+    await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
+    const snapshot = await page.evaluate((id) => new Promise<string>((resolve) => {
+      const open = indexedDB.open(`turns-${id}`);
+      open.onsuccess = () => {
+        const req = open.result.transaction("kv").objectStore("kv").get("snapshot");
+        req.onsuccess = () => { open.result.close(); resolve(req.result); };
+      };
+    }), id);
+    expect(snapshot).toContain(open);
+    expect(snapshot).not.toContain(old);
+    await page.getByRole("link", { name: "History" }).click();
+    await expect(page).toHaveURL(/\/history$/);
+    await expect(page.locator(`[data-testid="history-row"][data-turn="${old}"]`)).toBeVisible();
+  });
+
   test("logging out forgets the user's data on this device", async ({ page }) => {
     const board = await logInAs(page, "srpm@turns.demo");
     await board.live();

@@ -208,3 +208,29 @@ pub async fn turns_in_scope(
         .await?;
     Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
 }
+
+/// History the devices do not keep: the actor's turns completed before `before` (the sync
+/// bound), most recent first, at most `limit`.
+pub async fn history(
+    pool: &PgPool,
+    actor: &Actor,
+    before: NaiveDate,
+    limit: i64,
+) -> Result<Vec<TurnCard>, sqlx::Error> {
+    let s = scope_sql(actor.scope());
+    let sql = format!(
+        "SELECT {CARD_COLUMNS} {CARD_FROM}
+          WHERE t.is_active AND {turn} AND t.turn_completion_date < $3
+          ORDER BY t.turn_completion_date DESC, t.turn_id
+          LIMIT $4",
+        turn = s.turn_filter,
+    );
+    let rows: Vec<TurnCard> = sqlx::query_as(&sql)
+        .bind(s.id)
+        .bind(s.status)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
+}

@@ -1,0 +1,78 @@
+//! Older turns: those completed before what devices keep (the sync bound). Read from the server
+//! on demand — they are history, not work — so this page needs a connection; the board and the
+//! Properties page do not.
+use crate::api::turn_history;
+use crate::layout::{ErrorBox, Frame};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use turns::model::format_usd;
+
+#[component]
+pub fn HistoryPage() -> impl IntoView {
+    let history = Resource::new(|| (), |_| turn_history());
+    let search = RwSignal::new(String::new());
+    view! {
+        <Title text="History · Turns"/>
+        <Frame>
+            <Suspense fallback=|| view! { <p class="loading">"Loading history…"</p> }>
+                {move || Suspend::new(async move {
+                    match history.await {
+                        Ok(h) => {
+                            let before = h.before.format("%-d %B %Y").to_string();
+                            let more = h.more;
+                            let turns = StoredValue::new(h.turns);
+                            let total = turns.with_value(Vec::len);
+                            let visible = Memo::new(move |_| {
+                                let q = search.with(|s| s.trim().to_lowercase());
+                                turns.with_value(|t| {
+                                    t.iter()
+                                        .filter(|c| {
+                                            q.is_empty()
+                                                || [&c.turn_id, &c.property_name, &c.property_code]
+                                                    .iter()
+                                                    .any(|f| f.to_lowercase().contains(&q))
+                                        })
+                                        .cloned()
+                                        .collect::<Vec<_>>()
+                                })
+                            });
+                            view! {
+                                <div class="page-head">
+                                    <h1>"History"</h1>
+                                    <p class="count" data-testid="visible-count">
+                                        {move || format!("{} of {total} turns completed before {before}", visible.with(Vec::len))}
+                                    </p>
+                                </div>
+                                <p class="muted">"Older turns stay on the server: this page needs a connection."</p>
+                                <label class="filter grow">"Search"
+                                    <input type="search" placeholder="Turn, property…" data-testid="search"
+                                        prop:value=move || search.get()
+                                        on:input=move |ev| search.set(event_target_value(&ev))/>
+                                </label>
+                                <table class="properties">
+                                    <thead>
+                                        <tr><th>"Turn"</th><th>"Property"</th><th>"Completed"</th><th>"Vendor"</th><th class="num">"Amount"</th></tr>
+                                    </thead>
+                                    <tbody>
+                                        <For each=move || visible.get() key=|c| c.id let:c>
+                                            <tr data-testid="history-row" data-turn=c.turn_id.clone()>
+                                                <td data-label="Turn">{c.turn_id.clone()}</td>
+                                                <td data-label="Property" class="strong">{c.property_name.clone()} " " <span class="muted">{c.property_code.clone()}</span></td>
+                                                <td data-label="Completed">{c.turn_completion_date.map(|d| d.to_string()).unwrap_or_default()}</td>
+                                                <td data-label="Vendor">{c.vendor_name.clone().unwrap_or_default()}</td>
+                                                <td data-label="Amount" class="num">{c.approved_turn_amount.or(c.turn_amount).map(format_usd).unwrap_or_default()}</td>
+                                            </tr>
+                                        </For>
+                                    </tbody>
+                                </table>
+                                {more.then(|| view! { <p class="more">"Older turns than these exist; the newest are listed."</p> })}
+                            }
+                            .into_any()
+                        }
+                        Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
+}
