@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
-import { BoardPage, cachedNames, logInAs, PropertiesPage, snap } from "./pages";
+import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, snap } from "./pages";
 
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
@@ -308,18 +308,48 @@ test.describe("desktop", () => {
     await board.live();
     const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
     await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
-    const snapshot = await page.evaluate((id) => new Promise<string>((resolve) => {
-      const open = indexedDB.open(`turns-${id}`);
-      open.onsuccess = () => {
-        const req = open.result.transaction("kv").objectStore("kv").get("snapshot");
-        req.onsuccess = () => { open.result.close(); resolve(req.result); };
-      };
-    }), id);
+    const snapshot = await cachedValue(page, id, "snapshot");
     expect(snapshot).toContain(open);
     expect(snapshot).not.toContain(old);
     await page.getByRole("link", { name: "History" }).click();
     await expect(page).toHaveURL(/\/history$/);
     await expect(page.locator(`[data-testid="history-row"][data-turn="${old}"]`)).toBeVisible();
+  });
+
+  test("a 20,000-turn portfolio syncs within the bound and the board stays responsive", async ({ page }) => {
+    test.setTimeout(120_000);
+    // A manager of their own (no senior PM: no other test's board sees these rows), 500 homes,
+    // 20,000 turns: 300 open, the rest completed a year or more ago (beyond the sync bound).
+    psql(`WITH u AS (INSERT INTO users (email, first_name, last_name, role, email_verified)
+                     VALUES ('big-pm@turns.demo', 'Big', 'Portfolio', 'PROPERTY_MANAGER', true) RETURNING id)
+          INSERT INTO user_credentials (user_id, password_hash)
+          SELECT u.id, c.password_hash FROM u, user_credentials c JOIN users pm ON pm.id = c.user_id
+           WHERE pm.email = 'pm@turns.demo'`);
+    psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id)
+          SELECT 'P-BIG-' || i, 'Big Home ' || i, i || ' Long Rd', u.id
+            FROM generate_series(1, 500) i, users u WHERE u.email = 'big-pm@turns.demo'`);
+    psql(`INSERT INTO turns (turn_id, property_id, stage_id, move_out_date, turn_completion_date)
+          SELECT 'LF-BIG-' || i, p.id, s.id,
+                 CASE WHEN i <= 300 THEN current_date - 5 ELSE current_date - 400 - i % 300 END,
+                 CASE WHEN i <= 300 THEN NULL ELSE current_date - 390 - i % 300 END
+            FROM generate_series(1, 20000) i
+            JOIN properties p ON p.property_id = 'P-BIG-' || (1 + i % 500)
+            JOIN turn_stages s ON s.name = CASE WHEN i <= 300 THEN 'Notice' ELSE 'Rent ready' END`);
+    const board = await logInAs(page, "big-pm@turns.demo");
+    await board.live();
+    // The device holds the open turns only (in its cache too): the history stays on the server.
+    await expect(board.visibleCount()).toHaveText("300 of 300 turns");
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'big-pm@turns.demo'");
+    const keptCards = async () => {
+      const snapshot = await cachedValue(page, id, "snapshot");
+      return snapshot === null ? -1 : JSON.parse(snapshot).cards.rows.length;
+    };
+    await expect.poll(keptCards).toBe(300);
+    // Still quick to work with: a card moves and the move is saved.
+    const card = board.card("LF-BIG-1");
+    await card.getByTestId("move-forward").click();
+    await expect(board.column("Move-out inspection").locator('[data-turn="LF-BIG-1"]')).toBeVisible();
+    await expect(board.pending()).toHaveText("All changes saved");
   });
 
   test("logging out forgets the user's data on this device", async ({ page }) => {

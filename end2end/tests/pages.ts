@@ -120,3 +120,21 @@ export async function cachedNames(page: Page, user: string): Promise<string[]> {
     });
   }, `turns-${user}`);
 }
+
+/** A value of a user's IndexedDB cache (a JSON string), or null. Never creates the database. */
+export async function cachedValue(page: Page, user: string, name: string): Promise<string | null> {
+  return page.evaluate(async ([db, name]) => {
+    if (!(await indexedDB.databases()).some((d) => d.name === db)) return null;
+    return await new Promise<string | null>((resolve, reject) => {
+      const open = indexedDB.open(db);
+      open.onsuccess = () => {
+        const conn = open.result;
+        if (!conn.objectStoreNames.contains("kv")) { conn.close(); resolve(null); return; }
+        const req = conn.transaction("kv").objectStore("kv").get(name);
+        req.onsuccess = () => { conn.close(); resolve(req.result ?? null); };
+        req.onerror = () => { conn.close(); reject(req.error); };
+      };
+      open.onerror = () => reject(open.error);
+    });
+  }, [`turns-${user}`, name]);
+}
