@@ -352,6 +352,23 @@ test.describe("desktop", () => {
     await expect(board.pending()).toHaveText("All changes saved");
   });
 
+  test("without IndexedDB the board still works and the user is told it is not kept offline", async ({ browser }) => {
+    const turn = makeTurn("LF-NO-IDB-1", { pm: "pm2@turns.demo" });
+    const context = await browser.newContext();
+    // As in browsers where IndexedDB is switched off: opening a database fails.
+    await context.addInitScript(() => {
+      IDBFactory.prototype.open = function () { throw new DOMException("IndexedDB is disabled", "InvalidStateError"); };
+    });
+    const page = await context.newPage();
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.hydrated();
+    await expect(page.getByTestId("sync-notice")).toContainText("could not keep the board for offline use");
+    await editWo(page, board, turn, "WO-NO-IDB");
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "wo_number")).toBe("WO-NO-IDB");
+    await context.close();
+  });
+
   test("logging out forgets the user's data on this device", async ({ page }) => {
     const board = await logInAs(page, "srpm@turns.demo");
     await board.live();

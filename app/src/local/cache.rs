@@ -133,6 +133,22 @@ enum Write {
 
 thread_local! {
     static QUEUE: RefCell<Option<mpsc::UnboundedSender<Write>>> = const { RefCell::new(None) };
+    /// Told when a write fails (storage full, or IndexedDB unavailable): the user should know
+    /// the board is not kept for offline use.
+    static ON_FAILURE: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// What to do when a write fails (the last one set counts).
+pub fn on_failure(tell: impl Fn() + 'static) {
+    ON_FAILURE.with(|f| *f.borrow_mut() = Some(Box::new(tell)));
+}
+
+fn failed() {
+    ON_FAILURE.with(|f| {
+        if let Some(tell) = f.borrow().as_ref() {
+            tell();
+        }
+    });
 }
 
 fn queue(write: Write) {
@@ -179,6 +195,7 @@ async fn writer(mut rx: mpsc::UnboundedReceiver<Write>) {
             continue;
         }
         let Ok(db) = open(user).await else {
+            failed();
             continue;
         };
         let written = async {
@@ -196,8 +213,12 @@ async fn writer(mut rx: mpsc::UnboundedReceiver<Write>) {
         }
         .await;
         db.close();
-        if written.is_some() {
-            let _ = LocalStorage::raw().set_item(&changed_key(user), &super::now_ms().to_string());
+        match written {
+            Some(_) => {
+                let _ =
+                    LocalStorage::raw().set_item(&changed_key(user), &super::now_ms().to_string());
+            }
+            None => failed(),
         }
     }
 }

@@ -170,6 +170,13 @@ pub fn start(local: Local) {
     local.outbox.set(storage::load_outbox(user));
     local.failed.set(storage::load_failed(user));
     local.online.set(navigator_online());
+    cache::on_failure(move || {
+        local.notice.set(Some(
+            "This device could not keep the board for offline use (its storage is full or \
+             unavailable). Your changes are still kept and sent."
+                .to_string(),
+        ))
+    });
     match storage::unreadable_outbox(user) {
         0 => {}
         n => local.notice.set(Some(format!(
