@@ -98,6 +98,13 @@ impl TurnRules<'_> {
         if after == *before {
             return Ok(after);
         }
+        if after.turn_amount != before.turn_amount && has_approval(&after) && !self.covers(&after) {
+            self.start_approval(&mut after, false);
+        }
+        if after.stage_id != before.stage_id {
+            self.enter_stage(&mut after)?;
+        }
+        // After the stage: entering the complete stage dates the turn today.
         if let (Some(done), Some(out)) = (after.turn_completion_date, after.move_out_date) {
             if done < out {
                 return Err(Rejection::invalid_field(
@@ -105,12 +112,6 @@ impl TurnRules<'_> {
                     "Completion cannot be before the move-out date.",
                 ));
             }
-        }
-        if after.turn_amount != before.turn_amount && has_approval(&after) && !self.covers(&after) {
-            self.start_approval(&mut after, false);
-        }
-        if after.stage_id != before.stage_id {
-            self.enter_stage(&mut after)?;
         }
         Ok(after)
     }

@@ -105,11 +105,6 @@ struct WireHeaders {
     control: Option<Control>,
     #[serde(default)]
     txids: Vec<Txid>,
-    /// On SSE changes, with `op_position`: the change's offset.
-    #[serde(default)]
-    lsn: Option<String>,
-    #[serde(default)]
-    op_position: Option<u64>,
     /// On SSE up-to-date: the position to continue from (`{lsn}_0`).
     #[serde(default)]
     global_last_seen_lsn: Option<String>,
@@ -259,6 +254,8 @@ impl ShapeFollower {
         match head.status {
             200..=299 => {}
             409 => return self.refetch(),
+            // Timed out, or over the session's budget (with Retry-After): later, not never.
+            408 | 429 => return Step::Retry,
             400..=499 => {
                 return Step::Refused {
                     status: head.status,
@@ -302,7 +299,8 @@ impl ShapeFollower {
     }
 
     /// Read one Server-Sent Event's `data` (one message) of a live stream opened with
-    /// `sse_query`. Changes come one event each; an up-to-date event ends a batch.
+    /// `sse_query`. Changes come one event each; an up-to-date event ends a batch and moves the
+    /// position (the server resumes after whole transactions).
     pub fn receive_event(&mut self, data: &str) -> Step {
         let Ok(m) = serde_json::from_str::<WireMessage>(data) else {
             return Step::Retry;
@@ -319,13 +317,9 @@ impl ShapeFollower {
             }
             Some(Control::MustRefetch) => return self.refetch(),
             Some(Control::Other) => {}
-            None => {
-                let at = m.headers.lsn.as_deref().and_then(|l| l.parse().ok());
-                if let (Some(lsn), Some(op)) = (at, m.headers.op_position) {
-                    self.offset = RequestOffset::After(Offset { lsn, op });
-                }
-                batch.changes.extend(change(m));
-            }
+            // The position moves only at up-to-date: the server resumes after whole
+            // transactions, so a stream cut inside one must resume before it.
+            None => batch.changes.extend(change(m)),
         }
         Step::Changes(batch)
     }
@@ -547,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn server_sent_events_move_the_offset_per_change() {
+    fn server_sent_events_move_the_offset_at_up_to_date() {
         let mut f = ShapeFollower::resume(Position {
             handle: HandleId::parse("h-1").expect("handle"),
             offset: Offset { lsn: 10, op: 0 },
@@ -561,9 +555,10 @@ mod tests {
         let batch = changes(f.receive_event(&insert("c", "QC", 11)));
         assert_eq!(batch.changes.len(), 1);
         assert!(!batch.up_to_date);
+        // Cut here, the stream resumes before the transaction, not inside it.
         assert_eq!(
             f.position().map(|p| p.offset),
-            Some(Offset { lsn: 100, op: 0 })
+            Some(Offset { lsn: 10, op: 0 })
         );
         let batch = changes(f.receive_event(UP_TO_DATE));
         assert!(batch.up_to_date && batch.changes.is_empty());
@@ -593,6 +588,8 @@ mod tests {
         changes(f.receive(&h, &b));
         assert!(!f.is_backing_off());
         assert_eq!(f.backoff(0.0), FIRST_BACKOFF_MS / 2);
+        let (h, b) = answer(429, "", "", None, r#"{"message":"too many"}"#);
+        assert_eq!(f.receive(&h, &b), Step::Retry);
         for status in [400, 401, 403, 404] {
             let (h, b) = answer(status, "", "", None, r#"{"message":"no"}"#);
             assert_eq!(f.receive(&h, &b), Step::Refused { status });

@@ -11,7 +11,7 @@
 //! logout deletes it, then the database). After each write the other tabs are told through a
 //! small local-storage key (`cache`), whose `storage` event makes them read again.
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gloo_storage::{LocalStorage, Storage};
 use std::cell::RefCell;
 use uuid::Uuid;
@@ -21,6 +21,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
 
 const VERSION: u32 = 1;
+/// How long a request may take before it counts as failed.
+const TIMEOUT_MS: u32 = 10_000;
 const STORE: &str = "kv";
 
 fn db_name(user: Uuid) -> String {
@@ -52,7 +54,15 @@ async fn done(request: &IdbRequest) -> Result<JsValue, JsValue> {
             .unchecked_ref(),
         ));
     });
-    JsFuture::from(promise).await
+    // A request that never settles (an open blocked by another tab's pending delete, say) must
+    // not hold up syncing: after this long it counts as failed.
+    let answer = JsFuture::from(promise).fuse();
+    let timeout = gloo_timers::future::TimeoutFuture::new(TIMEOUT_MS).fuse();
+    futures::pin_mut!(answer, timeout);
+    futures::select! {
+        result = answer => result,
+        _ = timeout => Err(JsValue::from_str("IndexedDB did not answer")),
+    }
 }
 
 async fn open(user: Uuid) -> Result<IdbDatabase, JsValue> {

@@ -627,7 +627,11 @@ async fn load_caches(local: Local, user: Uuid) {
     let snapshot = storage::load_snapshot(user)
         .await
         .filter(|s| s.board.viewer == user);
-    if local.ended.get_untracked().is_some() || local.user.get_untracked() != Some(user) {
+    // A tab that began to lead meanwhile has newer rows than these.
+    if local.ended.get_untracked().is_some()
+        || local.user.get_untracked() != Some(user)
+        || local.leader.get_untracked()
+    {
         return;
     }
     if let Some(s) = snapshot {
