@@ -362,6 +362,20 @@ mod tests {
             turn_completion_date: Some(today - chrono::Days::new(31)),
             ..TurnCard::default()
         };
+        // Entering the complete stage dates the turn today: not before a move-out still to come.
+        let future = TurnCard {
+            stage_id: stages[5].id,
+            turn_amount: Some(d(800)),
+            approved_turn_amount: Some(d(800)),
+            approval_status: Some(ApprovalStatus::Pending),
+            vendor_id: Some(Uuid::from_u128(99)),
+            move_out_date: Some(today + chrono::Days::new(3)),
+            ..TurnCard::default()
+        };
+        assert!(
+            to(&stages[6], &future).is_err(),
+            "completion before move-out"
+        );
         assert!(!on_board(&old, &stages, today));
         assert!(on_board(
             &TurnCard {

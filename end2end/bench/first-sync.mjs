@@ -6,7 +6,7 @@
 //   reference shapes are followed alongside);
 // - endpoint: the same turns shape read alone by fetch in the same page (snapshot, then
 //   catch-up requests until up-to-date), parsed as JSON: the baseline.
-import { launch } from "./browser.mjs";
+import { launch, logIn } from "./browser.mjs";
 
 const [base, email, runsArg = "5"] = process.argv.slice(2);
 const runs = Number(runsArg);
@@ -30,11 +30,7 @@ for (let i = 0; i < runs + 1; i++) {
     }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
   });
   const page = await context.newPage();
-  await page.goto("/login");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("turns-demo");
-  await page.getByRole("button", { name: "Log in" }).click();
-  await page.waitForURL(/\/board/);
+  await logIn(page, email);
   await page.waitForFunction(() => document.querySelector("[data-testid=last-synced]")?.textContent, null, { timeout: 120_000 });
   await page.waitForFunction(() => window.__syncedAt);
   const took = await page.evaluate(() => window.__syncedAt - window.__hydratedAt);

@@ -7,7 +7,7 @@
 // - offline: reload with the network off → the board rendered from local storage (the sync bar
 //   shows the stored sync time), from navigation start;
 // - turns: how many turns the local store holds (cards rendered are capped at 100 per column).
-import { launch } from "./browser.mjs";
+import { launch, logIn } from "./browser.mjs";
 
 const [base, email, runsArg = "31"] = process.argv.slice(2);
 const runs = Number(runsArg);
@@ -24,11 +24,7 @@ await context.addInitScript(() => {
   }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
 });
 const page = await context.newPage();
-await page.goto("/login");
-await page.getByLabel("Email").fill(email);
-await page.getByLabel("Password").fill("turns-demo");
-await page.getByRole("button", { name: "Log in" }).click();
-await page.waitForURL(/\/board/);
+await logIn(page, email);
 const live = async () => {
   await page.waitForSelector('#app[data-hydrated="true"]', { timeout: 60_000 });
   await page.waitForFunction(() => document.querySelector("[data-testid=last-synced]")?.textContent, null, { timeout: 120_000 });

@@ -191,22 +191,16 @@ pub async fn turns_in_scope(
     actor: &Actor,
     completed_since: Option<NaiveDate>,
 ) -> Result<Vec<TurnCard>, sqlx::Error> {
-    let s = scope_sql(actor.scope());
-    let sql = format!(
-        "SELECT {CARD_COLUMNS} {CARD_FROM}
-          WHERE t.is_active AND {turn}
-            AND ($3::date IS NULL OR NOT st.is_complete_stage
-                 OR t.turn_completion_date IS NULL OR t.turn_completion_date >= $3)
-          ORDER BY t.move_out_date NULLS LAST, t.turn_id",
-        turn = s.turn_filter,
-    );
-    let rows: Vec<TurnCard> = sqlx::query_as(&sql)
-        .bind(s.id)
-        .bind(s.status)
-        .bind(completed_since)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
+    scoped_cards(
+        pool,
+        actor,
+        "($3::date IS NULL OR NOT st.is_complete_stage
+          OR t.turn_completion_date IS NULL OR t.turn_completion_date >= $3)",
+        "t.move_out_date NULLS LAST, t.turn_id",
+        completed_since,
+        None,
+    )
+    .await
 }
 
 /// History the devices do not keep: the actor's turns completed before `before` (the sync
@@ -217,18 +211,39 @@ pub async fn history(
     before: NaiveDate,
     limit: i64,
 ) -> Result<Vec<TurnCard>, sqlx::Error> {
+    scoped_cards(
+        pool,
+        actor,
+        "t.turn_completion_date < $3",
+        "t.turn_completion_date DESC, t.turn_id",
+        Some(before),
+        Some(limit),
+    )
+    .await
+}
+
+/// Active turns in the actor's scope that meet `condition` (on `$3`, a date), as cards redacted
+/// for the actor, in `order`, at most `limit` (`$4`; none: all).
+async fn scoped_cards(
+    pool: &PgPool,
+    actor: &Actor,
+    condition: &str,
+    order: &str,
+    date: Option<NaiveDate>,
+    limit: Option<i64>,
+) -> Result<Vec<TurnCard>, sqlx::Error> {
     let s = scope_sql(actor.scope());
     let sql = format!(
         "SELECT {CARD_COLUMNS} {CARD_FROM}
-          WHERE t.is_active AND {turn} AND t.turn_completion_date < $3
-          ORDER BY t.turn_completion_date DESC, t.turn_id
+          WHERE t.is_active AND {turn} AND {condition}
+          ORDER BY {order}
           LIMIT $4",
         turn = s.turn_filter,
     );
     let rows: Vec<TurnCard> = sqlx::query_as(&sql)
         .bind(s.id)
         .bind(s.status)
-        .bind(before)
+        .bind(date)
         .bind(limit)
         .fetch_all(pool)
         .await?;
