@@ -14,6 +14,7 @@ pub mod rules;
 pub mod shape_follower;
 pub mod shape_protocol;
 pub mod shape_rows;
+pub mod shape_watch;
 pub mod wire;
 
 pub use approval::{ApprovalLevel, ApprovalStatus, Thresholds};

@@ -2,7 +2,7 @@
 // made offline survive a reload and land exactly once; stale edits merge or raise a conflict the
 // user resolves; refused edits roll back with their reason; tabs share one sender. Each test makes
 // its own turns with psql, so tests do not disturb each other or the demo data others count.
-import { Browser, expect, Page, test } from "@playwright/test";
+import { Browser, expect, Page, Request, test } from "@playwright/test";
 import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
@@ -180,6 +180,19 @@ test.describe("desktop", () => {
            WHERE p.property_id = 'P-LIVE-REF' AND s.name = 'Notice'`);
     psql(`INSERT INTO vendors (name, trade, is_approved) VALUES ('Live Ref Vendor', 'Painting', false)`);
     const pm = await newUser(browser, "pm2@turns.demo");
+    // Shape requests this tab holds open: the turns stream and one wait for every reference table
+    // (a browser has six connections per host over HTTP/1.1).
+    const open = new Set<Request>();
+    let most = 0;
+    pm.page.on("request", (r) => {
+      if (!new URL(r.url()).pathname.startsWith("/api/shapes")) return;
+      open.add(r);
+      most = Math.max(most, open.size);
+    });
+    for (const done of ["requestfinished", "requestfailed"] as const) {
+      pm.page.on(done, (r) => void open.delete(r));
+    }
+    const urls = () => [...open].map((r) => r.url()).join("\n");
     const card = pm.board.card("LF-REF-1");
     await expect(card).toHaveCount(0);
 
@@ -207,6 +220,8 @@ test.describe("desktop", () => {
     expect(await offered()).toBe(0);
     psql(`UPDATE vendors SET is_approved = true WHERE name = 'Live Ref Vendor'`);
     await expect.poll(offered).toBe(1);
+    expect(most, urls()).toBeLessThanOrEqual(2);
+    expect([...open].some((r) => new URL(r.url()).pathname === "/api/shapes"), urls()).toBe(true);
     await pm.context.close();
   });
 

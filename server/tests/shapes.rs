@@ -875,3 +875,94 @@ async fn a_vendor_s_homes_follow_their_assignments() {
     f.catch_up(&state, &router).await;
     assert_eq!(f.rows().len(), before + 1);
 }
+
+/// One request watches several of the user's shapes (a device's reference tables share one held
+/// connection): it answers when one of them changes and names only that one, names at once a
+/// shape that moved before it was asked or whose handle is not the user's shape, and refuses
+/// what is not the user's to watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_waits_for_any_of_the_user_s_shapes() {
+    use turns::shape_watch::{query, Moved, PATH};
+    let (state, router) = app().await;
+    let pm = login(&router, "pm@turns.demo").await;
+    let mut stages = Follower::start(&router, "/api/shapes/stages?", Some(&pm)).await;
+    let mut vendors = Follower::start(&router, "/api/shapes/vendors?", Some(&pm)).await;
+    stages.catch_up(&state, &router).await;
+    vendors.catch_up(&state, &router).await;
+    let (s0, v0) = (
+        stages.position().expect("stages"),
+        vendors.position().expect("vendors"),
+    );
+    let url = format!("{PATH}?{}", query([("stages", &s0), ("vendors", &v0)]));
+    let moved = |r: &turns_server::testing::Reply| -> Vec<String> {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["cache-control"], "no-store");
+        serde_json::from_str::<Moved>(&r.body)
+            .expect("answer")
+            .moved
+    };
+
+    // Nothing moves: the long-poll ends with nobody named.
+    let r = send(&router, "GET", &url, Some(&pm), None).await;
+    assert_eq!(moved(&r), Vec::<String>::new());
+
+    // A stage renamed while the request waits: it answers, naming stages only.
+    let waiting = {
+        let (router, pm, url) = (router.clone(), pm.clone(), url.clone());
+        tokio::spawn(async move { send(&router, "GET", &url, Some(&pm), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "it waits while nothing moves");
+    sqlx::query(
+        "UPDATE turn_stages SET name = name || ' (renamed)'
+          WHERE display_order = (SELECT min(display_order) FROM turn_stages)",
+    )
+    .execute(&state.pool)
+    .await
+    .expect("rename");
+    let r = waiting.await.expect("request");
+    assert_eq!(moved(&r), vec!["stages".to_string()]);
+    // Asked again from the same positions: stages has moved since, so at once.
+    let r = send(&router, "GET", &url, Some(&pm), None).await;
+    assert_eq!(moved(&r), vec!["stages".to_string()]);
+    stages.catch_up(&state, &router).await;
+    assert!(stages
+        .rows()
+        .values()
+        .any(|r| r["name"].as_str().is_some_and(|n| n.ends_with("(renamed)"))));
+
+    // Another user's handle for this name is not this user's shape: named at once (the
+    // client's own request for it then gets its 409).
+    let vendor = login(&router, "vendor@turns.demo").await;
+    let mut theirs = Follower::start(&router, "/api/shapes/properties?", Some(&vendor)).await;
+    theirs.catch_up(&state, &router).await;
+    let s1 = stages.position().expect("stages");
+    let other = theirs.position().expect("properties");
+    let r = send(
+        &router,
+        "GET",
+        &format!(
+            "{PATH}?{}",
+            query([("stages", &s1), ("properties", &other)])
+        ),
+        Some(&pm),
+        None,
+    )
+    .await;
+    assert_eq!(moved(&r), vec!["properties".to_string()]);
+
+    let p = format!("{}:{}", s1.handle, s1.offset);
+    let nine: Vec<String> = (0..9).map(|i| format!("s{i}={p}")).collect();
+    for (url, cookie, status) in [
+        (format!("{PATH}?stages={p}"), None, 401),
+        (format!("{PATH}?users={p}"), Some(&pm), 403),
+        (format!("{PATH}?nothing={p}"), Some(&pm), 404),
+        (format!("{PATH}?stages=h-1"), Some(&pm), 400),
+        (format!("{PATH}?stages={p}&stages={p}"), Some(&pm), 400),
+        (format!("{PATH}?{}", nine.join("&")), Some(&pm), 400),
+        (PATH.to_string(), Some(&pm), 400),
+    ] {
+        let r = send(&router, "GET", &url, cookie.map(String::as_str), None).await;
+        assert_eq!(r.status.as_u16(), status, "{url}: {}", r.body);
+    }
+}

@@ -26,6 +26,8 @@ mod compact;
 #[cfg(feature = "hydrate")]
 mod net;
 #[cfg(feature = "hydrate")]
+mod reference;
+#[cfg(feature = "hydrate")]
 mod storage;
 
 use leptos::prelude::*;

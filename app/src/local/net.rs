@@ -6,27 +6,25 @@
 //! session is that user's. A 401 ends syncing in every tab of that user (`Local::end`): nothing is
 //! sent or followed under someone else's cookie.
 use super::cache;
+use super::reference;
 use super::storage::{self, Snapshot};
 use super::{now_ms, Ended, Failed, Local, Pending, Sent};
 use crate::api::MAX_BATCH;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
-use gloo_net::http::{Request, Response};
+use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use turns::model::Named;
 use turns::model::TurnCard;
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
-use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
 use turns::shape_follower::{
     Backoff, Columns, Position, ResponseHead, ShapeFollower, Step, MAX_BACKOFF_MS,
 };
 use turns::shape_protocol::{Operation, Txid};
-use turns::shape_rows::ShapeRows;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
@@ -69,14 +67,14 @@ pub fn wake() {
     WAKERS.with(|w| w.borrow_mut().retain(|tx| tx.unbounded_send(()).is_ok()));
 }
 
-fn waker() -> mpsc::UnboundedReceiver<()> {
+pub(super) fn waker() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded();
     WAKERS.with(|w| w.borrow_mut().push(tx));
     rx
 }
 
 /// Sleep for `ms`, or less if woken.
-async fn nap(rx: &mut mpsc::UnboundedReceiver<()>, ms: u64) {
+pub(super) async fn nap(rx: &mut mpsc::UnboundedReceiver<()>, ms: u64) {
     let timer = TimeoutFuture::new(ms.min(u32::MAX as u64) as u32).fuse();
     let woken = rx.next().fuse();
     futures::pin_mut!(timer, woken);
@@ -86,7 +84,7 @@ async fn nap(rx: &mut mpsc::UnboundedReceiver<()>, ms: u64) {
     }
 }
 
-fn random() -> f64 {
+pub(super) fn random() -> f64 {
     js_sys::Math::random()
 }
 
@@ -262,10 +260,7 @@ pub fn start(local: Local) {
                         _ => None,
                     };
                     spawn_local(send_loop(local, user));
-                    spawn_local(table_loop(local, user, "stages", show_stages));
-                    spawn_local(table_loop(local, user, "vendors", show_vendors));
-                    spawn_local(table_loop(local, user, "properties", show_properties));
-                    spawn_local(table_loop(local, user, "managers", show_managers));
+                    spawn_local(reference::follow(local, user));
                     spawn_local(shape_loop(local, user, position));
                 }
             } else if local.leader.get_untracked() {
@@ -307,7 +302,7 @@ async fn probe(local: Local, user: Uuid) {
 }
 
 /// This tab leads and its user's session has not ended here.
-fn active(local: Local) -> bool {
+pub(super) fn active(local: Local) -> bool {
     local.leader.get_untracked() && local.ended.get_untracked().is_none()
 }
 
@@ -492,7 +487,7 @@ fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
 
 /// A logout (here or in another tab) cleared the user's keys: write none of them again. Checked
 /// before each write, as another tab's logout signal may still be on its way.
-fn storage_cleared(local: Local, user: Uuid) -> bool {
+pub(super) fn storage_cleared(local: Local, user: Uuid) -> bool {
     local.ended.get_untracked() == Some(Ended::LoggedOut)
         || (LEASE_SEEN.get() && storage::leader(user).is_none())
 }
@@ -510,39 +505,64 @@ enum RowChange {
     Delete(Uuid),
 }
 
-/// One request of `follower` for the user's shape `name`: what the answer meant, or `None` to
-/// stop (the session ended here, or this tab no longer leads). Waits out its backoff after a
-/// failed request (and then says `Retry`); tells the other loops when the server is back.
-async fn shape_request(
+/// What a GET made for the store's user brought back.
+pub(super) enum Answer {
+    /// Stop: the session ended here (a 401), or this tab no longer leads.
+    Stop,
+    /// No answer (offline, the server unreachable, the body cut).
+    Failed,
+    Got(Response, String),
+}
+
+/// Send a GET made for `user`. A 401 ends syncing here: never follow another user's rows.
+pub(super) async fn get(local: Local, user: Uuid, request: RequestBuilder) -> Answer {
+    let answer = match request.header(USER_HEADER, &user.to_string()).send().await {
+        Ok(response) if response.status() == 401 => {
+            if active(local) {
+                local.end(ended_by(&response));
+            }
+            return Answer::Stop;
+        }
+        Ok(response) => match response.text().await {
+            Ok(body) => Answer::Got(response, body),
+            Err(_) => Answer::Failed,
+        },
+        Err(_) => Answer::Failed,
+    };
+    if active(local) {
+        answer
+    } else {
+        // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
+        Answer::Stop
+    }
+}
+
+/// One request of `follower` for the user's shape `name` (`wait`: a live request, once the
+/// follower is live): what the answer meant, or `None` to stop (the session ended here, or this
+/// tab no longer leads). Waits out its backoff after a failed request (and then says `Retry`);
+/// tells the other loops when the server is back.
+pub(super) async fn shape_request(
     local: Local,
     user: Uuid,
     name: &str,
     follower: &mut ShapeFollower,
     rx: &mut mpsc::UnboundedReceiver<()>,
+    wait: bool,
 ) -> Option<Step> {
-    let url = format!("/api/shapes/{name}?{}", follower.query(Some(now_ms())));
-    let answer = match Request::get(&url)
-        .header(USER_HEADER, &user.to_string())
-        .send()
-        .await
-    {
-        Ok(response) if response.status() == 401 => {
-            if active(local) {
-                // Not this user's session any more: never follow another user's rows.
-                local.end(ended_by(&response));
-            }
-            return None;
-        }
-        Ok(response) => match response.text().await {
-            Ok(body) => Some((response, body)),
-            Err(_) => None,
-        },
-        Err(_) => None,
-    };
-    if !active(local) {
-        // Ended (or lost the lead) while waiting: nothing of this answer goes anywhere.
-        return None;
+    let mut request = follower.request();
+    request.live &= wait;
+    let url = format!("/api/shapes/{name}?{}", request.query(Some(now_ms())));
+    let mut builder = Request::get(&url);
+    if !request.live {
+        // A catch-up's URL repeats (same handle and offset) while its answer changes: the
+        // browser may keep an answer for a minute (by its cache headers), so it asks the server.
+        builder = builder.cache(web_sys::RequestCache::NoCache);
     }
+    let answer = match get(local, user, builder).await {
+        Answer::Stop => return None,
+        Answer::Failed => None,
+        Answer::Got(response, body) => Some((response, body)),
+    };
     let was_backing_off = follower.is_backing_off();
     let step = match answer {
         Some((response, body)) => {
@@ -566,64 +586,9 @@ async fn shape_request(
     }
 }
 
-/// Follow one of the user's reference shapes (stages, vendors, properties, managers) into rows
-/// kept in storage; `show` puts them on the page at every up-to-date that changed them.
-async fn table_loop<T: DeserializeOwned>(
-    local: Local,
-    user: Uuid,
-    name: &'static str,
-    show: fn(Local, &ShapeRows<T>),
-) {
-    let mut rx = waker();
-    let (mut rows, mut follower) = match storage::load_table(user, name).await {
-        Some(t) => (
-            ShapeRows::from_columns(t.columns).0,
-            ShapeFollower::resume(t.position),
-        ),
-        None => (ShapeRows::default(), ShapeFollower::new()),
-    };
-    let mut persisted = follower.position();
-    while active(local) {
-        if !local.online.get_untracked() {
-            nap(&mut rx, 5000).await;
-            continue;
-        }
-        let Some(step) = shape_request(local, user, name, &mut follower, &mut rx).await else {
-            break;
-        };
-        let Step::Changes(batch) = step else {
-            continue;
-        };
-        let Some(applied) = rows.add(batch) else {
-            continue;
-        };
-        let position = follower.position();
-        let changed = applied.replaced || !applied.changed.is_empty();
-        if changed {
-            show(local, &rows);
-        }
-        if (changed || position != persisted) && !storage_cleared(local, user) {
-            if let Some(position) = &position {
-                storage::save_table(user, name, position, rows.columns());
-            }
-            persisted = position;
-        }
-    }
-}
-
 /// The board and the reference tables as this device kept them (at start, and when another
 /// tab wrote them).
 async fn load_caches(local: Local, user: Uuid) {
-    async fn load<T: DeserializeOwned>(
-        local: Local,
-        user: Uuid,
-        name: &str,
-        show: fn(Local, &ShapeRows<T>),
-    ) {
-        if let Some(t) = storage::load_table(user, name).await {
-            show(local, &ShapeRows::from_columns(t.columns).0);
-        }
-    }
     let snapshot = storage::load_snapshot(user)
         .await
         .filter(|s| s.board.viewer == user);
@@ -645,80 +610,7 @@ async fn load_caches(local: Local, user: Uuid) {
             }));
         }
     }
-    load(local, user, "stages", show_stages).await;
-    load(local, user, "vendors", show_vendors).await;
-    load(local, user, "properties", show_properties).await;
-    load(local, user, "managers", show_managers).await;
-}
-
-fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
-    let stages = turns::rows::stages(rows.rows().values());
-    local.meta.update(|m| {
-        if let Some(m) = m {
-            m.stages = stages;
-        }
-    });
-}
-
-fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
-    let rows = rows.rows();
-    let named = |r: &VendorRow| Named {
-        id: r.id,
-        name: r.name.clone(),
-    };
-    let mut all: Vec<Named> = rows.values().map(named).collect();
-    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let assignable: HashSet<Uuid> = rows
-        .values()
-        .filter(|r| r.is_assignable())
-        .map(|r| r.id)
-        .collect();
-    local.meta.update(|m| {
-        let Some(m) = m else {
-            return;
-        };
-        // Only those who assign work are offered vendors to assign (in the same order).
-        let viewer = turns::Actor {
-            user_id: m.viewer,
-            role: m.role,
-            vendor_id: None,
-        };
-        if viewer.is_manager() {
-            m.assignable_vendors = all
-                .iter()
-                .filter(|n| assignable.contains(&n.id))
-                .cloned()
-                .collect();
-        }
-        m.vendors = all;
-    });
-    local.refresh_names();
-}
-
-fn show_managers(local: Local, rows: &ShapeRows<ManagerRow>) {
-    let mut managers: Vec<Named> = rows.rows().values().filter_map(ManagerRow::named).collect();
-    managers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    local.meta.update(|m| {
-        if let Some(m) = m {
-            m.managers = managers;
-        }
-    });
-    local.refresh_names();
-}
-
-fn show_properties(local: Local, rows: &ShapeRows<PropertyRow>) {
-    let list: Vec<PropertyRow> = rows.rows().into_values().collect();
-    local.meta.update(|m| {
-        if let Some(m) = m {
-            m.non_core_properties = list
-                .iter()
-                .filter(|p| p.is_core == Some(false))
-                .map(|p| p.id)
-                .collect();
-        }
-    });
-    local.properties.set(list);
-    local.refresh_names();
+    reference::show_kept(local, user).await;
 }
 
 /// Follow `/api/shapes/turns` (long-poll, with the core's follower): apply changes at
@@ -741,7 +633,8 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
         if follower.wants_snapshot() {
             snapshot_asked_at = now_ms();
         }
-        let Some(step) = shape_request(local, user, "turns", &mut follower, &mut rx).await else {
+        let Some(step) = shape_request(local, user, "turns", &mut follower, &mut rx, true).await
+        else {
             break;
         };
         let batch = match step {

@@ -1,6 +1,7 @@
 //! HTTP for shapes, Electric v1 protocol: `GET /v1/shape` for trusted callers (with the
 //! `SHAPE_SECRET`), `GET /api/shapes/{name}` for browsers (the server fixes table, where, params
-//! and columns from the session's policy scope), and `GET /v1/health`.
+//! and columns from the session's policy scope), `GET /api/shapes` (one long-poll for several of
+//! them: `super::moved`), and `GET /v1/health`.
 use super::encode::up_to_date;
 use super::{view, Handle, Offset, ShapeDef, ShapeError, ShapeServer};
 use crate::authorized_shapes::NotAllowed;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use turns::model::SessionUser;
 use turns::shape_protocol::{header as protocol_header, param, Control, HandleId, RequestOffset};
 
 /// The shape routes, and every other request through `rest`. The shape routes are lean: they do
@@ -30,6 +32,7 @@ pub fn beside(state: AppState, rest: Router) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/shapes/{name}", get(authorized_shape))
+        .route(turns::shape_watch::PATH, get(super::moved::moved_shapes))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -43,7 +46,7 @@ pub fn beside(state: AppState, rest: Router) -> Router {
 const EXPOSE: &str =
     "electric-handle, electric-offset, electric-schema, electric-cursor, electric-up-to-date, etag";
 /// Changes scanned per response before answering (the client continues from the offset).
-const CHANGES_PER_RESPONSE: usize = 10_000;
+pub(super) const CHANGES_PER_RESPONSE: usize = 10_000;
 
 async fn health(State(state): State<AppState>) -> Response {
     match &state.shapes {
@@ -98,10 +101,10 @@ async fn metrics(
 }
 
 /// Counts a live request as waiting while it exists.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicI64);
+pub(super) struct Waiting<'a>(&'a std::sync::atomic::AtomicI64);
 
 impl<'a> Waiting<'a> {
-    fn new(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+    pub(super) fn new(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
         gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Waiting(gauge)
     }
@@ -125,7 +128,7 @@ struct Protocol {
 }
 
 /// Why a shape request is refused, before any shape work.
-enum Refusal {
+pub(super) enum Refusal {
     /// 400 with the field and reason, in Electric's error format.
     Invalid(String, String),
     Status(StatusCode, String),
@@ -147,7 +150,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> Refusal {
+pub(super) fn invalid(field: &str, reason: impl Into<String>) -> Refusal {
     Refusal::Invalid(field.to_string(), reason.into())
 }
 
@@ -288,19 +291,9 @@ async fn authorized_shape(
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let RequestSession {
-        state: session,
-        key,
-    } = match resolve_session(&state, &headers, true).await {
+    let (user, key) = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(refusal) => return refusal,
-    };
-    let Some(user) = session.user() else {
-        return Refusal::Status(
-            StatusCode::UNAUTHORIZED,
-            "Please log in to continue.".into(),
-        )
-        .into_response();
     };
     if let Some((k, _)) = params
         .iter()
@@ -312,33 +305,9 @@ async fn authorized_shape(
         )
         .into_response();
     }
-    let since = crate::authorized_shapes::synced_since(
-        chrono::Utc::now().date_naive(),
-        state.config.sync_completed_days,
-    );
-    let def = match crate::authorized_shapes::definition(&state.pool, &name, &user.actor(), since)
-        .await
-    {
-        Ok(Ok(d)) => d,
-        Err(e) => {
-            tracing::error!(error = %e, shape = %name, "could not read a shape's definition");
-            return shape_error(ShapeError::NotReady);
-        }
-        Ok(Err(refused)) => {
-            tracing::warn!(user = %user.id, role = ?user.role, shape = %name, "refused a shape");
-            let status = match refused {
-                NotAllowed::Forbidden => StatusCode::FORBIDDEN,
-                NotAllowed::NoSuchShape => StatusCode::NOT_FOUND,
-            };
-            return Refusal::Status(status, refused.message(&name)).into_response();
-        }
-    };
-    let Some(key) = key else {
-        return Refusal::Status(
-            StatusCode::UNAUTHORIZED,
-            "Please log in to continue.".into(),
-        )
-        .into_response();
+    let def = match user_shape(&state, &name, &user).await {
+        Ok(def) => def,
+        Err(refusal) => return refusal,
     };
     let mut res = measured(&state, serve(&state, def, &params, &headers, Some(&key))).await;
     let h = res.headers_mut();
@@ -357,11 +326,60 @@ async fn authorized_shape(
     res
 }
 
+/// The signed-in user of a browser's request, and the session's key.
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(SessionUser, SessionKey), Response> {
+    let login = || {
+        Refusal::Status(
+            StatusCode::UNAUTHORIZED,
+            "Please log in to continue.".into(),
+        )
+        .into_response()
+    };
+    let RequestSession {
+        state: session,
+        key,
+    } = resolve_session(state, headers, true).await?;
+    match (session.user(), key) {
+        (Some(user), Some(key)) => Ok((user.clone(), key)),
+        _ => Err(login()),
+    }
+}
+
+/// The user's shape `name`, from the policy's scope (403 or 404 when there is none for them).
+pub(super) async fn user_shape(
+    state: &AppState,
+    name: &str,
+    user: &SessionUser,
+) -> Result<ShapeDef, Response> {
+    let since = crate::authorized_shapes::synced_since(
+        chrono::Utc::now().date_naive(),
+        state.config.sync_completed_days,
+    );
+    match crate::authorized_shapes::definition(&state.pool, name, &user.actor(), since).await {
+        Ok(Ok(d)) => Ok(d),
+        Err(e) => {
+            tracing::error!(error = %e, shape = %name, "could not read a shape's definition");
+            Err(shape_error(ShapeError::NotReady))
+        }
+        Ok(Err(refused)) => {
+            tracing::warn!(user = %user.id, role = ?user.role, shape = %name, "refused a shape");
+            let status = match refused {
+                NotAllowed::Forbidden => StatusCode::FORBIDDEN,
+                NotAllowed::NoSuchShape => StatusCode::NOT_FOUND,
+            };
+            Err(Refusal::Status(status, refused.message(name)).into_response())
+        }
+    }
+}
+
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn shape_error(e: ShapeError) -> Response {
+pub(super) fn shape_error(e: ShapeError) -> Response {
     match e {
         ShapeError::Invalid { field, reason } => invalid(field, reason).into_response(),
         ShapeError::MustRefetch => {
@@ -474,7 +492,7 @@ async fn serve(
     }
 }
 
-fn over_budget(over: OverBudget) -> Response {
+pub(super) fn over_budget(over: OverBudget) -> Response {
     tracing::warn!(?over, "refused a shape request over the session's budget");
     let (message, retry) = match over {
         OverBudget::TooManyLive => ("Too many live requests for this session.".to_string(), 5),
@@ -490,7 +508,7 @@ fn over_budget(over: OverBudget) -> Response {
 }
 
 /// The answer to a live request whose session ended while it waited.
-fn session_ended() -> Response {
+pub(super) fn session_ended() -> Response {
     Refusal::Status(
         StatusCode::UNAUTHORIZED,
         "Your session has ended. Please log in again.".into(),
@@ -499,14 +517,14 @@ fn session_ended() -> Response {
 }
 
 /// Resolves when the request's session ends (never for requests without one).
-async fn session_end(live: &mut Option<LiveGuard>) {
+pub(super) async fn session_end(live: &mut Option<LiveGuard>) {
     match live {
         Some(g) => g.ended().await,
         None => std::future::pending().await,
     }
 }
 
-fn has_ended(live: &Option<LiveGuard>) -> bool {
+pub(super) fn has_ended(live: &Option<LiveGuard>) -> bool {
     live.as_ref().is_some_and(LiveGuard::has_ended)
 }
 

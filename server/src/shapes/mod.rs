@@ -27,6 +27,7 @@ pub mod leader;
 mod live;
 mod log;
 mod metrics;
+mod moved;
 pub mod pgoutput;
 mod registry;
 mod shape;

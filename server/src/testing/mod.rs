@@ -336,6 +336,11 @@ impl Follower {
         self.stream.request().offset.to_string()
     }
 
+    /// Where it stands (after its first answer).
+    pub fn position(&self) -> Option<turns::shape_follower::Position> {
+        self.stream.position()
+    }
+
     /// The URL of the next request (`live`: wait for changes, once up to date).
     pub fn url(&self, live: bool) -> String {
         let mut request = self.stream.request();

@@ -1,0 +1,280 @@
+//! The user's reference tables (stages, vendors, properties, managers), followed by the leading
+//! tab into rows kept on the device. Each is one shape name, one row type and what it shows.
+//!
+//! They are read without waiting (`live=false`), and one request (`turns::shape_watch`) waits
+//! for any of them to change: together they hold one connection. A browser has six per host over
+//! HTTP/1.1; one long-poll per table, beside the turns stream, would leave one for the outbox,
+//! the pages and every other tab of the app.
+use super::net::{active, get, nap, random, shape_request, storage_cleared, waker, Answer};
+use super::storage;
+use super::Local;
+use gloo_net::http::Request;
+use leptos::prelude::*;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use turns::model::Named;
+use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
+use turns::shape_follower::{Backoff, Batch, Position, ShapeFollower, Step};
+use turns::shape_rows::ShapeRows;
+use turns::shape_watch::{self, Moved};
+use uuid::Uuid;
+
+/// One followed table: its rows, where its stream stands, and how the page shows it.
+struct Table<T> {
+    name: &'static str,
+    rows: ShapeRows<T>,
+    follower: ShapeFollower,
+    persisted: Option<Position>,
+    show: fn(Local, &ShapeRows<T>),
+    /// Read up to date since the watch last named it.
+    current: bool,
+}
+
+/// What the loop needs of a table, whatever its row type.
+trait Followed {
+    fn name(&self) -> &'static str;
+    fn follower(&mut self) -> &mut ShapeFollower;
+    fn position(&self) -> Option<Position>;
+    fn is_current(&self) -> bool;
+    fn moved(&mut self);
+    /// Show the rows as this device kept them, if it kept any.
+    fn show_kept(&self, local: Local);
+    /// Apply an answer's changes; at up-to-date show them and keep them on the device.
+    fn take(&mut self, local: Local, user: Uuid, batch: Batch);
+}
+
+impl<T: DeserializeOwned + 'static> Table<T> {
+    /// The table as this device kept it (or empty, to start from its snapshot).
+    async fn kept(user: Uuid, name: &'static str, show: fn(Local, &ShapeRows<T>)) -> Table<T> {
+        let (rows, follower) = match storage::load_table(user, name).await {
+            Some(t) => (
+                ShapeRows::from_columns(t.columns).0,
+                ShapeFollower::resume(t.position),
+            ),
+            None => (ShapeRows::default(), ShapeFollower::new()),
+        };
+        Table {
+            name,
+            persisted: follower.position(),
+            rows,
+            follower,
+            show,
+            current: false,
+        }
+    }
+
+    fn boxed(self) -> Box<dyn Followed> {
+        Box::new(self)
+    }
+}
+
+impl<T: DeserializeOwned> Followed for Table<T> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn follower(&mut self) -> &mut ShapeFollower {
+        &mut self.follower
+    }
+
+    fn position(&self) -> Option<Position> {
+        self.follower.position()
+    }
+
+    fn is_current(&self) -> bool {
+        self.current
+    }
+
+    fn moved(&mut self) {
+        self.current = false;
+    }
+
+    fn show_kept(&self, local: Local) {
+        if self.persisted.is_some() {
+            (self.show)(local, &self.rows);
+        }
+    }
+
+    fn take(&mut self, local: Local, user: Uuid, batch: Batch) {
+        let up_to_date = batch.up_to_date;
+        let Some(applied) = self.rows.add(batch) else {
+            return;
+        };
+        self.current = up_to_date;
+        let position = self.follower.position();
+        let changed = applied.replaced || !applied.changed.is_empty();
+        if changed {
+            (self.show)(local, &self.rows);
+        }
+        if (changed || position != self.persisted) && !storage_cleared(local, user) {
+            if let Some(position) = &position {
+                storage::save_table(user, self.name, position, self.rows.columns());
+            }
+            self.persisted = position;
+        }
+    }
+}
+
+async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
+    vec![
+        Table::kept(user, "stages", show_stages).await.boxed(),
+        Table::kept(user, "vendors", show_vendors).await.boxed(),
+        Table::kept(user, "properties", show_properties)
+            .await
+            .boxed(),
+        Table::kept(user, "managers", show_managers).await.boxed(),
+    ]
+}
+
+/// Follow the reference tables while this tab leads: read those not known to be current, then
+/// wait (one request) for any of them to move.
+pub(super) async fn follow(local: Local, user: Uuid) {
+    let mut rx = waker();
+    let mut tables = tables(user).await;
+    let mut backoff = Backoff::default();
+    // Where the tables stood when the last wait named some of them as moved.
+    let mut named_at: Option<Vec<(&str, Position)>> = None;
+    while active(local) {
+        if !local.online.get_untracked() {
+            nap(&mut rx, 5000).await;
+            continue;
+        }
+        let mut behind = false;
+        for table in tables.iter_mut().filter(|t| !t.is_current()) {
+            let name = table.name();
+            let Some(step) =
+                shape_request(local, user, name, table.follower(), &mut rx, false).await
+            else {
+                return;
+            };
+            if let Step::Changes(batch) = step {
+                table.take(local, user, batch);
+            }
+            behind |= !table.is_current();
+        }
+        if behind {
+            continue;
+        }
+        let positions: Vec<(&str, Position)> = tables
+            .iter()
+            .filter_map(|t| Some((t.name(), t.position()?)))
+            .collect();
+        // Named as moved, yet reading them moved nothing: do not ask again at once.
+        let stalled = named_at.take().as_ref() == Some(&positions);
+        if stalled {
+            nap(&mut rx, backoff.next(random())).await;
+        }
+        let url = format!(
+            "{}?{}",
+            shape_watch::PATH,
+            shape_watch::query(positions.iter().map(|(name, p)| (*name, p)))
+        );
+        let moved = match get(local, user, Request::get(&url)).await {
+            Answer::Stop => return,
+            Answer::Got(response, body) if response.ok() => {
+                serde_json::from_str::<Moved>(&body).ok().map(|m| m.moved)
+            }
+            Answer::Got(..) | Answer::Failed => None,
+        };
+        match moved {
+            Some(moved) => {
+                if !stalled {
+                    backoff.reset();
+                }
+                if !moved.is_empty() {
+                    named_at = Some(positions);
+                }
+                for table in tables.iter_mut() {
+                    if moved.iter().any(|n| n == table.name()) {
+                        table.moved();
+                    }
+                }
+            }
+            None => {
+                // Read each table itself after the wait: its own answer says what is wrong
+                // (gone, refused), and a server without the watch is still followed.
+                nap(&mut rx, backoff.next(random())).await;
+                for table in tables.iter_mut() {
+                    table.moved();
+                }
+            }
+        }
+    }
+}
+
+/// Show the tables as this device kept them (at start, and when another tab wrote them).
+pub(super) async fn show_kept(local: Local, user: Uuid) {
+    for table in tables(user).await {
+        table.show_kept(local);
+    }
+}
+
+fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
+    let stages = turns::rows::stages(rows.rows().values());
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.stages = stages;
+        }
+    });
+}
+
+fn show_vendors(local: Local, rows: &ShapeRows<VendorRow>) {
+    let rows = rows.rows();
+    let named = |r: &VendorRow| Named {
+        id: r.id,
+        name: r.name.clone(),
+    };
+    let mut all: Vec<Named> = rows.values().map(named).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let assignable: HashSet<Uuid> = rows
+        .values()
+        .filter(|r| r.is_assignable())
+        .map(|r| r.id)
+        .collect();
+    local.meta.update(|m| {
+        let Some(m) = m else {
+            return;
+        };
+        // Only those who assign work are offered vendors to assign (in the same order).
+        let viewer = turns::Actor {
+            user_id: m.viewer,
+            role: m.role,
+            vendor_id: None,
+        };
+        if viewer.is_manager() {
+            m.assignable_vendors = all
+                .iter()
+                .filter(|n| assignable.contains(&n.id))
+                .cloned()
+                .collect();
+        }
+        m.vendors = all;
+    });
+    local.refresh_names();
+}
+
+fn show_managers(local: Local, rows: &ShapeRows<ManagerRow>) {
+    let mut managers: Vec<Named> = rows.rows().values().filter_map(ManagerRow::named).collect();
+    managers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.managers = managers;
+        }
+    });
+    local.refresh_names();
+}
+
+fn show_properties(local: Local, rows: &ShapeRows<PropertyRow>) {
+    let list: Vec<PropertyRow> = rows.rows().into_values().collect();
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.non_core_properties = list
+                .iter()
+                .filter(|p| p.is_core == Some(false))
+                .map(|p| p.id)
+                .collect();
+        }
+    });
+    local.properties.set(list);
+    local.refresh_names();
+}
