@@ -18,7 +18,7 @@ pub fn HistoryPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match history.await {
                         Ok(h) => {
-                            let before = h.before.format("%-d %B %Y").to_string();
+                            let before = long_date(h.before);
                             let more = h.more;
                             let turns = StoredValue::new(h.turns);
                             let total = turns.with_value(Vec::len);
@@ -74,5 +74,36 @@ pub fn HistoryPage() -> impl IntoView {
                 })}
             </Suspense>
         </Frame>
+    }
+}
+
+/// "1 September 2026". (chrono's `format` would bring its whole formatter to the browser.)
+fn long_date(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    format!("{} {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_date_reads_as_chrono_writes_it() {
+        for (y, m, d) in [(2026, 9, 1), (2025, 12, 31), (2024, 2, 29), (2026, 1, 10)] {
+            let date = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("date");
+            assert_eq!(super::long_date(date), date.format("%-d %B %Y").to_string());
+        }
     }
 }

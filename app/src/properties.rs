@@ -129,7 +129,7 @@ fn PropertyList(
             .filter_map(|p| Some((p.property_manager_id?.to_string(), p.pm_name.clone()?)))
             .collect()
     });
-    managers.sort_by(|a, b| a.1.cmp(&b.1));
+    managers.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
     managers.dedup();
     let visible = Memo::new(move |_| {
         let q = search.with(|s| s.trim().to_lowercase());
