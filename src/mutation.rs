@@ -338,7 +338,30 @@ pub struct NewTurn {
     pub wo_number: Option<String>,
 }
 
+/// Letters that read out and type without confusion (Crockford's base 32: no I, L, O or U).
+const READABLE: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 impl NewTurn {
+    /// A turn id people can read out and type: the home's code and five characters drawn from
+    /// the turn's random id, e.g. `P-1001-7K3QD`. Made on the device, offline too. Two devices
+    /// clash only by drawing the same 25 bits for the same home; the server then numbers the
+    /// later one (`P-1001-7K3QD-2`).
+    pub fn readable_id(property_code: &str, id: Uuid) -> String {
+        let code: String = property_code.trim().chars().take(40).collect();
+        let code = if code.is_empty() {
+            "T".to_string()
+        } else {
+            code
+        };
+        let mut bits = id.as_u128();
+        let mut draw = String::with_capacity(5);
+        for _ in 0..5 {
+            draw.push(char::from(READABLE[(bits & 31) as usize]));
+            bits >>= 5;
+        }
+        format!("{code}-{draw}")
+    }
+
     fn validate(&self, errors: &mut Vec<FieldError>) {
         check_text("turn_id", &self.turn_id, 50, true, errors);
         if let Some(w) = &self.wo_number {
@@ -490,6 +513,44 @@ mod tests {
             from: from.map(|v| Decimal::new(v, 0)),
             to: to.map(|v| Decimal::new(v, 0)),
         })
+    }
+
+    #[test]
+    fn a_readable_turn_id_is_the_home_s_code_and_five_clear_characters() {
+        let id = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        let made = NewTurn::readable_id("P-1001", id);
+        assert_eq!(
+            made,
+            NewTurn::readable_id(" P-1001 ", id),
+            "stable for a turn"
+        );
+        let (code, draw) = made.rsplit_once('-').expect("two parts");
+        assert_eq!(code, "P-1001");
+        assert_eq!(draw.len(), 5);
+        assert!(draw.bytes().all(|b| READABLE.contains(&b)), "{draw}");
+        assert_eq!(
+            NewTurn::readable_id("", id)
+                .split_once('-')
+                .expect("code")
+                .0,
+            "T"
+        );
+        // Fits the column (50) with room for the server's `-n` on a clash.
+        let long = NewTurn::readable_id(&"X".repeat(80), id);
+        assert!(long.chars().count() <= 46, "{long}");
+        // Different turns of one home draw differently (a thousand in a row, no repeat).
+        let ids: std::collections::HashSet<String> = (0..1000u128)
+            .map(|n| NewTurn::readable_id("P-1", Uuid::from_u128(n * 0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        let turn = NewTurn {
+            id,
+            turn_id: made,
+            property_id: Uuid::nil(),
+            move_out_date: None,
+            wo_number: None,
+        };
+        assert_eq!(Change::CreateTurn(turn).validate(), Ok(()));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::api::{turn_board, AppError};
 use crate::drawer::{SyncStatus, TurnDrawer};
 use crate::layout::{ErrorBox, Frame};
 use crate::local::{use_local, Local, SyncState, ViewCard};
+use crate::new_turn::NewTurnButton;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -278,6 +279,7 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
         <div class="page-head">
             <h1>{heading(role)}</h1>
             <p class="count" data-testid="visible-count">{move || format!("{} of {} turns", shown(), total())}</p>
+            {manages.then(|| view! { <NewTurnButton local selected/> })}
         </div>
         <SyncStatus local/>
         <form class="filters" method="get" action="/board">

@@ -8,6 +8,7 @@ mod history;
 mod layout;
 pub mod local;
 mod login;
+mod new_turn;
 mod properties;
 #[cfg(feature = "ssr")]
 pub mod server;

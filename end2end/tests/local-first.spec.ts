@@ -67,6 +67,50 @@ test.describe("desktop", () => {
     await senior.context.close();
   });
 
+  test("a manager starts a turn offline: it shows at once with its id, survives a reload and lands once", async ({ browser }, info) => {
+    // A home of this test's own (pm2's board is not counted elsewhere).
+    psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id, sr_property_manager_id)
+          SELECT 'P-START-1', 'Start Home', '3 Start St', pm.id, sr.id FROM users pm, users sr
+           WHERE pm.email = 'pm2@turns.demo' AND sr.email = 'srpm@turns.demo'`);
+    const pm = await newUser(browser, "pm2@turns.demo");
+    const senior = await newUser(browser, "srpm@turns.demo");
+    const { page, board } = pm;
+    await expect(page.getByTestId("new-turn")).toBeVisible();
+
+    await pm.context.setOffline(true);
+    await page.getByTestId("new-turn").click();
+    const form = page.getByTestId("new-turn-form");
+    await form.getByTestId("create-turn").click();
+    await expect(form.getByTestId("field-errors")).toHaveText("Choose the home.");
+    await form.getByTestId("new-turn-home").selectOption({ label: "Start Home (P-START-1)" });
+    await form.getByTestId("new-turn-move-out").fill("2026-11-30");
+    await form.getByTestId("new-turn-wo").fill("WO-START-1");
+    const turn = (await form.getByTestId("new-turn-id").textContent())!;
+    expect(turn).toMatch(/^P-START-1-[0-9A-HJKMNP-TV-Z]{5}$/);
+    await snap(page, info, "new-turn");
+    await form.getByTestId("create-turn").click();
+
+    // At once, in the first stage, named from the device's copy of the home; its drawer opens.
+    await expect(page.getByTestId("drawer")).toBeVisible();
+    await page.getByRole("button", { name: "Close" }).click();
+    const card = board.column("Notice").locator(`[data-turn="${turn}"]`);
+    await expect(card).toContainText("Start Home");
+    await expect(card).toHaveAttribute("data-sync", "pending");
+    await page.reload();
+    await board.hydrated();
+    await expect(board.column("Notice").locator(`[data-turn="${turn}"]`)).toHaveAttribute("data-sync", "pending");
+    expect(psql(`SELECT count(*) FROM turns WHERE turn_id LIKE 'P-START-1%'`)).toBe("0");
+
+    await pm.context.setOffline(false);
+    await expect(board.pending()).toHaveText("All changes saved");
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "synced");
+    await expect(senior.board.card(turn)).toContainText("Start Home");
+    expect(psql(`SELECT move_out_date || ' ' || wo_number FROM turns WHERE turn_id = '${turn}'`)).toBe("2026-11-30 WO-START-1");
+    expect(writesTo(turn)).toBe(1);
+    await pm.context.close();
+    await senior.context.close();
+  });
+
   test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
     const turn = makeTurn("LF-CONFLICT-1");
     const pm = await newUser(browser, "pm@turns.demo");

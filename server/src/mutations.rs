@@ -674,25 +674,52 @@ async fn create_turn(
         }
         .into());
     }
-    let after: Value = sqlx::query_scalar(
-        "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
-                            created_by, updated_by)
-         SELECT $1, btrim($2), $3, s.id, $4, nullif(btrim($5), ''), $6, $6
-           FROM turn_stages s WHERE s.is_active ORDER BY s.display_order LIMIT 1
-      RETURNING to_jsonb(turns.*)",
+    // Turn ids are made on devices, offline too (`NewTurn::readable_id`): one another device
+    // took first is numbered (`-2`, `-3`, …) rather than refused. The stream brings the id to
+    // the device that made it.
+    let first_stage: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM turn_stages WHERE is_active ORDER BY display_order LIMIT 1",
     )
-    .bind(t.id)
-    .bind(&t.turn_id)
-    .bind(t.property_id)
-    .bind(t.move_out_date)
-    .bind(&t.wo_number)
-    .bind(actor.user_id)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    audit(conn, actor, m, "turns", t.id, None, Some(&after))
-        .await
-        .map(Some)
+    let Some(first_stage) = first_stage else {
+        return Err(
+            Rejection::invalid_field("stage", "There is no stage to start a turn in.").into(),
+        );
+    };
+    let wanted = t.turn_id.trim();
+    for n in 1..=TURN_ID_TRIES {
+        let turn_id = match n {
+            1 => wanted.to_string(),
+            n => format!("{wanted}-{n}"),
+        };
+        let after: Option<Value> = sqlx::query_scalar(
+            "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
+                                created_by, updated_by)
+             VALUES ($1, $2, $3, $7, $4, nullif(btrim($5), ''), $6, $6)
+             ON CONFLICT (turn_id) DO NOTHING
+          RETURNING to_jsonb(turns.*)",
+        )
+        .bind(t.id)
+        .bind(&turn_id)
+        .bind(t.property_id)
+        .bind(t.move_out_date)
+        .bind(&t.wo_number)
+        .bind(actor.user_id)
+        .bind(first_stage)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(after) = after {
+            return audit(conn, actor, m, "turns", t.id, None, Some(&after))
+                .await
+                .map(Some);
+        }
+    }
+    Err(Rejection::invalid_field("turn_id", "Another turn already has this turn id.").into())
 }
+
+/// How many numbered turn ids a create tries before refusing.
+const TURN_ID_TRIES: u32 = 20;
 
 async fn create_property(
     conn: &mut PgConnection,

@@ -896,3 +896,60 @@ async fn creating_on_another_scopes_property_says_no_more_than_for_a_missing_one
     let missing = run(pool, &pm, open_on(Uuid::new_v4())).await;
     assert_eq!(rejected(&elsewhere), rejected(&missing));
 }
+
+/// Two devices made turns offline that drew the same readable id: both are created, the later
+/// one numbered; a replay of either applies nothing and answers as the first time.
+#[tokio::test]
+async fn turns_made_offline_with_the_same_readable_id_are_both_kept() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let (home, code): (Uuid, String) = sqlx::query_as(
+        "SELECT id, property_id FROM properties WHERE property_manager_id = $1 LIMIT 1",
+    )
+    .bind(pm.user_id)
+    .fetch_one(pool)
+    .await
+    .expect("property");
+    let made = |id: Uuid| {
+        mutation(Change::CreateTurn(NewTurn {
+            id,
+            // The same draw on both devices (a clash of 25 random bits, forced here).
+            turn_id: NewTurn::readable_id(&code, Uuid::from_u128(7)),
+            property_id: home,
+            move_out_date: Some(Utc::now().date_naive()),
+            wo_number: None,
+        }))
+    };
+    let (first, second) = (made(Uuid::new_v4()), made(Uuid::new_v4()));
+    for m in [&first, &second, &first, &second] {
+        let outcome = apply(pool, &pm, m).await.expect("mutation ran");
+        assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+    }
+    let ids: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, turn_id FROM turns WHERE id = ANY($1) ORDER BY turn_id")
+            .bind(vec![turn_of(&first), turn_of(&second)])
+            .fetch_all(pool)
+            .await
+            .expect("turns");
+    let wanted = NewTurn::readable_id(&code, Uuid::from_u128(7));
+    assert_eq!(
+        ids,
+        vec![
+            (turn_of(&first), wanted.clone()),
+            (turn_of(&second), format!("{wanted}-2")),
+        ]
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE row_id = ANY($1) AND action = 'create_turn'",
+    )
+    .bind(vec![turn_of(&first), turn_of(&second)])
+    .fetch_one(pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 2, "each created once");
+}
+
+fn turn_of(m: &Mutation) -> Uuid {
+    m.change.turn().expect("a turn")
+}

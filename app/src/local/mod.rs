@@ -346,7 +346,8 @@ impl Local {
             let base = this.base.read();
             let outbox = this.outbox.read();
             let failed = this.failed.read();
-            optimistic(&base, &outbox, &failed, meta.as_ref())
+            let homes = this.properties.read();
+            optimistic(&base, &outbox, &failed, meta.as_ref(), &homes)
         })
     }
 
@@ -503,6 +504,7 @@ pub fn optimistic(
     outbox: &[Pending],
     failed: &[Failed],
     meta: Option<&Board>,
+    homes: &[PropertyRow],
 ) -> Vec<ViewCard> {
     let mut cards: Vec<ViewCard> = base
         .iter()
@@ -522,7 +524,8 @@ pub fn optimistic(
         let change = &p.mutation.change;
         if let Change::CreateTurn(t) = change {
             if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(t.id) {
-                if let Some(card) = new_card(t, &cards, meta) {
+                let home = homes.iter().find(|h| h.id == t.property_id);
+                if let Some(card) = new_card(t, home, &cards, meta) {
                     slot.insert(cards.len());
                     cards.push(ViewCard {
                         card,
@@ -553,27 +556,42 @@ pub fn optimistic(
     cards
 }
 
+/// A turn made on this device, as the server will make it: in the first stage, named from the
+/// device's copy of its home (or from another turn of that home).
 fn new_card(
     t: &turns::mutation::NewTurn,
+    home: Option<&PropertyRow>,
     cards: &[ViewCard],
     meta: Option<&Board>,
 ) -> Option<TurnCard> {
-    let stage = meta?.stages.first()?.id;
+    let meta = meta?;
+    let stage = meta.stages.first()?.id;
     let sibling = cards
         .iter()
         .find(|c| c.card.property_id == t.property_id)
         .map(|c| &c.card);
+    let pm_id = home
+        .and_then(|h| h.property_manager_id)
+        .or(sibling.and_then(|c| c.pm_id));
+    let pm_name = pm_id
+        .and_then(|pm| meta.managers.iter().find(|m| m.id == pm))
+        .map(|m| m.name.clone())
+        .or(sibling.and_then(|c| c.pm_name.clone()));
     Some(TurnCard {
         id: t.id,
         turn_id: t.turn_id.clone(),
         property_id: t.property_id,
-        property_code: sibling.map(|c| c.property_code.clone()).unwrap_or_default(),
-        property_name: sibling
-            .map(|c| c.property_name.clone())
+        property_code: home
+            .map(|h| h.property_id.clone())
+            .or(sibling.map(|c| c.property_code.clone()))
+            .unwrap_or_default(),
+        property_name: home
+            .map(|h| h.name.clone())
+            .or(sibling.map(|c| c.property_name.clone()))
             .unwrap_or_else(|| "New turn".into()),
         stage_id: stage,
-        pm_id: sibling.and_then(|c| c.pm_id),
-        pm_name: sibling.and_then(|c| c.pm_name.clone()),
+        pm_id,
+        pm_name,
         wo_number: t.wo_number.clone(),
         move_out_date: t.move_out_date,
         approval_status: Some(ApprovalStatus::Pending),
