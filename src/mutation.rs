@@ -45,6 +45,12 @@ pub enum Change {
     SubmitForApproval {
         turn: Uuid,
     },
+    /// End a turn that will not be done (the resident stayed, the home is sold…): kept with the
+    /// reason, off the board.
+    CancelTurn {
+        turn: Uuid,
+        reason: String,
+    },
     DecideApproval {
         turn: Uuid,
         approve: bool,
@@ -64,6 +70,7 @@ impl Change {
             Change::CreateTurn(_) => "create_turn",
             Change::EditTurn { .. } => "edit_turn",
             Change::SubmitForApproval { .. } => "submit_for_approval",
+            Change::CancelTurn { .. } => "cancel_turn",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -75,6 +82,7 @@ impl Change {
             Change::CreateTurn(t) => Some(t.id),
             Change::EditTurn { turn, .. }
             | Change::SubmitForApproval { turn }
+            | Change::CancelTurn { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
             Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
         }
@@ -99,6 +107,12 @@ impl Change {
                 edits.iter().for_each(|e| e.validate(&mut errors));
             }
             Change::SubmitForApproval { .. } => {}
+            Change::CancelTurn { reason, .. } => {
+                if reason.trim().is_empty() {
+                    errors.push(FieldError::new("reason", "Say why the turn is cancelled."));
+                }
+                check_text("reason", reason, 2000, false, &mut errors);
+            }
             Change::DecideApproval {
                 approve,
                 amount,

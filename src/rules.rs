@@ -24,6 +24,17 @@ pub struct TurnRules<'a> {
     pub today: NaiveDate,
 }
 
+/// A turn may be cancelled until its work is complete (a completed turn is history).
+pub fn may_cancel(turn: &TurnCard) -> Result<(), Rejection> {
+    match turn.turn_completion_date {
+        Some(_) => Err(Rejection::invalid_field(
+            "turn_completion_date",
+            "A completed turn cannot be cancelled.",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Whether the actor may make this edit: the turn's managers make any; the vendor doing the work
 /// records progress and completion.
 pub fn may_edit(actor: &Actor, turn: &TurnFacts, edit: &TurnEdit) -> Result<(), Rejection> {
@@ -74,6 +85,7 @@ impl TurnRules<'_> {
                 Ok((after != *before).then_some(after))
             }
             Change::SubmitForApproval { .. } => self.submit(before),
+            Change::CancelTurn { .. } => may_cancel(before).map(|()| None),
             Change::DecideApproval {
                 approve, amount, ..
             } => match before.approval_status.and_then(ApprovalStatus::awaiting) {

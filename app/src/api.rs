@@ -129,7 +129,8 @@ pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
         .map_err(ssr::internal)
 }
 
-/// Turns completed before what devices keep (the sync bound), for the History page.
+/// Turns completed before what devices keep (the sync bound), and cancelled turns: the History
+/// page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// Turns completed before this day are not on the device.
@@ -137,6 +138,15 @@ pub struct History {
     pub turns: Vec<turns::model::TurnCard>,
     /// More than `turns` exist (the oldest are not listed).
     pub more: bool,
+    /// Cancelled turns, most recent first (at most `HISTORY_ROWS`).
+    pub cancelled: Vec<Cancelled>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub card: turns::model::TurnCard,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
 }
 
 /// The most history one call returns.
@@ -157,10 +167,22 @@ pub async fn turn_history() -> Result<History, AppError> {
             .map_err(ssr::internal)?;
     let more = turns.len() > HISTORY_ROWS;
     turns.truncate(HISTORY_ROWS);
+    let cancelled =
+        turns_server::queries::cancelled(&state.pool, &user.actor(), HISTORY_ROWS as i64)
+            .await
+            .map_err(ssr::internal)?
+            .into_iter()
+            .map(|c| Cancelled {
+                card: c.card,
+                at: c.cancelled_at,
+                reason: c.cancel_reason,
+            })
+            .collect();
     Ok(History {
         before,
         turns,
         more,
+        cancelled,
     })
 }
 

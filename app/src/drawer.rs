@@ -212,7 +212,7 @@ fn FailureBox(local: Local, failed: Failed, selected: RwSignal<Option<Uuid>>) ->
 fn manager_form(
     local: Local,
     seen: &TurnCard,
-    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
     errors: RwSignal<Vec<FieldError>>,
 ) -> impl IntoView {
     let meta = local.meta.get_untracked();
@@ -341,6 +341,45 @@ fn manager_form(
                 })}
             </div>
         </form>
+        {turns::rules::may_cancel(&s).is_ok().then(|| cancel_form(&s, submit))}
+    }
+}
+
+/// Cancelling a turn: asked for a reason first, then kept off the board (and in History).
+fn cancel_form(
+    seen: &TurnCard,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let (turn, version) = (seen.id, seen.version);
+    let asking = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
+    move || {
+        if !asking.get() {
+            return view! {
+                <div class="actions cancel-turn">
+                    <button type="button" class="danger" data-testid="cancel-turn"
+                        on:click=move |_| asking.set(true)>"Cancel turn…"</button>
+                </div>
+            }
+            .into_any();
+        }
+        view! {
+            <div class="drawer-form cancel-turn">
+                <label>"Why is this turn cancelled?"
+                    <textarea data-testid="cancel-reason" prop:value=move || reason.get()
+                        on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+                </label>
+                <div class="actions">
+                    <button type="button" class="danger" data-testid="confirm-cancel"
+                        on:click=move |_| submit(
+                            vec![Change::CancelTurn { turn, reason: reason.get_untracked() }],
+                            Some(version),
+                        )>"Cancel this turn"</button>
+                    <button type="button" on:click=move |_| asking.set(false)>"Keep it"</button>
+                </div>
+            </div>
+        }
+        .into_any()
     }
 }
 

@@ -20,6 +20,7 @@ pub fn HistoryPage() -> impl IntoView {
                         Ok(h) => {
                             let before = long_date(h.before);
                             let more = h.more;
+                            let cancelled = h.cancelled;
                             let turns = StoredValue::new(h.turns);
                             let total = turns.with_value(Vec::len);
                             let visible = Memo::new(move |_| {
@@ -66,6 +67,7 @@ pub fn HistoryPage() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 {more.then(|| view! { <p class="more">"Older turns than these exist; the newest are listed."</p> })}
+                                <Cancelled cancelled/>
                             }
                             .into_any()
                         }
@@ -75,6 +77,33 @@ pub fn HistoryPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+}
+
+/// Turns cancelled (by date, most recent first) with why.
+#[component]
+fn Cancelled(cancelled: Vec<crate::api::Cancelled>) -> impl IntoView {
+    if cancelled.is_empty() {
+        return ().into_any();
+    }
+    view! {
+        <h2>"Cancelled"</h2>
+        <table class="properties">
+            <thead>
+                <tr><th>"Turn"</th><th>"Property"</th><th>"Cancelled"</th><th>"Why"</th></tr>
+            </thead>
+            <tbody>
+                {cancelled.into_iter().map(|c| view! {
+                    <tr data-testid="cancelled-row" data-turn=c.card.turn_id.clone()>
+                        <td data-label="Turn">{c.card.turn_id.clone()}</td>
+                        <td data-label="Property" class="strong">{c.card.property_name.clone()} " " <span class="muted">{c.card.property_code.clone()}</span></td>
+                        <td data-label="Cancelled">{long_date(c.at.date_naive())}</td>
+                        <td data-label="Why">{c.reason}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
 }
 
 /// "1 September 2026". (chrono's `format` would bring its whole formatter to the browser.)

@@ -111,6 +111,41 @@ test.describe("desktop", () => {
     await senior.context.close();
   });
 
+  test("a manager cancels a turn with a reason: it leaves the board, is kept, and History lists it", async ({ page }, info) => {
+    psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id)
+          SELECT 'P-CANCEL-1', 'Cancel Home', '4 Stop St', id FROM users WHERE email = 'pm2@turns.demo'`);
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    await page.getByTestId("new-turn").click();
+    const form = page.getByTestId("new-turn-form");
+    await form.getByTestId("new-turn-home").selectOption({ label: "Cancel Home (P-CANCEL-1)" });
+    const turn = (await form.getByTestId("new-turn-id").textContent())!;
+    await form.getByTestId("create-turn").click();
+    await page.getByRole("button", { name: "Close" }).click();
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "synced");
+
+    await board.open(turn);
+    const drawer = page.getByTestId("drawer");
+    await drawer.getByTestId("cancel-turn").click();
+    await drawer.getByTestId("confirm-cancel").click();
+    await expect(drawer.getByTestId("field-errors")).toHaveText("Say why the turn is cancelled.");
+    await drawer.getByTestId("cancel-reason").fill("The resident renewed the lease.");
+    await snap(page, info, "cancel-turn");
+    await drawer.getByTestId("confirm-cancel").click();
+    await expect(board.card(turn)).toHaveCount(0);
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(psql(`SELECT is_active || ' ' || cancel_reason FROM turns WHERE turn_id = '${turn}'`))
+      .toBe("false The resident renewed the lease.");
+    await page.reload();
+    await board.hydrated();
+    await expect(board.card(turn)).toHaveCount(0);
+
+    await page.getByRole("link", { name: "History" }).click();
+    const row = page.locator(`[data-testid="cancelled-row"][data-turn="${turn}"]`);
+    await expect(row).toContainText("Cancel Home");
+    await expect(row).toContainText("The resident renewed the lease.");
+  });
+
   test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
     const turn = makeTurn("LF-CONFLICT-1");
     const pm = await newUser(browser, "pm@turns.demo");

@@ -223,6 +223,7 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
             Err(Rejection::invalid_field("kind", "Edits take the edit path.").into())
         }
         Change::SubmitForApproval { turn } => submit(conn, actor, m, *turn).await,
+        Change::CancelTurn { turn, reason } => cancel(conn, actor, m, *turn, reason).await,
         Change::DecideApproval {
             turn,
             approve,
@@ -597,6 +598,43 @@ async fn submit(
         return Ok(None);
     };
     write_locked_turn(conn, actor, m, &after, &locked.before).await
+}
+
+/// Cancel a turn: kept with the reason, no longer active (off the board, out of the shapes).
+async fn cancel(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+    reason: &str,
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
+    if !actor.can_manage_turn(&locked.facts) {
+        return Err(Rejection::forbidden("Only the turn's managers cancel it.").into());
+    }
+    turns::rules::may_cancel(&locked.card)?;
+    let after: Value = sqlx::query_scalar(
+        "UPDATE turns SET is_active = false, cancelled_at = now(), cancelled_by = $2,
+                          cancel_reason = btrim($3), updated_by = $2
+          WHERE id = $1
+      RETURNING to_jsonb(turns.*)",
+    )
+    .bind(id)
+    .bind(actor.user_id)
+    .bind(reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(
+        conn,
+        actor,
+        m,
+        "turns",
+        id,
+        Some(&locked.before),
+        Some(&after),
+    )
+    .await
+    .map(Some)
 }
 
 async fn decide(

@@ -222,6 +222,40 @@ pub async fn history(
     .await
 }
 
+/// A cancelled turn as the History page lists it.
+#[derive(sqlx::FromRow)]
+pub struct CancelledTurn {
+    #[sqlx(flatten)]
+    pub card: TurnCard,
+    pub cancelled_at: chrono::DateTime<chrono::Utc>,
+    pub cancel_reason: String,
+}
+
+/// The actor's cancelled turns, most recent first, at most `limit`.
+pub async fn cancelled(
+    pool: &PgPool,
+    actor: &Actor,
+    limit: i64,
+) -> Result<Vec<CancelledTurn>, sqlx::Error> {
+    let rows: Vec<CancelledTurn> = scoped(
+        pool,
+        actor,
+        ", t.cancelled_at, t.cancel_reason",
+        "t.cancelled_at IS NOT NULL",
+        "t.cancelled_at DESC, t.turn_id",
+        None,
+        Some(limit),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|c| CancelledTurn {
+            card: c.card.redact_for(actor),
+            ..c
+        })
+        .collect())
+}
+
 /// Active turns in the actor's scope that meet `condition` (on `$3`, a date), as cards redacted
 /// for the actor, in `order`, at most `limit` (`$4`; none: all).
 async fn scoped_cards(
@@ -232,20 +266,38 @@ async fn scoped_cards(
     date: Option<NaiveDate>,
     limit: Option<i64>,
 ) -> Result<Vec<TurnCard>, sqlx::Error> {
+    let condition = format!("t.is_active AND {condition}");
+    let rows: Vec<TurnCard> = scoped(pool, actor, "", &condition, order, date, limit).await?;
+    Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
+}
+
+/// Rows of turns in the actor's scope: the card's columns and `more`, where `condition` (on
+/// `$3`, a date) holds, in `order`, at most `limit` (`$4`; none: all). Not redacted.
+async fn scoped<T>(
+    pool: &PgPool,
+    actor: &Actor,
+    more: &str,
+    condition: &str,
+    order: &str,
+    date: Option<NaiveDate>,
+    limit: Option<i64>,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let s = scope_sql(actor.scope());
     let sql = format!(
-        "SELECT {CARD_COLUMNS} {CARD_FROM}
-          WHERE t.is_active AND {turn} AND {condition}
+        "SELECT {CARD_COLUMNS}{more} {CARD_FROM}
+          WHERE {turn} AND {condition}
           ORDER BY {order}
           LIMIT $4",
         turn = s.turn_filter,
     );
-    let rows: Vec<TurnCard> = sqlx::query_as(&sql)
+    sqlx::query_as(&sql)
         .bind(s.id)
         .bind(s.status)
         .bind(date)
         .bind(limit)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().map(|t| t.redact_for(actor)).collect())
+        .await
 }

@@ -953,3 +953,88 @@ async fn turns_made_offline_with_the_same_readable_id_are_both_kept() {
 fn turn_of(m: &Mutation) -> Uuid {
     m.change.turn().expect("a turn")
 }
+
+/// A manager cancels a turn with a reason: it is kept (inactive, with when, who and why),
+/// audited once and listed as cancelled; a replay applies nothing more. The vendor doing the
+/// work may not cancel it, a reason is required, and a completed turn stays as it is.
+#[tokio::test]
+async fn a_manager_cancels_a_turn_with_a_reason_and_it_is_kept() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let vendor = actor(pool, "vendor@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let cancel = |turn: Uuid, reason: &str| Change::CancelTurn {
+        turn,
+        reason: reason.into(),
+    };
+    assert!(matches!(
+        rejected(&run(pool, &pm, cancel(turn, "  ")).await),
+        Rejection::Invalid { .. }
+    ));
+    sqlx::query("UPDATE turns SET vendor_id = $2 WHERE id = $1")
+        .bind(turn)
+        .bind(vendor.vendor_id)
+        .execute(pool)
+        .await
+        .expect("assign");
+    assert!(matches!(
+        rejected(&run(pool, &vendor, cancel(turn, "Not my job")).await),
+        Rejection::Forbidden { .. }
+    ));
+
+    let m = mutation(cancel(turn, " The resident renewed. "));
+    let first = apply(pool, &pm, &m).await.expect("ran");
+    assert!(
+        matches!(first, Outcome::Applied { txid: Some(_) }),
+        "{first:?}"
+    );
+    assert_eq!(apply(pool, &pm, &m).await.expect("replayed"), first);
+    let kept: (bool, Option<String>, Option<Uuid>, bool) = sqlx::query_as(
+        "SELECT is_active, cancel_reason, cancelled_by, cancelled_at IS NOT NULL
+           FROM turns WHERE id = $1",
+    )
+    .bind(turn)
+    .fetch_one(pool)
+    .await
+    .expect("kept");
+    assert_eq!(
+        kept,
+        (
+            false,
+            Some("The resident renewed.".into()),
+            Some(pm.user_id),
+            true
+        )
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE row_id = $1 AND action = 'cancel_turn'",
+    )
+    .bind(turn)
+    .fetch_one(pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+    let listed = turns_server::queries::cancelled(pool, &pm, 50)
+        .await
+        .expect("cancelled");
+    assert!(listed
+        .iter()
+        .any(|c| c.card.id == turn && c.cancel_reason == "The resident renewed."));
+    // Gone from the board's turns, and cancelling again finds nothing to cancel.
+    assert!(matches!(
+        rejected(&run(pool, &pm, cancel(turn, "again")).await),
+        Rejection::NotFound { .. }
+    ));
+
+    let done = new_turn(pool, &pm).await;
+    sqlx::query("UPDATE turns SET turn_completion_date = move_out_date WHERE id = $1")
+        .bind(done)
+        .execute(pool)
+        .await
+        .expect("complete");
+    assert!(matches!(
+        rejected(&run(pool, &pm, cancel(done, "Too late")).await),
+        Rejection::Invalid { .. }
+    ));
+}

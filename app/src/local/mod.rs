@@ -32,7 +32,7 @@ mod storage;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, Rejection};
 use turns::rows::PropertyRow;
@@ -520,6 +520,9 @@ pub fn optimistic(
         .collect();
     let mut ordered: Vec<&Pending> = outbox.iter().collect();
     ordered.sort_by_key(|p| p.seq);
+    // Turns cancelled on this device leave the board at once (the server will agree unless the
+    // work was completed meanwhile).
+    let mut cancelled: HashSet<Uuid> = HashSet::new();
     for p in ordered {
         let change = &p.mutation.change;
         if let Change::CreateTurn(t) = change {
@@ -538,6 +541,12 @@ pub fn optimistic(
         let Some(&i) = change.turn().as_ref().and_then(|t| index.get(t)) else {
             continue;
         };
+        if matches!(change, Change::CancelTurn { .. }) {
+            if rules::may_cancel(&cards[i].card).is_ok() {
+                cancelled.insert(cards[i].card.id);
+            }
+            continue;
+        }
         apply_optimistic(&mut cards[i].card, change, meta);
         cards[i].sync = SyncState::Pending;
     }
@@ -549,6 +558,7 @@ pub fn optimistic(
             };
         }
     }
+    cards.retain(|c| !cancelled.contains(&c.card.id));
     if let Some(meta) = meta {
         // Completed turns leave the board after a while, as on the server.
         cards.retain(|c| rules::on_board(&c.card, &meta.stages, meta.today));
