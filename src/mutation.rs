@@ -8,6 +8,7 @@
 //! optimistic view is exactly what the server will write.
 use crate::model::TurnCard;
 use crate::Decimal;
+use crate::{Actor, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -321,6 +322,23 @@ pub struct NewProperty {
 }
 
 impl NewProperty {
+    /// Who manages the new home, by who adds it: a property manager adds homes for themselves; a
+    /// senior PM oversees what they add (for a PM of their choosing); an admin names the PM.
+    pub fn managers(&self, by: &Actor) -> Result<(Option<Uuid>, Option<Uuid>), Rejection> {
+        match by.role {
+            Role::PropertyManager
+                if self.property_manager_id.is_some_and(|id| id != by.user_id) =>
+            {
+                Err(Rejection::forbidden(
+                    "A property manager adds properties for themselves.",
+                ))
+            }
+            Role::PropertyManager => Ok((Some(by.user_id), None)),
+            Role::SrPropertyManager => Ok((self.property_manager_id, Some(by.user_id))),
+            _ => Ok((self.property_manager_id, None)),
+        }
+    }
+
     fn validate(&self, errors: &mut Vec<FieldError>) {
         check_text("property_id", &self.property_id, 50, true, errors);
         check_text("name", &self.name, 255, true, errors);
@@ -501,19 +519,39 @@ fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
 }
 
 fn check_text(field: &str, value: &str, max: usize, required: bool, errors: &mut Vec<FieldError>) {
+    // Messages name the field: a form lists them together.
+    let label = field_label(field);
     if required && value.trim().is_empty() {
-        errors.push(FieldError::new(field, "This field is required."));
+        errors.push(FieldError::new(field, format!("{label} is required.")));
     } else if value.contains('\0') {
         // Postgres text cannot hold NUL; say so instead of failing the write.
         errors.push(FieldError::new(
             field,
-            "This field contains a character that cannot be saved.",
+            format!("{label} contains a character that cannot be saved."),
         ));
     } else if value.chars().count() > max {
         errors.push(FieldError::new(
             field,
-            format!("Keep this under {max} characters."),
+            format!("Keep {} under {max} characters.", label.to_lowercase()),
         ));
+    }
+}
+
+/// A field as the screens call it.
+pub fn field_label(field: &str) -> String {
+    match field {
+        "property_id" => "Property ID".into(),
+        "turn_id" => "Turn ID".into(),
+        "wo_number" => "Work order".into(),
+        "zip_code" => "ZIP code".into(),
+        other => {
+            let words = other.replace('_', " ");
+            let mut chars = words.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -565,6 +603,37 @@ mod tests {
             wo_number: None,
         };
         assert_eq!(Change::CreateTurn(turn).validate(), Ok(()));
+    }
+
+    #[test]
+    fn refusals_name_their_field() {
+        let blank = NewProperty {
+            id: Uuid::nil(),
+            property_id: " ".into(),
+            name: String::new(),
+            street_address: "x".repeat(256),
+            city: None,
+            state: None,
+            zip_code: Some("1\0".into()),
+            year_built: None,
+            is_core: true,
+            property_manager_id: None,
+        };
+        let messages: Vec<String> = Change::CreateProperty(blank)
+            .validate()
+            .expect_err("refused")
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "Property ID is required.",
+                "Name is required.",
+                "Keep street address under 255 characters.",
+                "ZIP code contains a character that cannot be saved.",
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! the screens make of them. A new table a client keeps locally is one more row type here and one
 //! more shape name; the follower and the stored rows are generic.
 use crate::model::{full_name, Named, Stage};
+use crate::mutation::{NewProperty, PropertyEdit};
 use crate::pg_text;
+use crate::Actor;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -93,6 +95,45 @@ pub struct PropertyRow {
     pub property_manager_id: Option<Uuid>,
     #[serde(default)]
     pub sr_property_manager_id: Option<Uuid>,
+}
+
+impl PropertyRow {
+    /// A home added on this device, as the server will add it.
+    pub fn made(p: &NewProperty, by: &Actor) -> PropertyRow {
+        let (pm, sr) = p.managers(by).unwrap_or((p.property_manager_id, None));
+        let some = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        PropertyRow {
+            id: p.id,
+            property_id: p.property_id.trim().to_string(),
+            name: p.name.trim().to_string(),
+            street_address: p.street_address.trim().to_string(),
+            city: some(&p.city),
+            state: some(&p.state),
+            is_core: Some(p.is_core),
+            is_active: true,
+            property_manager_id: pm,
+            sr_property_manager_id: sr,
+        }
+    }
+
+    /// Write an edit's new value (the zip code is not kept in this row).
+    pub fn apply(&mut self, edit: &PropertyEdit) {
+        match edit {
+            PropertyEdit::Name(e) => self.name = e.to.trim().to_string(),
+            PropertyEdit::StreetAddress(e) => self.street_address = e.to.trim().to_string(),
+            PropertyEdit::City(e) => self.city = e.to.clone(),
+            PropertyEdit::State(e) => self.state = e.to.clone(),
+            PropertyEdit::ZipCode(_) => {}
+            PropertyEdit::IsCore(e) => self.is_core = Some(e.to),
+            PropertyEdit::IsActive(e) => self.is_active = e.to,
+            PropertyEdit::PropertyManager(e) => self.property_manager_id = e.to,
+        }
+    }
 }
 
 /// A `managers` row: a property manager or senior PM, by name.

@@ -10,6 +10,7 @@ pub mod local;
 mod login;
 mod new_turn;
 mod properties;
+mod property_form;
 #[cfg(feature = "ssr")]
 pub mod server;
 

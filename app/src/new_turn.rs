@@ -23,9 +23,11 @@ fn NewTurnForm(
     open: RwSignal<bool>,
     selected: RwSignal<Option<Uuid>>,
 ) -> impl IntoView {
-    // The homes the device holds are the user's (the server scoped them); active ones, by name.
+    // The homes the device holds are the user's (the server scoped them), with those they added
+    // and have not sent yet; active ones, by name.
+    let all = local.homes();
     let homes = Memo::new(move |_| {
-        let mut homes: Vec<(Uuid, String, String)> = local.properties.with(|list| {
+        let mut homes: Vec<(Uuid, String, String)> = all.with(|list| {
             list.iter()
                 .filter(|p| p.is_active)
                 .map(|p| (p.id, p.property_id.clone(), p.name.clone()))

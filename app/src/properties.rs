@@ -1,12 +1,16 @@
 //! The properties the viewer may see, with search and core/non-core and PM filters.
-use crate::api::list_properties;
+use crate::api::{current_user, list_properties};
 use crate::layout::{ErrorBox, Frame};
 use crate::local::{use_local, Local};
+use crate::property_form::{Editing, PropertyForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use std::collections::HashMap;
 use turns::model::PropertySummary;
+use turns::policy::PropertyFacts;
+use turns::rows::PropertyRow;
+use turns::Actor;
 use uuid::Uuid;
 
 /// Rows rendered at once; search narrows the rest.
@@ -23,6 +27,7 @@ pub fn PropertiesPage() -> impl IntoView {
         }
     });
     let properties = Resource::new(|| (), |_| list_properties());
+    let me = Resource::new(|| (), |_| current_user());
     let query = use_query_map();
     let init =
         move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
@@ -33,13 +38,15 @@ pub fn PropertiesPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading properties…"</p> }>
                 {move || Suspend::new(async move {
                     let server = properties.await;
+                    let by = me.await.ok().flatten().map(|u| u.actor());
                     let kept = local.properties.with_untracked(|p| !p.is_empty());
                     match server {
                         Err(e) if !kept => view! { <ErrorBox error=e/> }.into_any(),
                         server => {
                             let server = server.unwrap_or_default();
-                            let list = Memo::new(move |_| summaries(local, &server));
-                            view! { <PropertyList list search kind pm/> }.into_any()
+                            let homes = local.homes();
+                            let list = Memo::new(move |_| summaries(local, &homes.read(), &server));
+                            view! { <PropertyList local by homes list search kind pm/> }.into_any()
                         }
                     }
                 })}
@@ -50,8 +57,11 @@ pub fn PropertiesPage() -> impl IntoView {
 
 /// The homes listed: the device's copy once it has one (names of managers from what the
 /// server sent, or from the board), otherwise the server's list as sent.
-fn summaries(local: Local, server: &[PropertySummary]) -> Vec<PropertySummary> {
-    let rows = local.properties.read();
+fn summaries(
+    local: Local,
+    rows: &[PropertyRow],
+    server: &[PropertySummary],
+) -> Vec<PropertySummary> {
     if rows.is_empty() {
         return server.to_vec();
     }
@@ -118,6 +128,10 @@ fn matches(p: &PropertySummary, q: &str, kind: &str, pm: &str) -> bool {
 
 #[component]
 fn PropertyList(
+    local: Local,
+    /// The viewer (who may add and edit homes).
+    by: Option<Actor>,
+    homes: Memo<Vec<PropertyRow>>,
     list: Memo<Vec<PropertySummary>>,
     search: RwSignal<String>,
     kind: RwSignal<String>,
@@ -143,11 +157,31 @@ fn PropertyList(
         })
     });
     let pm_selected = pm.get_untracked();
+    let editing = RwSignal::new(None::<Editing>);
+    // The home as the device has it, when this viewer may edit it.
+    let editable = move |id: Uuid| {
+        let by = by?;
+        homes.with(|h| {
+            h.iter()
+                .find(|h| h.id == id)
+                .filter(|h| {
+                    by.can_manage_property(&PropertyFacts {
+                        property_manager_id: h.property_manager_id,
+                        sr_property_manager_id: h.sr_property_manager_id,
+                    })
+                })
+                .cloned()
+        })
+    };
     let kind_selected = kind.get_untracked();
     view! {
         <div class="page-head">
             <h1>"Properties"</h1>
             <p class="count" data-testid="visible-count">{move || format!("{} of {} properties", visible.with(Vec::len), total())}</p>
+            {by.filter(Actor::can_create_property).map(|_| view! {
+                <button type="button" class="primary" data-testid="new-property"
+                    on:click=move |_| editing.set(Some(Editing::New))>"New property"</button>
+            })}
         </div>
         <form class="filters" method="get" action="/properties">
             <label class="filter grow">"Search"
@@ -180,7 +214,7 @@ fn PropertyList(
             <thead>
                 <tr>
                     <th>"ID"</th><th>"Property"</th><th>"Address"</th><th>"Type"</th>
-                    <th>"PM"</th><th>"Senior PM"</th><th class="num">"Open turns"</th>
+                    <th>"PM"</th><th>"Senior PM"</th><th class="num">"Open turns"</th><th></th>
                 </tr>
             </thead>
             <tbody>
@@ -204,6 +238,13 @@ fn PropertyList(
                                     <td data-label="PM">{p.pm_name.clone().unwrap_or_default()}</td>
                                     <td data-label="Senior PM">{p.sr_pm_name.clone().unwrap_or_default()}</td>
                                     <td data-label="Open turns" class="num">{p.open_turns}</td>
+                                    <td>
+                                        {editable(p.id).map(|home| view! {
+                                            <button type="button" class="link" data-testid="edit-property"
+                                                aria-label=format!("Edit {}", home.name)
+                                                on:click=move |_| editing.set(Some(Editing::Home(home.clone())))>"Edit"</button>
+                                        })}
+                                    </td>
                                 </tr>
                             }
                         }).collect_view()
@@ -211,6 +252,7 @@ fn PropertyList(
                 }}
             </tbody>
         </table>
+        {by.map(|by| view! { <PropertyForm local by editing/> })}
         {move || {
             let more = visible.with(Vec::len).saturating_sub(ROWS_SHOWN);
             (more > 0).then(|| view! { <p class="more">{format!("+{more} more — search to narrow")}</p> })

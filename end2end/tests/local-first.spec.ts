@@ -146,6 +146,60 @@ test.describe("desktop", () => {
     await expect(row).toContainText("The resident renewed the lease.");
   });
 
+  test("a manager adds a home and starts its first turn; the senior PM renames and reassigns it", async ({ browser }, info) => {
+    // A PM of the senior's team whose homes no other test counts (a team is the homes a senior
+    // oversees), to hand the new home to.
+    psql(`INSERT INTO users (email, first_name, last_name, role)
+          VALUES ('pm-team@turns.demo', 'Casey', 'Team', 'PROPERTY_MANAGER')`);
+    psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id, sr_property_manager_id)
+          SELECT 'P-TEAM-1', 'Team Home', '6 Team St', u.id, s.id FROM users u, users s
+           WHERE u.email = 'pm-team@turns.demo' AND s.email = 'srpm@turns.demo'`);
+    const pm = await newUser(browser, "pm2@turns.demo");
+    const senior = await newUser(browser, "srpm@turns.demo");
+    const properties = new PropertiesPage(pm.page);
+    await properties.open();
+    await pm.page.getByTestId("new-property").click();
+    const form = pm.page.getByTestId("property-form");
+    await form.getByTestId("save-property").click();
+    await expect(form.getByTestId("field-errors").locator("li")).toHaveText(["Property ID is required.", "Name is required.", "Street address is required."]);
+    await form.getByTestId("property-code").fill("P-ADD-1");
+    await form.getByTestId("property-name").fill("Added Home");
+    await form.getByTestId("property-street").fill("5 Add St");
+    await form.getByTestId("property-city").fill("Austin");
+    await snap(pm.page, info, "new-property");
+    await form.getByTestId("save-property").click();
+    const row = properties.rows().filter({ hasText: "P-ADD-1" });
+    await expect(row).toContainText("Added Home");
+    await expect.poll(() => psql(`SELECT count(*) FROM properties WHERE property_id = 'P-ADD-1'`)).toBe("1");
+
+    // Its first turn, from the board: no SQL.
+    await pm.page.getByRole("link", { name: "Board" }).click();
+    await pm.page.getByTestId("new-turn").click();
+    const start = pm.page.getByTestId("new-turn-form");
+    await start.getByTestId("new-turn-home").selectOption({ label: "Added Home (P-ADD-1)" });
+    const turn = (await start.getByTestId("new-turn-id").textContent())!;
+    await start.getByTestId("create-turn").click();
+    await pm.page.getByRole("button", { name: "Close" }).click();
+    await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
+    // The PM's senior oversees the new home: its turn is on their board.
+    await expect(senior.board.card(turn)).toContainText("Added Home");
+
+    // The senior renames it and hands it to another PM of their team; both boards follow.
+    const theirs = new PropertiesPage(senior.page);
+    await theirs.open();
+    await theirs.rows().filter({ hasText: "P-ADD-1" }).getByTestId("edit-property").click();
+    const edit = senior.page.getByTestId("property-form");
+    await edit.getByTestId("property-name").fill("Added Home East");
+    await edit.getByTestId("property-pm").selectOption({ label: "Casey Team" });
+    await edit.getByTestId("save-property").click();
+    await expect(theirs.rows().filter({ hasText: "P-ADD-1" })).toContainText("Added Home East");
+    await expect.poll(() => psql(`SELECT p.name || ' ' || u.email FROM properties p JOIN users u ON u.id = p.property_manager_id
+                                   WHERE p.property_id = 'P-ADD-1'`)).toBe("Added Home East pm-team@turns.demo");
+    await expect(pm.board.card(turn)).toHaveCount(0);
+    await pm.context.close();
+    await senior.context.close();
+  });
+
   test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
     const turn = makeTurn("LF-CONFLICT-1");
     const pm = await newUser(browser, "pm@turns.demo");

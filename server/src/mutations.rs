@@ -71,7 +71,7 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
         ),
         "turns_amount_non_negative" => ("turn_amount", "The amount cannot be negative."),
         "properties_property_id_idx" => ("property_id", "Another property already has this id."),
-        "properties_name_not_blank" => ("name", "This field is required."),
+        "properties_name_not_blank" => ("name", "Name is required."),
         "properties_year_built_range" => {
             ("year_built", "Year built must be between 1700 and 2200.")
         }
@@ -768,19 +768,21 @@ async fn create_property(
     if !actor.can_create_property() {
         return Err(Rejection::forbidden("Only managers and admins add properties.").into());
     }
-    let (pm, sr) = match actor.role {
-        Role::PropertyManager => {
-            if p.property_manager_id.is_some_and(|id| id != actor.user_id) {
-                return Err(Rejection::forbidden(
-                    "A property manager adds properties for themselves.",
-                )
-                .into());
-            }
-            (Some(actor.user_id), None)
+    let (pm, mut sr) = p.managers(actor)?;
+    if sr.is_none() {
+        if let Some(pm) = pm {
+            // Teams are not a table: a PM's senior is whoever oversees most of their homes. A new
+            // home joins that senior's oversight, so the senior sees it (and may reassign it).
+            sr = sqlx::query_scalar(
+                "SELECT sr_property_manager_id FROM properties
+                  WHERE property_manager_id = $1 AND sr_property_manager_id IS NOT NULL
+                  GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+            )
+            .bind(pm)
+            .fetch_optional(&mut *conn)
+            .await?;
         }
-        Role::SrPropertyManager => (p.property_manager_id, Some(actor.user_id)),
-        _ => (p.property_manager_id, None),
-    };
+    }
     if let Some(pm) = pm {
         check_assignee(conn, actor, pm).await?;
     }

@@ -356,6 +356,14 @@ async fn every_role_writes_only_what_the_policy_allows() {
     )
     .await;
     assert!(matches!(created, Outcome::Applied { .. }), "{created:?}");
+    // The senior who oversees the PM's other homes oversees the new one (and so sees it).
+    let senior: Option<Uuid> =
+        sqlx::query_scalar("SELECT sr_property_manager_id FROM properties WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("home");
+    assert_eq!(senior, Some(actor(pool, "srpm@turns.demo").await.user_id));
     let reassign = run(
         pool,
         &pm,

@@ -338,15 +338,55 @@ impl Local {
         net::start(*self);
     }
 
+    /// The homes as the user sees them: the device's copy with their own queued changes to
+    /// homes applied (a home added offline is there at once, and can have turns).
+    pub fn homes(&self) -> Memo<Vec<PropertyRow>> {
+        let this = *self;
+        Memo::new(move |_| {
+            let mut homes = this.properties.get();
+            let by = this.meta.with(|m| {
+                m.as_ref().map_or(
+                    turns::Actor {
+                        user_id: Uuid::nil(),
+                        role: turns::Role::User,
+                        vendor_id: None,
+                    },
+                    |m| turns::Actor {
+                        user_id: m.viewer,
+                        role: m.role,
+                        vendor_id: None,
+                    },
+                )
+            });
+            let mut queued: Vec<Pending> = this.outbox.get();
+            queued.sort_by_key(|p| p.seq);
+            for p in &queued {
+                match &p.mutation.change {
+                    Change::CreateProperty(new) if !homes.iter().any(|h| h.id == new.id) => {
+                        homes.push(PropertyRow::made(new, &by));
+                    }
+                    Change::UpdateProperty { property, edits } => {
+                        if let Some(home) = homes.iter_mut().find(|h| h.id == *property) {
+                            edits.iter().for_each(|e| home.apply(e));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            homes
+        })
+    }
+
     /// The optimistic view the board renders.
     pub fn view(&self) -> Memo<Vec<ViewCard>> {
         let this = *self;
+        let homes = self.homes();
         Memo::new(move |_| {
             let meta = this.meta.read();
             let base = this.base.read();
             let outbox = this.outbox.read();
             let failed = this.failed.read();
-            let homes = this.properties.read();
+            let homes = homes.read();
             optimistic(&base, &outbox, &failed, meta.as_ref(), &homes)
         })
     }
