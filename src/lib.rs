@@ -15,6 +15,7 @@ pub mod shape_follower;
 pub mod shape_protocol;
 pub mod shape_rows;
 pub mod shape_watch;
+pub mod timeline;
 pub mod wire;
 
 pub use approval::{ApprovalLevel, ApprovalStatus, Thresholds};

@@ -186,6 +186,17 @@ pub async fn turn_history() -> Result<History, AppError> {
     })
 }
 
+/// A turn's timeline (every write, who, when, before → after), read on demand.
+#[server(endpoint = "timeline")]
+pub async fn turn_timeline(turn: uuid::Uuid) -> Result<Vec<turns::timeline::Entry>, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::queries::timeline(&state.pool, &user.actor(), turn)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::fail(AppError::Forbidden))
+}
+
 /// The most mutations one call carries; the outbox sends in batches of this size.
 pub const MAX_BATCH: usize = 50;
 

@@ -4,6 +4,7 @@
 //! carry the values the user saw when the drawer opened, so the server can merge them with other
 //! people's changes or report a conflict.
 use crate::local::{ended_notice, now_ms, Ended, Failed, Local, SyncState, ViewCard};
+use crate::timeline::TurnTimeline;
 use leptos::prelude::*;
 use turns::model::{format_usd, TurnCard};
 use turns::mutation::{Change, Edit, FieldError, Rejection, TurnEdit};
@@ -172,6 +173,7 @@ fn DrawerBody(
         <ul class="field-errors" role="alert" data-testid="field-errors">
             {move || errors.get().into_iter().map(|e| view! { <li>{e.message}</li> }).collect_view()}
         </ul>
+        <TurnTimeline turn=id/>
     }
     .into_any()
 }

@@ -13,6 +13,7 @@ mod properties;
 mod property_form;
 #[cfg(feature = "ssr")]
 pub mod server;
+mod timeline;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -126,6 +126,11 @@ test.describe("desktop", () => {
 
     await board.open(turn);
     const drawer = page.getByTestId("drawer");
+    // Its history so far: started, by whom, with what.
+    await drawer.getByTestId("show-timeline").click();
+    const started = drawer.getByTestId("timeline-entry").first();
+    await expect(started).toContainText("Started the turn by");
+    await expect(started.getByTestId("timeline-change").first()).toHaveText(`Turn ID: — → ${turn}`);
     await drawer.getByTestId("cancel-turn").click();
     await drawer.getByTestId("confirm-cancel").click();
     await expect(drawer.getByTestId("field-errors")).toHaveText("Say why the turn is cancelled.");

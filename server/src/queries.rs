@@ -301,3 +301,93 @@ where
         .fetch_all(pool)
         .await
 }
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    created_at: chrono::DateTime<chrono::Utc>,
+    device_time: Option<chrono::DateTime<chrono::Utc>>,
+    action: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    who: Option<String>,
+    decision_reason: Option<String>,
+}
+
+/// The most entries a turn's timeline shows.
+const TIMELINE_ENTRIES: i64 = 500;
+
+/// A turn's timeline for `actor`, in the order the work was done (`None`: not a turn they may
+/// see, whether or not it exists). Cancelled turns keep theirs.
+pub async fn timeline(
+    pool: &PgPool,
+    actor: &Actor,
+    turn: Uuid,
+) -> Result<Option<Vec<turns::timeline::Entry>>, sqlx::Error> {
+    let s = scope_sql(actor.scope());
+    let visible: bool = sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM turns t JOIN properties p ON p.id = t.property_id
+                         WHERE t.id = $3 AND {})",
+        s.turn_filter
+    ))
+    .bind(s.id)
+    .bind(s.status)
+    .bind(turn)
+    .fetch_one(pool)
+    .await?;
+    if !visible {
+        return Ok(None);
+    }
+    // A decision's reason is in its own row, written in the same transaction as its audit row.
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT a.created_at, a.device_time, a.action, a.before, a.after,
+                nullif(concat_ws(' ', u.first_name, u.last_name), '') AS who,
+                d.reason AS decision_reason
+           FROM audit_logs a
+           LEFT JOIN users u ON u.id = a.actor_id
+           LEFT JOIN approval_decisions d
+                  ON a.action IN ('approve', 'reject') AND d.turn_id = a.row_id
+                 AND d.actor_id = a.actor_id AND d.created_at = a.created_at
+          WHERE a.table_name = 'turns' AND a.row_id = $1
+          ORDER BY coalesce(a.device_time, a.created_at), a.created_at
+          LIMIT $2",
+    )
+    .bind(turn)
+    .bind(TIMELINE_ENTRIES)
+    .fetch_all(pool)
+    .await?;
+    let names: std::collections::HashMap<String, String> = sqlx::query_as(
+        "SELECT id::text, name FROM turn_stages UNION ALL SELECT id::text, name FROM vendors",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let financials = actor.sees_turn_financials();
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| {
+                let cancelled = r
+                    .after
+                    .as_ref()
+                    .and_then(|a| a.get("cancel_reason")?.as_str());
+                let note = match r.action.as_str() {
+                    "cancel_turn" => cancelled.map(str::to_string),
+                    _ => r.decision_reason.clone(),
+                };
+                turns::timeline::Entry {
+                    at: r.created_at,
+                    device_time: r.device_time,
+                    who: r.who,
+                    action: turns::timeline::action_label(&r.action).to_string(),
+                    changes: turns::timeline::changes(
+                        r.before.as_ref(),
+                        r.after.as_ref(),
+                        financials,
+                        |_, id| names.get(id).cloned(),
+                    ),
+                    note,
+                }
+            })
+            .collect(),
+    ))
+}

@@ -1046,3 +1046,110 @@ async fn a_manager_cancels_a_turn_with_a_reason_and_it_is_kept() {
         Rejection::Invalid { .. }
     ));
 }
+
+/// A turn's timeline: each write in the order it was done on the device (offline work written
+/// late still reads in its place), who made it, the fields before → after with names, a
+/// rejection's reason; the money only for those who see it, and nothing for those who may not
+/// see the turn.
+#[tokio::test]
+async fn a_turn_s_timeline_reads_as_the_work_was_done_for_those_who_may_see_it() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let pm3 = actor(pool, "pm3@turns.demo").await;
+    let dfo = actor(pool, "dfo@turns.demo").await;
+    let vendor = actor(pool, "vendor@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let (notice, approval) = (stage(pool, "Notice").await, stage(pool, "Approval").await);
+    // Made offline an hour ago, written now.
+    let late = Mutation {
+        device_time: Utc::now() - chrono::Duration::hours(1),
+        ..mutation(edit(
+            turn,
+            vec![TurnEdit::WoNumber(Edit {
+                from: None,
+                to: Some("WO-T1".into()),
+            })],
+        ))
+    };
+    let written = apply(pool, &pm, &late).await.expect("ran");
+    assert!(matches!(written, Outcome::Applied { .. }), "{written:?}");
+    let moved = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![
+                amount(None, usd(6000)),
+                TurnEdit::Stage(Edit {
+                    from: notice,
+                    to: approval,
+                }),
+            ],
+        ),
+    )
+    .await;
+    assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    let reject = Change::DecideApproval {
+        turn,
+        approve: false,
+        amount: None,
+        reason: Some("Get a second bid.".into()),
+    };
+    assert!(matches!(
+        run(pool, &dfo, reject).await,
+        Outcome::Applied { .. }
+    ));
+    sqlx::query("UPDATE turns SET vendor_id = $2 WHERE id = $1")
+        .bind(turn)
+        .bind(vendor.vendor_id)
+        .execute(pool)
+        .await
+        .expect("assign");
+
+    let entries = turns_server::queries::timeline(pool, &pm, turn)
+        .await
+        .expect("read")
+        .expect("the PM sees it");
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    // The offline edit was made first: it reads first, though written after the turn began.
+    assert_eq!(
+        actions,
+        ["Changed", "Started the turn", "Changed", "Rejected"]
+    );
+    assert!(entries[0].written_later() && !entries[1].written_later());
+    assert!(entries.iter().all(|e| e.who.is_some()));
+    let moved = &entries[2].changes;
+    let stage_change = moved.iter().find(|c| c.label == "Stage").expect("stage");
+    assert_eq!(
+        (
+            stage_change.before.as_deref(),
+            stage_change.after.as_deref()
+        ),
+        (Some("Notice"), Some("Approval"))
+    );
+    assert!(moved
+        .iter()
+        .any(|c| c.label == "Amount" && c.after.as_deref() == Some("$6,000.00")));
+    assert_eq!(entries[3].note.as_deref(), Some("Get a second bid."));
+
+    // The vendor now doing the work sees the history without the amount or the approval.
+    let theirs = turns_server::queries::timeline(pool, &vendor, turn)
+        .await
+        .expect("read")
+        .expect("the vendor sees it");
+    assert_eq!(theirs.len(), entries.len());
+    assert!(theirs
+        .iter()
+        .flat_map(|e| &e.changes)
+        .all(|c| c.label != "Amount" && c.label != "Approval"));
+    // Another PM's turn: nothing, as for a turn that does not exist.
+    assert!(turns_server::queries::timeline(pool, &pm3, turn)
+        .await
+        .expect("read")
+        .is_none());
+    assert!(turns_server::queries::timeline(pool, &pm, Uuid::new_v4())
+        .await
+        .expect("read")
+        .is_none());
+}

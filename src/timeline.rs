@@ -1,0 +1,176 @@
+//! A turn's history as people read it: every write the audit log kept, who made it, when on the
+//! server and when on the device, and the fields it changed (before → after), shown to each
+//! viewer only as far as they may see the turn's money.
+use crate::model::format_usd;
+use crate::{ApprovalStatus, Decimal};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One write to the turn.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When the server wrote it.
+    pub at: DateTime<Utc>,
+    /// When the user made it, by their device's clock (offline work is written later).
+    pub device_time: Option<DateTime<Utc>>,
+    pub who: Option<String>,
+    /// What was done, in words ("Moved", "Approved", …).
+    pub action: String,
+    pub changes: Vec<FieldChange>,
+    /// The reason given (a rejection's, a cancellation's).
+    pub note: Option<String>,
+}
+
+impl Entry {
+    /// When it was done: on the device when known, so work done offline reads in its order.
+    pub fn done_at(&self) -> DateTime<Utc> {
+        self.device_time.unwrap_or(self.at)
+    }
+
+    /// Written well after it was made (offline, or queued behind a slow connection).
+    pub fn written_later(&self) -> bool {
+        (self.at - self.done_at()).num_seconds() > 60
+    }
+}
+
+/// One field a write changed, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub label: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// The turn columns a timeline shows, with their labels.
+const SHOWN: &[(&str, &str)] = &[
+    ("turn_id", "Turn ID"),
+    ("stage_id", "Stage"),
+    ("vendor_id", "Vendor"),
+    ("turn_amount", "Amount"),
+    ("approved_turn_amount", "Approved amount"),
+    ("approval_status", "Approval"),
+    ("wo_number", "Work order"),
+    ("move_out_date", "Move-out date"),
+    ("expected_completion_date", "Expected completion"),
+    ("turn_completion_date", "Completed"),
+];
+
+/// Columns only those who see a turn's financials see (as `TurnCard::redact_for`).
+const FINANCIAL: &[&str] = &["turn_amount", "approval_status"];
+
+/// What an audit action reads as.
+pub fn action_label(action: &str) -> &'static str {
+    match action {
+        "create_turn" => "Started the turn",
+        "edit_turn" => "Changed",
+        "submit_for_approval" => "Submitted for approval",
+        "approve" => "Approved",
+        "reject" => "Rejected",
+        "cancel_turn" => "Cancelled the turn",
+        _ => "Changed",
+    }
+}
+
+/// The fields a write changed (`before`, `after`: the row as JSON), as text; `name` gives the
+/// name behind an id column's value (stages, vendors), and `financials` whether the viewer sees
+/// the money.
+pub fn changes(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    financials: bool,
+    name: impl Fn(&str, &str) -> Option<String>,
+) -> Vec<FieldChange> {
+    let text = |row: Option<&Value>, column: &str| -> Option<String> {
+        let value = row?.get(column)?;
+        let raw = match value {
+            Value::Null => return None,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Some(match column {
+            "stage_id" | "vendor_id" => name(column, &raw).unwrap_or(raw),
+            "turn_amount" | "approved_turn_amount" => {
+                raw.parse::<Decimal>().map(format_usd).unwrap_or(raw)
+            }
+            "approval_status" => serde_json::from_value::<ApprovalStatus>(value.clone())
+                .map(|s| s.label().to_string())
+                .unwrap_or(raw),
+            _ => raw,
+        })
+    };
+    SHOWN
+        .iter()
+        .filter(|(column, _)| financials || !FINANCIAL.contains(column))
+        .filter_map(|(column, label)| {
+            let (b, a) = (text(before, column), text(after, column));
+            (b != a).then(|| FieldChange {
+                label: label.to_string(),
+                before: b,
+                after: a,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_write_reads_as_its_changed_fields_with_names_and_money() {
+        let before = json!({"stage_id": "s1", "vendor_id": null, "turn_amount": 1200.5,
+            "approval_status": "PENDING", "wo_number": "WO-1", "version": 3});
+        let after = json!({"stage_id": "s2", "vendor_id": "v1", "turn_amount": 1200.5,
+            "approval_status": "DFO_APPROVAL_NEEDED", "wo_number": "WO-1", "version": 4});
+        let name =
+            |column: &str, id: &str| Some(format!("{column}:{id}")).filter(|_| id != "unknown");
+        let change = |label: &str, before: Option<&str>, after: Option<&str>| FieldChange {
+            label: label.into(),
+            before: before.map(str::to_string),
+            after: after.map(str::to_string),
+        };
+        assert_eq!(
+            changes(Some(&before), Some(&after), true, name),
+            vec![
+                change("Stage", Some("stage_id:s1"), Some("stage_id:s2")),
+                change("Vendor", None, Some("vendor_id:v1")),
+                change("Approval", Some("Pending"), Some("Needs DFO approval")),
+            ]
+        );
+        // Without financials the approval is not shown; the rest is.
+        assert_eq!(changes(Some(&before), Some(&after), false, name).len(), 2);
+        // A new turn: every field it was made with.
+        let made = changes(
+            None,
+            Some(&json!({"turn_id": "P-1-ABCDE", "turn_amount": "99"})),
+            true,
+            name,
+        );
+        assert_eq!(
+            made,
+            vec![
+                change("Turn ID", None, Some("P-1-ABCDE")),
+                change("Amount", None, Some(&format_usd(Decimal::new(99, 0)))),
+            ]
+        );
+    }
+
+    #[test]
+    fn offline_work_reads_in_the_order_it_was_done() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let entry = |device: Option<i64>| Entry {
+            at,
+            device_time: device.map(|s| at - chrono::Duration::seconds(s)),
+            who: None,
+            action: "Changed".into(),
+            changes: Vec::new(),
+            note: None,
+        };
+        assert!(entry(Some(3600)).written_later());
+        assert!(!entry(Some(5)).written_later());
+        assert_eq!(entry(None).done_at(), at);
+        assert!(entry(Some(3600)).done_at() < entry(Some(60)).done_at());
+    }
+}
