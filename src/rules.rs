@@ -59,8 +59,15 @@ pub fn on_board(turn: &TurnCard, stages: &[Stage], today: NaiveDate) -> bool {
     let complete = stages
         .iter()
         .any(|s| s.id == turn.stage_id && s.is_complete_stage);
-    let cutoff = today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64);
-    !complete || turn.turn_completion_date.is_none_or(|d| d >= cutoff)
+    !complete
+        || turn
+            .turn_completion_date
+            .is_none_or(|d| d >= board_cutoff(today))
+}
+
+/// The oldest completion date a completed turn stays on the board with; older ones are History.
+pub fn board_cutoff(today: NaiveDate) -> NaiveDate {
+    today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64)
 }
 
 impl Board {

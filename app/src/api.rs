@@ -129,11 +129,10 @@ pub async fn list_properties() -> Result<Vec<PropertySummary>, AppError> {
         .map_err(ssr::internal)
 }
 
-/// Turns completed before what devices keep (the sync bound), and cancelled turns: the History
-/// page.
+/// Turns completed before the board's horizon, and cancelled turns: the History page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct History {
-    /// Turns completed before this day are not on the device.
+    /// Turns completed before this day are no longer on the board.
     pub before: chrono::NaiveDate,
     pub turns: Vec<turns::model::TurnCard>,
     /// More than `turns` exist (the oldest are not listed).
@@ -152,15 +151,13 @@ pub struct Cancelled {
 /// The most history one call returns.
 pub const HISTORY_ROWS: usize = 500;
 
-/// The signed-in user's older history: read on demand, never synced to the device.
+/// The signed-in user's history (off the board): read on demand from the server.
 #[server(endpoint = "history")]
 pub async fn turn_history() -> Result<History, AppError> {
     let user = ssr::require_user()?;
     let state = ssr::state()?;
-    let before = turns_server::authorized_shapes::synced_since(
-        chrono::Utc::now().date_naive(),
-        state.config.sync_completed_days,
-    );
+    // Every completed turn that left the board (those the device still keeps, too).
+    let before = turns::rules::board_cutoff(chrono::Utc::now().date_naive());
     let mut turns =
         turns_server::queries::history(&state.pool, &user.actor(), before, HISTORY_ROWS as i64 + 1)
             .await

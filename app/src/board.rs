@@ -101,15 +101,7 @@ pub fn BoardPage() -> impl IntoView {
 fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     // The browser takes over from the server's paint: local storage, then the stream.
     Effect::new(move |_| local.start());
-    let Some(Board {
-        role,
-        stages,
-        managers,
-        vendors,
-        today,
-        ..
-    }) = local.meta.get_untracked()
-    else {
+    let Some(Board { role, today, .. }) = local.meta.get_untracked() else {
         return ().into_any();
     };
     // The stages as the device knows them now: renamed, recoloured or reordered live.
@@ -152,22 +144,27 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
         let is_selected = value == selected.get_untracked();
         view! { <option value=value selected=is_selected>{name}</option> }
     };
-    let select = |name: &'static str,
-                  label: &'static str,
-                  all: &'static str,
-                  signal: RwSignal<String>,
-                  options: Vec<(Uuid, String)>| {
+    // Options follow the device's tables: a stage renamed, a vendor added shows in the filters.
+    let select = move |name: &'static str,
+                       label: &'static str,
+                       all: &'static str,
+                       signal: RwSignal<String>,
+                       options: fn(&Board) -> Vec<(Uuid, String)>| {
+        let options = move || {
+            local
+                .meta
+                .with(|m| m.as_ref().map(options).unwrap_or_default())
+        };
         view! {
             <label class="filter">{label}
                 <select name=name data-testid=format!("filter-{name}")
                     on:change=move |ev| signal.set(event_target_value(&ev))>
                     <option value="">{all}</option>
-                    {options.into_iter().map(|(id, n)| option(id, n, signal)).collect_view()}
+                    {move || options().into_iter().map(|(id, n)| option(id, n, signal)).collect_view()}
                 </select>
             </label>
         }
     };
-    let stage_options = stages.iter().map(|s| (s.id, s.name.clone())).collect();
     let show_pm = !matches!(role, Role::PropertyManager | Role::Vendor);
     let neighbours = move |stage: Uuid| {
         live_stages.with_untracked(|o| {
@@ -289,11 +286,12 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
                     prop:value=move || filters.search.get()
                     on:input=move |ev| filters.search.set(event_target_value(&ev))/>
             </label>
-            {select("stage", "Stage", "All stages", filters.stage, stage_options)}
+            {select("stage", "Stage", "All stages", filters.stage,
+                |b| b.stages.iter().map(|s| (s.id, s.name.clone())).collect())}
             {show_pm.then(|| select("pm", "Property manager", "All managers", filters.pm,
-                managers.into_iter().map(|m| (m.id, m.name)).collect()))}
+                |b| b.managers.iter().map(|m| (m.id, m.name.clone())).collect()))}
             {(role != Role::Vendor).then(|| select("vendor", "Vendor", "All vendors", filters.vendor,
-                vendors.into_iter().map(|v| (v.id, v.name)).collect()))}
+                |b| b.vendors.iter().map(|v| (v.id, v.name.clone())).collect()))}
             <button type="submit" class="apply">"Apply"</button>
         </form>
         // After the session ended the board is empty on purpose (the sync bar says why).

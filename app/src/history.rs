@@ -41,10 +41,14 @@ pub fn HistoryPage() -> impl IntoView {
                                 <div class="page-head">
                                     <h1>"History"</h1>
                                     <p class="count" data-testid="visible-count">
-                                        {move || format!("{} of {total} turns completed before {before}", visible.with(Vec::len))}
+                                        {move || format!(
+                                            "{} of {}{total} turns completed before {before}",
+                                            visible.with(Vec::len),
+                                            if more { "the newest " } else { "" },
+                                        )}
                                     </p>
                                 </div>
-                                <p class="muted">"Older turns stay on the server: this page needs a connection."</p>
+                                <p class="muted">"History is read from the server: this page needs a connection."</p>
                                 <label class="filter grow">"Search"
                                     <input type="search" placeholder="Turn, property…" data-testid="search"
                                         prop:value=move || search.get()

@@ -356,8 +356,12 @@ test.describe("desktop", () => {
       return n;
     };
     expect(await offered()).toBe(0);
+    const filterOption = pm.page.getByTestId("filter-vendor").locator("option", { hasText: "Live Ref Vendor" });
+    await expect(filterOption).toHaveCount(0);
     psql(`UPDATE vendors SET is_approved = true WHERE name = 'Live Ref Vendor'`);
     await expect.poll(offered).toBe(1);
+    // The board's filters follow the same tables.
+    await expect(filterOption).toHaveCount(1);
     expect(most, urls()).toBeLessThanOrEqual(2);
     expect([...open].some((r) => new URL(r.url()).pathname === "/api/shapes"), urls()).toBe(true);
     await pm.context.close();
@@ -453,7 +457,7 @@ test.describe("desktop", () => {
 
   test("history beyond the sync bound stays on the server and is read on demand", async ({ page }) => {
     // Completed 200 days ago: older than what devices keep (90 days, moved back to a Monday).
-    const old = makeTurn("LF-HIST-1", { pm: "pm2@turns.demo" });
+    const old = makeTurn("LF-HIST-1", { pm: "pm2@turns.demo", stage: "Rent ready" });
     psql(`UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
            WHERE turn_id = '${old}'`);
     const open = makeTurn("LF-HIST-2", { pm: "pm2@turns.demo" });

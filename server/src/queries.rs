@@ -4,7 +4,7 @@
 //! bound parameters, and the tests compare the results with the policy's own predicates.
 use chrono::NaiveDate;
 use sqlx::{PgExecutor, PgPool};
-use turns::model::{Board, Named, PropertySummary, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
+use turns::model::{Board, Named, PropertySummary, Stage, TurnCard};
 use turns::policy::Scope;
 use turns::{Actor, ApprovalStatus, Decimal, Thresholds};
 use uuid::Uuid;
@@ -106,12 +106,7 @@ pub async fn properties(pool: &PgPool, actor: &Actor) -> Result<Vec<PropertySumm
 /// completed recently, with money redacted where the policy says so.
 pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Board, sqlx::Error> {
     let stages = active_stages(pool).await?;
-    let turns = turns_in_scope(
-        pool,
-        actor,
-        Some(today - chrono::Days::new(COMPLETED_VISIBLE_DAYS as u64)),
-    )
-    .await?;
+    let turns = turns_in_scope(pool, actor, Some(turns::rules::board_cutoff(today))).await?;
     let mut managers = Vec::new();
     let mut vendors = Vec::new();
     for t in &turns {
@@ -203,8 +198,8 @@ pub async fn turns_in_scope(
     .await
 }
 
-/// History the devices do not keep: the actor's turns completed before `before` (the sync
-/// bound), most recent first, at most `limit`.
+/// History: the actor's turns completed before `before` (off the board: `rules::board_cutoff`),
+/// most recent first, at most `limit`.
 pub async fn history(
     pool: &PgPool,
     actor: &Actor,
@@ -214,7 +209,7 @@ pub async fn history(
     scoped_cards(
         pool,
         actor,
-        "t.turn_completion_date < $3",
+        "st.is_complete_stage AND t.turn_completion_date < $3",
         "t.turn_completion_date DESC, t.turn_id",
         Some(before),
         Some(limit),
