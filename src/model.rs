@@ -99,6 +99,14 @@ pub struct TurnCard {
     pub approval_status: Option<ApprovalStatus>,
     /// The row version (optimistic locking); edits carry it as their base.
     pub version: i32,
+    /// The vendor accepted the work.
+    #[serde(default)]
+    pub vendor_accepted: bool,
+    /// The last vendor who declined the work, and why (until another vendor is assigned).
+    #[serde(default)]
+    pub declined_vendor_id: Option<Uuid>,
+    #[serde(default)]
+    pub decline_reason: Option<String>,
 }
 
 impl TurnCard {
@@ -200,6 +208,7 @@ pub(crate) mod tests {
             approved_turn_amount: Some(Decimal::new(140000, 2)),
             approval_status: Some(ApprovalStatus::DfoApproved),
             version: 1,
+            ..TurnCard::default()
         }
     }
 

@@ -46,6 +46,15 @@ pub enum Change {
     SubmitForApproval {
         turn: Uuid,
     },
+    /// The vendor doing the work takes it on.
+    AcceptWork {
+        turn: Uuid,
+    },
+    /// The vendor turns the work down: it goes back to the managers, with the reason.
+    DeclineWork {
+        turn: Uuid,
+        reason: String,
+    },
     /// End a turn that will not be done (the resident stayed, the home is sold…): kept with the
     /// reason, off the board.
     CancelTurn {
@@ -72,6 +81,8 @@ impl Change {
             Change::EditTurn { .. } => "edit_turn",
             Change::SubmitForApproval { .. } => "submit_for_approval",
             Change::CancelTurn { .. } => "cancel_turn",
+            Change::AcceptWork { .. } => "accept_work",
+            Change::DeclineWork { .. } => "decline_work",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -84,6 +95,8 @@ impl Change {
             Change::EditTurn { turn, .. }
             | Change::SubmitForApproval { turn }
             | Change::CancelTurn { turn, .. }
+            | Change::AcceptWork { turn }
+            | Change::DeclineWork { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
             Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
         }
@@ -111,6 +124,13 @@ impl Change {
             Change::CancelTurn { reason, .. } => {
                 if reason.trim().is_empty() {
                     errors.push(FieldError::new("reason", "Say why the turn is cancelled."));
+                }
+                check_text("reason", reason, 2000, false, &mut errors);
+            }
+            Change::AcceptWork { .. } => {}
+            Change::DeclineWork { reason, .. } => {
+                if reason.trim().is_empty() {
+                    errors.push(FieldError::new("reason", "Say why you decline this job."));
                 }
                 check_text("reason", reason, 2000, false, &mut errors);
             }
@@ -217,7 +237,17 @@ impl TurnEdit {
     pub fn apply(&self, turn: &mut TurnCard) {
         match self {
             TurnEdit::Stage(e) => turn.stage_id = e.to,
-            TurnEdit::Vendor(e) => turn.vendor_id = e.to,
+            TurnEdit::Vendor(e) => {
+                if turn.vendor_id != e.to {
+                    // A new vendor has yet to accept; once one is assigned, a decline is past.
+                    turn.vendor_accepted = false;
+                    if e.to.is_some() {
+                        turn.declined_vendor_id = None;
+                        turn.decline_reason = None;
+                    }
+                }
+                turn.vendor_id = e.to;
+            }
             TurnEdit::Amount(e) => turn.turn_amount = e.to,
             TurnEdit::WoNumber(e) => turn.wo_number = e.to.clone(),
             TurnEdit::MoveOutDate(e) => turn.move_out_date = e.to,

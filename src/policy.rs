@@ -20,6 +20,7 @@ pub const VENDOR_TURN_COLUMNS: &[&str] = &[
     "vendor_id",
     "expected_completion_date",
     "turn_completion_date",
+    "vendor_accepted_at",
     "is_active",
     "version",
     "updated_at",

@@ -35,6 +35,48 @@ pub fn may_cancel(turn: &TurnCard) -> Result<(), Rejection> {
     }
 }
 
+/// The vendor takes the work on (nothing to do when they already have).
+fn accept(before: &TurnCard) -> Result<Option<TurnCard>, Rejection> {
+    if before.vendor_id.is_none() {
+        return Err(Rejection::invalid_field(
+            "vendor_id",
+            "This job has no vendor to accept it.",
+        ));
+    }
+    if before.vendor_accepted {
+        return Ok(None);
+    }
+    Ok(Some(TurnCard {
+        vendor_accepted: true,
+        ..before.clone()
+    }))
+}
+
+/// The vendor turns the work down: the turn goes back to its managers without a vendor, with
+/// who declined and why. Finished work is not declined.
+fn decline(before: &TurnCard, reason: &str) -> Result<TurnCard, Rejection> {
+    let Some(vendor) = before.vendor_id else {
+        return Err(Rejection::invalid_field(
+            "vendor_id",
+            "This job has no vendor to decline it.",
+        ));
+    };
+    if before.turn_completion_date.is_some() {
+        return Err(Rejection::invalid_field(
+            "turn_completion_date",
+            "Completed work cannot be declined.",
+        ));
+    }
+    Ok(TurnCard {
+        vendor_id: None,
+        vendor_name: None,
+        vendor_accepted: false,
+        declined_vendor_id: Some(vendor),
+        decline_reason: Some(reason.trim().to_string()),
+        ..before.clone()
+    })
+}
+
 /// Whether the actor may make this edit: the turn's managers make any; the vendor doing the work
 /// records progress and completion.
 pub fn may_edit(actor: &Actor, turn: &TurnFacts, edit: &TurnEdit) -> Result<(), Rejection> {
@@ -93,6 +135,8 @@ impl TurnRules<'_> {
             }
             Change::SubmitForApproval { .. } => self.submit(before),
             Change::CancelTurn { .. } => may_cancel(before).map(|()| None),
+            Change::AcceptWork { .. } => accept(before),
+            Change::DeclineWork { reason, .. } => decline(before, reason).map(Some),
             Change::DecideApproval {
                 approve, amount, ..
             } => match before.approval_status.and_then(ApprovalStatus::awaiting) {
@@ -295,6 +339,76 @@ mod tests {
 
     fn stages() -> Vec<Stage> {
         (1..=7).map(|o| stage(o, o == 3, o == 7)).collect()
+    }
+
+    #[test]
+    fn a_vendor_accepts_or_declines_and_a_new_vendor_starts_afresh() {
+        let (limits, stages) = (Thresholds::default(), stages());
+        let rules = TurnRules {
+            thresholds: &limits,
+            stages: &stages,
+            is_core: true,
+            today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
+        };
+        let (turn, vendor, other) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let card = TurnCard {
+            id: turn,
+            vendor_id: Some(vendor),
+            ..TurnCard::default()
+        };
+        let accepted = rules
+            .apply(&card, &Change::AcceptWork { turn })
+            .expect("allowed")
+            .expect("changed");
+        assert!(accepted.vendor_accepted);
+        assert_eq!(
+            rules.apply(&accepted, &Change::AcceptWork { turn }),
+            Ok(None)
+        );
+        let decline = Change::DeclineWork {
+            turn,
+            reason: " Booked that week ".into(),
+        };
+        let declined = rules
+            .apply(&accepted, &decline)
+            .expect("allowed")
+            .expect("changed");
+        assert_eq!(
+            (
+                declined.vendor_id,
+                declined.vendor_accepted,
+                declined.declined_vendor_id
+            ),
+            (None, false, Some(vendor))
+        );
+        assert_eq!(declined.decline_reason.as_deref(), Some("Booked that week"));
+        // Nothing to accept or decline without a vendor; finished work is not declined.
+        assert!(rules
+            .apply(&declined, &Change::AcceptWork { turn })
+            .is_err());
+        let finished = TurnCard {
+            turn_completion_date: NaiveDate::from_ymd_opt(2026, 12, 1),
+            ..card.clone()
+        };
+        assert!(rules.apply(&finished, &decline).is_err());
+        // The managers assign another vendor: the decline is past, the new one has to accept.
+        let reassigned = rules
+            .edit(
+                &declined,
+                &[TurnEdit::Vendor(crate::mutation::Edit {
+                    from: None,
+                    to: Some(other),
+                })],
+            )
+            .expect("assigned");
+        assert_eq!(
+            (
+                reassigned.vendor_accepted,
+                reassigned.declined_vendor_id,
+                reassigned.decline_reason
+            ),
+            (false, None, None)
+        );
     }
 
     #[test]

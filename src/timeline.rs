@@ -68,6 +68,8 @@ pub fn action_label(action: &str) -> &'static str {
         "approve" => "Approved",
         "reject" => "Rejected",
         "cancel_turn" => "Cancelled the turn",
+        "accept_work" => "Accepted the job",
+        "decline_work" => "Declined the job",
         _ => "Changed",
     }
 }

@@ -342,6 +342,15 @@ fn Card(
         SyncState::Error => Some(("Not saved", "badge sync-error")),
     }
     .map(|(label, class)| view! { <span class=class data-testid="sync-badge">{label}</span> });
+    // The vendor's answer: accepted, or declined with why (until another vendor is given it).
+    let accepted = (turn.vendor_id.is_some() && turn.vendor_accepted).then(
+        || view! { <span class="badge accepted" data-testid="accepted-badge">"Accepted"</span> },
+    );
+    let declined = turn
+        .decline_reason
+        .clone()
+        .filter(|_| turn.vendor_id.is_none())
+        .map(|why| view! { <p class="declined" data-testid="declined">{format!("Declined by the vendor: {why}")}</p> });
     let id = turn.id;
     view! {
         <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()
@@ -359,6 +368,7 @@ fn Card(
                     aria-label=format!("Open turn {}", turn.turn_id)
                     on:click=move |_| selected.set(Some(id))>{turn.turn_id.clone()}</button>
                 {status}
+                {accepted}
                 {sync_badge}
             </div>
             <div class="prop">
@@ -373,6 +383,7 @@ fn Card(
                 })}
                 {overdue.then(|| view! { <span class="badge overdue-badge" data-testid="overdue">"Overdue"</span> })}
             </div>
+            {declined}
             {mover}
         </li>
     }

@@ -352,32 +352,69 @@ fn cancel_form(
     seen: &TurnCard,
     submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let (turn, version) = (seen.id, seen.version);
+    let turn = seen.id;
+    reason_form(
+        ReasonForm {
+            key: "cancel-turn",
+            opens: "Cancel turn…",
+            prompt: "Why is this turn cancelled?",
+            confirm: "Cancel this turn",
+            keep: "Keep it",
+        },
+        move |reason| Change::CancelTurn { turn, reason },
+        seen.version,
+        submit,
+    )
+}
+
+/// The words of a change that needs a reason (cancelling a turn, declining a job); `key` names
+/// its controls for tests (`{key}`, `{key}-reason`, `confirm-{key}`).
+struct ReasonForm {
+    key: &'static str,
+    opens: &'static str,
+    prompt: &'static str,
+    confirm: &'static str,
+    keep: &'static str,
+}
+
+/// A button that asks for the reason, then makes the change with it.
+fn reason_form(
+    words: ReasonForm,
+    make: impl Fn(String) -> Change + Copy + Send + Sync + 'static,
+    version: i32,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let ReasonForm {
+        key,
+        opens,
+        prompt,
+        confirm,
+        keep,
+    } = words;
     let asking = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     move || {
         if !asking.get() {
             return view! {
-                <div class="actions cancel-turn">
-                    <button type="button" class="danger" data-testid="cancel-turn"
-                        on:click=move |_| asking.set(true)>"Cancel turn…"</button>
+                <div class="actions with-reason">
+                    <button type="button" class="danger" data-testid=key
+                        on:click=move |_| asking.set(true)>{opens}</button>
                 </div>
             }
             .into_any();
         }
         view! {
-            <div class="drawer-form cancel-turn">
-                <label>"Why is this turn cancelled?"
-                    <textarea data-testid="cancel-reason" prop:value=move || reason.get()
+            <div class="drawer-form with-reason">
+                <label>{prompt}
+                    <textarea data-testid=format!("{key}-reason") prop:value=move || reason.get()
                         on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
                 </label>
                 <div class="actions">
-                    <button type="button" class="danger" data-testid="confirm-cancel"
-                        on:click=move |_| submit(
-                            vec![Change::CancelTurn { turn, reason: reason.get_untracked() }],
-                            Some(version),
-                        )>"Cancel this turn"</button>
-                    <button type="button" on:click=move |_| asking.set(false)>"Keep it"</button>
+                    <button type="button" class="danger" data-testid=format!("confirm-{key}")
+                        on:click=move |_| submit(vec![make(reason.get_untracked())], Some(version))>
+                        {confirm}
+                    </button>
+                    <button type="button" on:click=move |_| asking.set(false)>{keep}</button>
                 </div>
             </div>
         }
@@ -387,8 +424,39 @@ fn cancel_form(
 
 fn vendor_form(
     seen: &TurnCard,
-    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
+    let turn = seen.id;
+    let answer = match (seen.vendor_accepted, seen.turn_completion_date) {
+        (true, _) => view! { <p class="muted" data-testid="accepted">"You accepted this job."</p> }
+            .into_any(),
+        // Finished work is neither accepted nor declined any more.
+        (false, Some(_)) => ().into_any(),
+        (false, None) => {
+            let version = seen.version;
+            view! {
+                <div class="actions">
+                    <button type="button" class="primary" data-testid="accept-work"
+                        on:click=move |_| submit(vec![Change::AcceptWork { turn }], Some(version))>
+                        "Accept job"
+                    </button>
+                </div>
+                {reason_form(
+                    ReasonForm {
+                        key: "decline-work",
+                        opens: "Decline…",
+                        prompt: "Why do you decline this job? The property manager sees this.",
+                        confirm: "Decline this job",
+                        keep: "Keep it",
+                    },
+                    move |reason| Change::DeclineWork { turn, reason },
+                    version,
+                    submit,
+                )}
+            }
+            .into_any()
+        }
+    };
     let expected = RwSignal::new(date_text(seen.expected_completion_date));
     let s = StoredValue::new(seen.clone());
     let save = move |ev: leptos::ev::SubmitEvent| {
@@ -421,6 +489,7 @@ fn vendor_form(
     };
     let done = seen.turn_completion_date;
     view! {
+        {answer}
         <form class="drawer-form" on:submit=save>
             {field("Expected completion", "edit-expected", Input::Date, expected)}
             <div class="actions">

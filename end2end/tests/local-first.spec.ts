@@ -132,11 +132,11 @@ test.describe("desktop", () => {
     await expect(started).toContainText("Started the turn by");
     await expect(started.getByTestId("timeline-change").first()).toHaveText(`Turn ID: — → ${turn}`);
     await drawer.getByTestId("cancel-turn").click();
-    await drawer.getByTestId("confirm-cancel").click();
+    await drawer.getByTestId("confirm-cancel-turn").click();
     await expect(drawer.getByTestId("field-errors")).toHaveText("Say why the turn is cancelled.");
-    await drawer.getByTestId("cancel-reason").fill("The resident renewed the lease.");
+    await drawer.getByTestId("cancel-turn-reason").fill("The resident renewed the lease.");
     await snap(page, info, "cancel-turn");
-    await drawer.getByTestId("confirm-cancel").click();
+    await drawer.getByTestId("confirm-cancel-turn").click();
     await expect(board.card(turn)).toHaveCount(0);
     await expect(board.pending()).toHaveText("All changes saved");
     expect(psql(`SELECT is_active || ' ' || cancel_reason FROM turns WHERE turn_id = '${turn}'`))
@@ -596,6 +596,40 @@ test.describe("desktop", () => {
 
 test.describe("vendor on a phone", () => {
   onlyOn("phone");
+
+  test("accepts one job and declines another with a reason, offline too; the manager sees why", async ({ browser, page, context }, info) => {
+    // Given by the PM (as the PM's board would: another user, simulated).
+    const take = makeTurn("LF-ANSWER-1", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
+    const pass = makeTurn("LF-ANSWER-2", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
+    const board = await logInAs(page, "vendor@turns.demo");
+    await board.live();
+    await board.open(take);
+    await page.getByTestId("accept-work").click();
+    await expect(board.card(take).getByTestId("accepted-badge")).toBeVisible();
+
+    await context.setOffline(true);
+    await board.open(pass);
+    await page.getByTestId("decline-work").click();
+    await page.getByTestId("confirm-decline-work").click();
+    await expect(page.getByTestId("field-errors")).toHaveText("Say why you decline this job.");
+    await page.getByTestId("decline-work-reason").fill("Booked solid that week.");
+    await snap(page, info, "vendor-decline");
+    await page.getByTestId("confirm-decline-work").click();
+    await expect(board.card(pass)).toHaveCount(0);
+    await context.setOffline(false);
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(take, "vendor_accepted_at")).not.toBe("");
+    expect(turnField(pass, "vendor_id")).toBe("");
+    expect(turnField(pass, "decline_reason")).toBe("Booked solid that week.");
+
+    const pm = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const pmPage = await pm.newPage();
+    const pmBoard = await logInAs(pmPage, "pm2@turns.demo");
+    await expect(pmBoard.card(pass).getByTestId("declined")).toHaveText("Declined by the vendor: Booked solid that week.");
+    await expect(pmBoard.card(pass).getByTestId("vendor")).toHaveText("No vendor yet");
+    await expect(pmBoard.card(take).getByTestId("accepted-badge")).toBeVisible();
+    await pm.close();
+  });
 
   test("records progress and completion; an edit the server refuses rolls back with its reason", async ({ page, context }, info) => {
     const mine = makeTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });

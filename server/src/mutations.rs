@@ -224,6 +224,9 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         }
         Change::SubmitForApproval { turn } => submit(conn, actor, m, *turn).await,
         Change::CancelTurn { turn, reason } => cancel(conn, actor, m, *turn, reason).await,
+        Change::AcceptWork { turn } | Change::DeclineWork { turn, .. } => {
+            answer_assignment(conn, actor, m, *turn).await
+        }
         Change::DecideApproval {
             turn,
             approve,
@@ -511,7 +514,9 @@ async fn write_turn(
            UPDATE turns SET stage_id = $2, vendor_id = $3, turn_amount = $4,
                   approved_turn_amount = $5, approval_status = $6, wo_number = $7,
                   move_out_date = $8, expected_completion_date = $9, turn_completion_date = $10,
-                  updated_by = $11
+                  updated_by = $11,
+                  vendor_accepted_at = CASE WHEN $17 THEN coalesce(vendor_accepted_at, now()) END,
+                  declined_vendor_id = $18, decline_reason = $19
             WHERE id = $1 {check}
         RETURNING to_jsonb(turns.*) AS row){receipt}
          INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
@@ -535,6 +540,9 @@ async fn write_turn(
     .bind(device_time(m))
     .bind(m.id)
     .bind(if_version)
+    .bind(t.vendor_accepted)
+    .bind(t.declined_vendor_id)
+    .bind(&t.decline_reason)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(txid)
@@ -595,6 +603,26 @@ async fn submit(
     }
     let facts = Facts::read(conn, locked.is_core).await?;
     let Some(after) = facts.rules().submit(&locked.card)? else {
+        return Ok(None);
+    };
+    write_locked_turn(conn, actor, m, &after, &locked.before).await
+}
+
+/// The vendor accepts or declines the work they were given (`rules`: what each does to the turn).
+async fn answer_assignment(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
+    if !actor.can_record_progress(&locked.facts) {
+        return Err(
+            Rejection::forbidden("Only the vendor given the work accepts or declines it.").into(),
+        );
+    }
+    let facts = Facts::read(conn, locked.is_core).await?;
+    let Some(after) = facts.rules().apply(&locked.card, &m.change)? else {
         return Ok(None);
     };
     write_locked_turn(conn, actor, m, &after, &locked.before).await

@@ -172,7 +172,8 @@ pub const CARD_COLUMNS: &str = "t.id, t.turn_id, t.property_id, p.property_id AS
      nullif(concat_ws(' ', pm.first_name, pm.last_name), '') AS pm_name,
      t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
      t.expected_completion_date, t.turn_completion_date, t.turn_amount,
-     t.approved_turn_amount, t.approval_status, t.version";
+     t.approved_turn_amount, t.approval_status, t.version,
+     t.vendor_accepted_at IS NOT NULL AS vendor_accepted, t.declined_vendor_id, t.decline_reason";
 pub const CARD_FROM: &str = "FROM turns t
        JOIN properties p ON p.id = t.property_id
        JOIN turn_stages st ON st.id = t.stage_id
@@ -361,12 +362,14 @@ pub async fn timeline(
     Ok(Some(
         rows.into_iter()
             .map(|r| {
-                let cancelled = r
-                    .after
-                    .as_ref()
-                    .and_then(|a| a.get("cancel_reason")?.as_str());
+                let after = |column: &str| {
+                    r.after
+                        .as_ref()
+                        .and_then(|a| Some(a.get(column)?.as_str()?.to_string()))
+                };
                 let note = match r.action.as_str() {
-                    "cancel_turn" => cancelled.map(str::to_string),
+                    "cancel_turn" => after("cancel_reason"),
+                    "decline_work" => after("decline_reason"),
                     _ => r.decision_reason.clone(),
                 };
                 turns::timeline::Entry {

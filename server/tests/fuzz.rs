@@ -488,6 +488,8 @@ fn change() -> impl Strategy<Value = Change> {
         2 => (uuid(), vec(turn_edit(), 0..4)).prop_map(|(turn, edits)| Change::EditTurn { turn, edits }),
         1 => uuid().prop_map(|turn| Change::SubmitForApproval { turn }),
         1 => (uuid(), text()).prop_map(|(turn, reason)| Change::CancelTurn { turn, reason }),
+        1 => uuid().prop_map(|turn| Change::AcceptWork { turn }),
+        1 => (uuid(), text()).prop_map(|(turn, reason)| Change::DeclineWork { turn, reason }),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
             |(turn, approve, amount, reason)| Change::DecideApproval {
                 turn,
@@ -583,7 +585,10 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
             }
         }
         Change::SubmitForApproval { .. } => {}
-        Change::CancelTurn { reason, .. } => refuse("reason", text_bad(reason, 2000, true)),
+        Change::CancelTurn { reason, .. } | Change::DeclineWork { reason, .. } => {
+            refuse("reason", text_bad(reason, 2000, true))
+        }
+        Change::AcceptWork { .. } => {}
         Change::DecideApproval {
             approve,
             amount,

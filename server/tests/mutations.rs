@@ -1153,3 +1153,94 @@ async fn a_turn_s_timeline_reads_as_the_work_was_done_for_those_who_may_see_it()
         .expect("read")
         .is_none());
 }
+
+/// The vendor given a job accepts it, or declines it with a reason: a declined turn goes back to
+/// its managers without a vendor, saying who declined and why, and leaves the vendor's reach; the
+/// next vendor assigned starts afresh. Only that vendor answers.
+#[tokio::test]
+async fn the_vendor_accepts_or_declines_the_work_it_is_given() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let vendor = actor(pool, "vendor@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let give = |from: Option<Uuid>, to: Option<Uuid>| {
+        edit(turn, vec![TurnEdit::Vendor(Edit { from, to })])
+    };
+    let given = run(pool, &pm, give(None, vendor.vendor_id)).await;
+    assert!(matches!(given, Outcome::Applied { .. }), "{given:?}");
+    let accept = Change::AcceptWork { turn };
+    assert!(matches!(
+        rejected(&run(pool, &pm, accept.clone()).await),
+        Rejection::Forbidden { .. }
+    ));
+    assert!(matches!(
+        run(pool, &vendor, accept.clone()).await,
+        Outcome::Applied { txid: Some(_) }
+    ));
+    // Accepting again changes nothing.
+    assert_eq!(
+        run(pool, &vendor, accept.clone()).await,
+        Outcome::Applied { txid: None }
+    );
+    let decline = |reason: &str| Change::DeclineWork {
+        turn,
+        reason: reason.into(),
+    };
+    assert!(matches!(
+        rejected(&run(pool, &vendor, decline(" ")).await),
+        Rejection::Invalid { .. }
+    ));
+    assert!(matches!(
+        run(pool, &vendor, decline("Booked that week")).await,
+        Outcome::Applied { .. }
+    ));
+    let (assigned, accepted, declined_by, reason): (
+        Option<Uuid>,
+        bool,
+        Option<Uuid>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT vendor_id, vendor_accepted_at IS NOT NULL, declined_vendor_id, decline_reason
+               FROM turns WHERE id = $1",
+    )
+    .bind(turn)
+    .fetch_one(pool)
+    .await
+    .expect("turn");
+    assert_eq!(
+        (assigned, accepted, declined_by, reason.as_deref()),
+        (None, false, vendor.vendor_id, Some("Booked that week"))
+    );
+    // No longer theirs: as for any turn they may not see.
+    assert!(matches!(
+        rejected(&run(pool, &vendor, accept).await),
+        Rejection::NotFound { .. }
+    ));
+    // The managers see who declined and why, until they give it to another vendor.
+    let card = turns_server::queries::turns_in_scope(pool, &pm, None)
+        .await
+        .expect("board")
+        .into_iter()
+        .find(|c| c.id == turn)
+        .expect("on the board");
+    assert_eq!(card.declined_vendor_id, vendor.vendor_id);
+    let other: Uuid = sqlx::query_scalar(
+        "SELECT id FROM vendors WHERE is_active AND is_approved AND id <> $1 LIMIT 1",
+    )
+    .bind(vendor.vendor_id)
+    .fetch_one(pool)
+    .await
+    .expect("another vendor");
+    assert!(matches!(
+        run(pool, &pm, give(None, Some(other))).await,
+        Outcome::Applied { .. }
+    ));
+    let cleared: (Option<Uuid>, Option<String>) =
+        sqlx::query_as("SELECT declined_vendor_id, decline_reason FROM turns WHERE id = $1")
+            .bind(turn)
+            .fetch_one(pool)
+            .await
+            .expect("turn");
+    assert_eq!(cleared, (None, None));
+}

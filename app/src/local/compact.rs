@@ -35,6 +35,10 @@ struct Row(
     Option<Decimal>,
     Option<ApprovalStatus>,
     i32,
+    // Added after rows were first stored: rows stored before read as not accepted, not declined.
+    #[serde(default)] bool,
+    #[serde(default)] Option<Uuid>,
+    #[serde(default)] Option<String>,
 );
 
 impl Cards {
@@ -76,6 +80,9 @@ impl Cards {
                 c.approved_turn_amount,
                 c.approval_status,
                 c.version,
+                c.vendor_accepted,
+                c.declined_vendor_id,
+                c.decline_reason.clone(),
             ));
         }
         out
@@ -112,6 +119,9 @@ impl Cards {
                     approved_turn_amount: r.10,
                     approval_status: r.11,
                     version: r.12,
+                    vendor_accepted: r.13,
+                    declined_vendor_id: r.14,
+                    decline_reason: r.15.clone(),
                 })
             })
             .collect()
@@ -142,6 +152,9 @@ mod tests {
             approved_turn_amount: None,
             approval_status: Some(ApprovalStatus::DfoApprovalNeeded),
             version: i as i32,
+            vendor_accepted: i.is_multiple_of(5),
+            declined_vendor_id: None,
+            decline_reason: i.is_multiple_of(7).then(|| "Booked".into()),
         }
     }
 
@@ -155,5 +168,23 @@ mod tests {
         assert_eq!(back.decode(), cards);
         let plain = serde_json::to_string(&cards).expect("encodes").len();
         assert!(stored.len() * 2 < plain, "{} vs {plain}", stored.len());
+    }
+
+    #[test]
+    fn rows_stored_before_the_vendor_s_answer_was_kept_still_read() {
+        let cards = vec![card(1, 1, Some(2))];
+        let mut stored: serde_json::Value =
+            serde_json::to_value(Cards::encode(&cards)).expect("encodes");
+        let row = stored["rows"][0].as_array_mut().expect("row");
+        row.truncate(13);
+        let back: Cards = serde_json::from_value(stored).expect("decodes");
+        assert_eq!(
+            back.decode(),
+            vec![TurnCard {
+                vendor_accepted: false,
+                decline_reason: None,
+                ..cards[0].clone()
+            }]
+        );
     }
 }

@@ -560,8 +560,8 @@ pub fn optimistic(
         .collect();
     let mut ordered: Vec<&Pending> = outbox.iter().collect();
     ordered.sort_by_key(|p| p.seq);
-    // Turns cancelled on this device leave the board at once (the server will agree unless the
-    // work was completed meanwhile).
+    // Turns cancelled (or work declined) on this device leave the board at once (the server
+    // will agree unless the work was completed meanwhile).
     let mut cancelled: HashSet<Uuid> = HashSet::new();
     for p in ordered {
         let change = &p.mutation.change;
@@ -586,6 +586,14 @@ pub fn optimistic(
                 cancelled.insert(cards[i].card.id);
             }
             continue;
+        }
+        if let (Change::DeclineWork { .. }, Some(m)) = (change, meta) {
+            // Declined work is no longer the vendor's: it leaves their board.
+            let card = &cards[i].card;
+            if m.role == turns::Role::Vendor && m.rules_for(card).apply(card, change).is_ok() {
+                cancelled.insert(card.id);
+                continue;
+            }
         }
         apply_optimistic(&mut cards[i].card, change, meta);
         cards[i].sync = SyncState::Pending;

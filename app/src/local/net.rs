@@ -800,6 +800,9 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
                     .find(|s| Some(s.as_str()) == text);
             }
             "version" => card.version = text.and_then(|s| s.parse().ok()).unwrap_or(card.version),
+            "vendor_accepted_at" => card.vendor_accepted = text.is_some(),
+            "declined_vendor_id" => card.declined_vendor_id = uuid(),
+            "decline_reason" => card.decline_reason = text.map(str::to_string),
             _ => {}
         }
     }
