@@ -2,7 +2,7 @@
 //! server and when on the device, and the fields it changed (before → after), shown to each
 //! viewer only as far as they may see the turn's money.
 use crate::model::format_usd;
-use crate::{ApprovalStatus, Decimal};
+use crate::{Actor, ApprovalStatus, Decimal, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,6 +58,26 @@ const SHOWN: &[(&str, &str)] = &[
 
 /// Columns only those who see a turn's financials see (as `TurnCard::redact_for`).
 const FINANCIAL: &[&str] = &["turn_amount", "approval_status"];
+
+/// Whether a write shows in `viewer`'s timeline: approval steps only to those who see the turn's
+/// money (as `TurnCard::redact_for`), and to a vendor only what was done while the work was their
+/// company's (not the turn's earlier life, not another vendor's answer).
+pub fn shows(action: &str, before: Option<&Value>, after: Option<&Value>, viewer: &Actor) -> bool {
+    let approval = matches!(action, "submit_for_approval" | "approve" | "reject");
+    if approval && !viewer.sees_turn_financials() {
+        return false;
+    }
+    match viewer.vendor_id.filter(|_| viewer.role == Role::Vendor) {
+        None => true,
+        Some(vendor) => {
+            let theirs = |row: Option<&Value>| {
+                row.and_then(|r| r.get("vendor_id")?.as_str()?.parse::<uuid::Uuid>().ok())
+                    == Some(vendor)
+            };
+            theirs(before) || theirs(after)
+        }
+    }
+}
 
 /// What an audit action reads as.
 pub fn action_label(action: &str) -> &'static str {
@@ -157,6 +177,50 @@ mod tests {
                 change("Amount", None, Some(&format_usd(Decimal::new(99, 0)))),
             ]
         );
+    }
+
+    #[test]
+    fn a_vendor_sees_the_work_while_it_was_theirs_and_no_approvals() {
+        let (mine, other) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let vendor = Actor {
+            user_id: uuid::Uuid::from_u128(9),
+            role: Role::Vendor,
+            vendor_id: Some(mine),
+        };
+        let pm = Actor {
+            role: Role::PropertyManager,
+            vendor_id: None,
+            ..vendor
+        };
+        let with = |v: Option<uuid::Uuid>| json!({ "vendor_id": v.map(|v| v.to_string()) });
+        let (none, theirs, others) = (with(None), with(Some(mine)), with(Some(other)));
+        assert!(
+            shows("edit_turn", Some(&none), Some(&theirs), &vendor),
+            "given to them"
+        );
+        assert!(
+            shows("edit_turn", Some(&theirs), Some(&theirs), &vendor),
+            "while theirs"
+        );
+        assert!(
+            shows("decline_work", Some(&theirs), Some(&none), &vendor),
+            "their answer"
+        );
+        assert!(
+            !shows("create_turn", None, Some(&none), &vendor),
+            "before them"
+        );
+        assert!(
+            !shows("decline_work", Some(&others), Some(&none), &vendor),
+            "another's answer"
+        );
+        assert!(
+            !shows("approve", Some(&theirs), Some(&theirs), &vendor),
+            "approvals"
+        );
+        for action in ["create_turn", "approve", "decline_work"] {
+            assert!(shows(action, Some(&others), Some(&none), &pm));
+        }
     }
 
     #[test]

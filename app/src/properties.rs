@@ -38,7 +38,11 @@ pub fn PropertiesPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading properties…"</p> }>
                 {move || Suspend::new(async move {
                     let server = properties.await;
-                    let by = me.await.ok().flatten().map(|u| u.actor());
+                    // Offline the server cannot say who this is: the device's copy can.
+                    let by = match me.await {
+                        Ok(user) => user.map(|u| u.actor()),
+                        Err(_) => local.viewer(),
+                    };
                     let kept = local.properties.with_untracked(|p| !p.is_empty());
                     match server {
                         Err(e) if !kept => view! { <ErrorBox error=e/> }.into_any(),

@@ -383,6 +383,9 @@ test.describe("desktop", () => {
     await context.setOffline(true);
     await page.reload();
     await expect(row).toContainText("Offline Home Renamed");
+    // Who may add and edit homes is known offline too.
+    await expect(page.getByTestId("new-property")).toBeVisible();
+    await expect(row.getByTestId("edit-property")).toBeVisible();
     await context.setOffline(false);
   });
 

@@ -617,9 +617,10 @@ async fn answer_assignment(
 ) -> Step<Option<String>> {
     let locked = read_turn(conn, actor, id, true).await?;
     if !actor.can_record_progress(&locked.facts) {
-        return Err(
-            Rejection::forbidden("Only the vendor given the work accepts or declines it.").into(),
-        );
+        return Err(Rejection::forbidden(
+            "Only the vendor given the work (or an admin) answers for it.",
+        )
+        .into());
     }
     let facts = Facts::read(conn, locked.is_core).await?;
     let Some(after) = facts.rules().apply(&locked.card, &m.change)? else {
@@ -744,7 +745,8 @@ async fn create_turn(
     // took first is numbered (`-2`, `-3`, …) rather than refused. The stream brings the id to
     // the device that made it.
     let first_stage: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM turn_stages WHERE is_active ORDER BY display_order LIMIT 1",
+        // The device picks the same one (`rows::stages` orders by order, then id).
+        "SELECT id FROM turn_stages WHERE is_active ORDER BY display_order, id LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -757,7 +759,12 @@ async fn create_turn(
     for n in 1..=TURN_ID_TRIES {
         let turn_id = match n {
             1 => wanted.to_string(),
-            n => format!("{wanted}-{n}"),
+            // Numbered within the column's 50 characters.
+            n => {
+                let suffix = format!("-{n}");
+                let base: String = wanted.chars().take(50 - suffix.len()).collect();
+                format!("{base}{suffix}")
+            }
         };
         let after: Option<Value> = sqlx::query_scalar(
             "INSERT INTO turns (id, turn_id, property_id, stage_id, move_out_date, wo_number,
@@ -802,8 +809,10 @@ async fn create_property(
             // Teams are not a table: a PM's senior is whoever oversees most of their homes. A new
             // home joins that senior's oversight, so the senior sees it (and may reassign it).
             sr = sqlx::query_scalar(
-                "SELECT sr_property_manager_id FROM properties
-                  WHERE property_manager_id = $1 AND sr_property_manager_id IS NOT NULL
+                "SELECT p.sr_property_manager_id FROM properties p
+                   JOIN users s ON s.id = p.sr_property_manager_id
+                  WHERE p.property_manager_id = $1 AND s.is_active
+                    AND s.role = 'SR_PROPERTY_MANAGER'
                   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
             )
             .bind(pm)

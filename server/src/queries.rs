@@ -227,12 +227,16 @@ pub struct CancelledTurn {
     pub cancel_reason: String,
 }
 
-/// The actor's cancelled turns, most recent first, at most `limit`.
+/// The actor's cancelled turns (managers only), most recent first, at most `limit`.
 pub async fn cancelled(
     pool: &PgPool,
     actor: &Actor,
     limit: i64,
 ) -> Result<Vec<CancelledTurn>, sqlx::Error> {
+    // Why a turn was cancelled is the managers' business, not its vendor's or approvers'.
+    if !actor.is_manager() {
+        return Ok(Vec::new());
+    }
     let rows: Vec<CancelledTurn> = scoped(
         pool,
         actor,
@@ -334,18 +338,21 @@ pub async fn timeline(
         return Ok(None);
     }
     // A decision's reason is in its own row, written in the same transaction as its audit row.
+    // The newest entries when there are more than the limit, in the order the work was done.
     let rows: Vec<AuditRow> = sqlx::query_as(
-        "SELECT a.created_at, a.device_time, a.action, a.before, a.after,
-                nullif(concat_ws(' ', u.first_name, u.last_name), '') AS who,
-                d.reason AS decision_reason
-           FROM audit_logs a
-           LEFT JOIN users u ON u.id = a.actor_id
-           LEFT JOIN approval_decisions d
-                  ON a.action IN ('approve', 'reject') AND d.turn_id = a.row_id
-                 AND d.actor_id = a.actor_id AND d.created_at = a.created_at
-          WHERE a.table_name = 'turns' AND a.row_id = $1
-          ORDER BY coalesce(a.device_time, a.created_at), a.created_at
-          LIMIT $2",
+        "SELECT * FROM (
+           SELECT a.created_at, a.device_time, a.action, a.before, a.after,
+                  nullif(concat_ws(' ', u.first_name, u.last_name), '') AS who,
+                  d.reason AS decision_reason
+             FROM audit_logs a
+             LEFT JOIN users u ON u.id = a.actor_id
+             LEFT JOIN approval_decisions d
+                    ON a.action IN ('approve', 'reject') AND d.turn_id = a.row_id
+                   AND d.actor_id = a.actor_id AND d.created_at = a.created_at
+            WHERE a.table_name = 'turns' AND a.row_id = $1
+            ORDER BY coalesce(a.device_time, a.created_at) DESC, a.created_at DESC
+            LIMIT $2) newest
+          ORDER BY coalesce(device_time, created_at), created_at",
     )
     .bind(turn)
     .bind(TIMELINE_ENTRIES)
@@ -361,6 +368,9 @@ pub async fn timeline(
     let financials = actor.sees_turn_financials();
     Ok(Some(
         rows.into_iter()
+            .filter(|r| {
+                turns::timeline::shows(&r.action, r.before.as_ref(), r.after.as_ref(), actor)
+            })
             .map(|r| {
                 let after = |column: &str| {
                     r.after

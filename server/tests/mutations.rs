@@ -956,6 +956,30 @@ async fn turns_made_offline_with_the_same_readable_id_are_both_kept() {
     .await
     .expect("audit");
     assert_eq!(audited, 2, "each created once");
+
+    // An id as long as the column allows is numbered within it.
+    let long = "L".repeat(50);
+    for _ in 0..2 {
+        let outcome = run(
+            pool,
+            &pm,
+            Change::CreateTurn(NewTurn {
+                id: Uuid::new_v4(),
+                turn_id: long.clone(),
+                property_id: home,
+                move_out_date: None,
+                wo_number: None,
+            }),
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+    }
+    let numbered: i64 = sqlx::query_scalar("SELECT count(*) FROM turns WHERE turn_id = $1")
+        .bind(format!("{}-2", "L".repeat(48)))
+        .fetch_one(pool)
+        .await
+        .expect("numbered");
+    assert_eq!(numbered, 1);
 }
 
 fn turn_of(m: &Mutation) -> Uuid {
@@ -1100,12 +1124,19 @@ async fn a_turn_s_timeline_reads_as_the_work_was_done_for_those_who_may_see_it()
         run(pool, &dfo, reject).await,
         Outcome::Applied { .. }
     ));
-    sqlx::query("UPDATE turns SET vendor_id = $2 WHERE id = $1")
-        .bind(turn)
-        .bind(vendor.vendor_id)
-        .execute(pool)
-        .await
-        .expect("assign");
+    let given = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![TurnEdit::Vendor(Edit {
+                from: None,
+                to: vendor.vendor_id,
+            })],
+        ),
+    )
+    .await;
+    assert!(matches!(given, Outcome::Applied { .. }), "{given:?}");
 
     let entries = turns_server::queries::timeline(pool, &pm, turn)
         .await
@@ -1115,7 +1146,13 @@ async fn a_turn_s_timeline_reads_as_the_work_was_done_for_those_who_may_see_it()
     // The offline edit was made first: it reads first, though written after the turn began.
     assert_eq!(
         actions,
-        ["Changed", "Started the turn", "Changed", "Rejected"]
+        [
+            "Changed",
+            "Started the turn",
+            "Changed",
+            "Rejected",
+            "Changed"
+        ]
     );
     assert!(entries[0].written_later() && !entries[1].written_later());
     assert!(entries.iter().all(|e| e.who.is_some()));
@@ -1133,12 +1170,14 @@ async fn a_turn_s_timeline_reads_as_the_work_was_done_for_those_who_may_see_it()
         .any(|c| c.label == "Amount" && c.after.as_deref() == Some("$6,000.00")));
     assert_eq!(entries[3].note.as_deref(), Some("Get a second bid."));
 
-    // The vendor now doing the work sees the history without the amount or the approval.
+    // The vendor now doing the work sees it from when it was given to them, without the money
+    // or the approvals.
     let theirs = turns_server::queries::timeline(pool, &vendor, turn)
         .await
         .expect("read")
         .expect("the vendor sees it");
-    assert_eq!(theirs.len(), entries.len());
+    assert_eq!(theirs.len(), 1);
+    assert!(theirs[0].changes.iter().any(|c| c.label == "Vendor"));
     assert!(theirs
         .iter()
         .flat_map(|e| &e.changes)

@@ -338,25 +338,28 @@ impl Local {
         net::start(*self);
     }
 
+    /// The user as the device last saw them (offline too): their id and role, from the board.
+    /// Enough for the screens to offer what the role may do; the server checks everything.
+    pub fn viewer(&self) -> Option<turns::Actor> {
+        self.meta.with(|m| {
+            m.as_ref().map(|m| turns::Actor {
+                user_id: m.viewer,
+                role: m.role,
+                vendor_id: None,
+            })
+        })
+    }
+
     /// The homes as the user sees them: the device's copy with their own queued changes to
     /// homes applied (a home added offline is there at once, and can have turns).
     pub fn homes(&self) -> Memo<Vec<PropertyRow>> {
         let this = *self;
         Memo::new(move |_| {
             let mut homes = this.properties.get();
-            let by = this.meta.with(|m| {
-                m.as_ref().map_or(
-                    turns::Actor {
-                        user_id: Uuid::nil(),
-                        role: turns::Role::User,
-                        vendor_id: None,
-                    },
-                    |m| turns::Actor {
-                        user_id: m.viewer,
-                        role: m.role,
-                        vendor_id: None,
-                    },
-                )
+            let by = this.viewer().unwrap_or(turns::Actor {
+                user_id: Uuid::nil(),
+                role: turns::Role::User,
+                vendor_id: None,
             });
             let mut queued: Vec<Pending> = this.outbox.get();
             queued.sort_by_key(|p| p.seq);

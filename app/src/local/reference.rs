@@ -7,7 +7,7 @@
 //! the pages and every other tab of the app.
 use super::net::{active, get, nap, random, shape_request, storage_cleared, waker, Answer};
 use super::storage;
-use super::Local;
+use super::{now_ms, Local};
 use gloo_net::http::Request;
 use leptos::prelude::*;
 use serde::de::DeserializeOwned;
@@ -18,6 +18,9 @@ use turns::shape_follower::{Backoff, Batch, Position, ShapeFollower, Step};
 use turns::shape_rows::ShapeRows;
 use turns::shape_watch::{self, Moved};
 use uuid::Uuid;
+
+/// The least time between two waits that found nothing.
+const MIN_WAIT_MS: u64 = 1000;
 
 /// One followed table: its rows, where its stream stands, and how the page shows it.
 struct Table<T> {
@@ -169,6 +172,7 @@ pub(super) async fn follow(local: Local, user: Uuid) {
             shape_watch::PATH,
             shape_watch::query(positions.iter().map(|(name, p)| (*name, p)))
         );
+        let asked_at = now_ms();
         let moved = match get(local, user, Request::get(&url)).await {
             Answer::Stop => return,
             Answer::Got(response, body) if response.ok() => {
@@ -180,6 +184,11 @@ pub(super) async fn follow(local: Local, user: Uuid) {
             Some(moved) => {
                 if !stalled {
                     backoff.reset();
+                }
+                if moved.is_empty() && now_ms().saturating_sub(asked_at) < MIN_WAIT_MS {
+                    // A server whose wait is (mis)configured to answer at once is not asked in
+                    // a tight loop.
+                    nap(&mut rx, MIN_WAIT_MS).await;
                 }
                 if !moved.is_empty() {
                     named_at = Some(positions);
