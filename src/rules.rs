@@ -341,15 +341,20 @@ mod tests {
         (1..=7).map(|o| stage(o, o == 3, o == 7)).collect()
     }
 
+    /// The rules for a core home on 2 December 2026.
+    fn core_rules<'a>(limits: &'a Thresholds, stages: &'a [Stage]) -> TurnRules<'a> {
+        TurnRules {
+            thresholds: limits,
+            stages,
+            is_core: true,
+            today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
+        }
+    }
+
     #[test]
     fn a_vendor_accepts_or_declines_and_a_new_vendor_starts_afresh() {
         let (limits, stages) = (Thresholds::default(), stages());
-        let rules = TurnRules {
-            thresholds: &limits,
-            stages: &stages,
-            is_core: true,
-            today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
-        };
+        let rules = core_rules(&limits, &stages);
         let (turn, vendor, other) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
         let card = TurnCard {
             id: turn,
@@ -415,12 +420,7 @@ mod tests {
     fn a_dfo_approval_above_the_head_office_threshold_goes_on_to_head_office() {
         // The browser once showed "DFO approved" here while the server asked head office.
         let (limits, stages) = (Thresholds::default(), stages());
-        let rules = TurnRules {
-            thresholds: &limits,
-            stages: &stages,
-            is_core: true,
-            today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
-        };
+        let rules = core_rules(&limits, &stages);
         let card = TurnCard {
             turn_amount: Some(d(9000)),
             approval_status: Some(ApprovalStatus::DfoApprovalNeeded),
@@ -443,13 +443,8 @@ mod tests {
     #[test]
     fn stage_gates_hold_and_the_complete_stage_dates_the_turn() {
         let (limits, stages) = (Thresholds::default(), stages());
-        let today = NaiveDate::from_ymd_opt(2026, 12, 2).expect("date");
-        let rules = TurnRules {
-            thresholds: &limits,
-            stages: &stages,
-            is_core: true,
-            today,
-        };
+        let rules = core_rules(&limits, &stages);
+        let today = rules.today;
         let card = TurnCard {
             stage_id: stages[0].id,
             ..TurnCard::default()

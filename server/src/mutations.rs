@@ -222,10 +222,15 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         Change::EditTurn { .. } => {
             Err(Rejection::invalid_field("kind", "Edits take the edit path.").into())
         }
-        Change::SubmitForApproval { turn } => submit(conn, actor, m, *turn).await,
+        Change::SubmitForApproval { turn } => {
+            let refusal = "Only the turn's managers submit it for approval.";
+            ruled_change(conn, actor, m, *turn, Actor::can_manage_turn, refusal).await
+        }
         Change::CancelTurn { turn, reason } => cancel(conn, actor, m, *turn, reason).await,
+        // The vendor answers for the work they were given.
         Change::AcceptWork { turn } | Change::DeclineWork { turn, .. } => {
-            answer_assignment(conn, actor, m, *turn).await
+            let refusal = "Only the vendor given the work (or an admin) answers for it.";
+            ruled_change(conn, actor, m, *turn, Actor::can_record_progress, refusal).await
         }
         Change::DecideApproval {
             turn,
@@ -589,38 +594,18 @@ async fn audit(
     Ok(txid)
 }
 
-async fn submit(
+/// A change to one turn that the rules decide (`TurnRules::apply`), made by those `may` allows.
+async fn ruled_change(
     conn: &mut PgConnection,
     actor: &Actor,
     m: &Mutation,
     id: Uuid,
+    may: fn(&Actor, &TurnFacts) -> bool,
+    refusal: &str,
 ) -> Step<Option<String>> {
     let locked = read_turn(conn, actor, id, true).await?;
-    if !actor.can_manage_turn(&locked.facts) {
-        return Err(
-            Rejection::forbidden("Only the turn's managers submit it for approval.").into(),
-        );
-    }
-    let facts = Facts::read(conn, locked.is_core).await?;
-    let Some(after) = facts.rules().submit(&locked.card)? else {
-        return Ok(None);
-    };
-    write_locked_turn(conn, actor, m, &after, &locked.before).await
-}
-
-/// The vendor accepts or declines the work they were given (`rules`: what each does to the turn).
-async fn answer_assignment(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    m: &Mutation,
-    id: Uuid,
-) -> Step<Option<String>> {
-    let locked = read_turn(conn, actor, id, true).await?;
-    if !actor.can_record_progress(&locked.facts) {
-        return Err(Rejection::forbidden(
-            "Only the vendor given the work (or an admin) answers for it.",
-        )
-        .into());
+    if !may(actor, &locked.facts) {
+        return Err(Rejection::forbidden(refusal).into());
     }
     let facts = Facts::read(conn, locked.is_core).await?;
     let Some(after) = facts.rules().apply(&locked.card, &m.change)? else {
