@@ -425,6 +425,38 @@ test.describe("desktop", () => {
     await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-UPGRADED");
   });
 
+  test("cards stored in an older form are shown offline, then the stream starts from a snapshot", async ({ page, context }) => {
+    const turn = makeTurn("LF-FORMAT-1", { pm: "pm2@turns.demo" });
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
+    await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
+    await context.setOffline(true);
+    // What a tab of the previous app writes: no format, and rows without the newer fields.
+    await page.evaluate(async (id) => {
+      const open: IDBDatabase = await new Promise((resolve) => { indexedDB.open(`turns-${id}`).onsuccess = (e) => resolve((e.target as IDBOpenDBRequest).result); });
+      const store = () => open.transaction("kv", "readwrite").objectStore("kv");
+      const json: string = await new Promise((resolve) => { store().get("snapshot").onsuccess = (e) => resolve((e.target as IDBRequest).result); });
+      const stored = JSON.parse(json);
+      delete stored.format;
+      stored.cards.rows = stored.cards.rows.map((r: unknown[]) => r.slice(0, 13));
+      await new Promise((resolve) => { store().put(JSON.stringify(stored), "snapshot").onsuccess = resolve; });
+      open.close();
+    }, id);
+    await page.reload();
+    await board.hydrated();
+    await expect(board.card(turn)).toBeVisible();
+    const snapshots: string[] = [];
+    page.on("request", (r) => {
+      const url = new URL(r.url());
+      if (url.pathname === "/api/shapes/turns" && url.searchParams.get("offset") === "-1") snapshots.push(r.url());
+    });
+    await context.setOffline(false);
+    await expect.poll(() => snapshots.length).toBeGreaterThan(0);
+    psql(`UPDATE turns SET wo_number = 'WO-FORMAT' WHERE turn_id = '${turn}'`);
+    await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-FORMAT");
+  });
+
   test("an edit queued by the previous version (older dialect) is upgraded and sent once", async ({ page }) => {
     const turn = makeTurn("LF-V1-OUTBOX-1", { pm: "pm2@turns.demo" });
     const board = await logInAs(page, "pm2@turns.demo");

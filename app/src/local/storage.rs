@@ -14,7 +14,7 @@
 //!   ended (`Ended`), through their `storage` events;
 //! - `cache`: when the caches last changed (other tabs read them again).
 use super::cache;
-use super::compact::Cards;
+use super::compact::{self, Cards};
 use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,9 @@ struct Stored {
     #[serde(default, skip_serializing)]
     offset: Option<String>,
     synced_at: Option<u64>,
+    /// `compact::FORMAT` when written (absent before it existed: 0).
+    #[serde(default)]
+    format: u32,
 }
 
 pub async fn load_snapshot(user: Uuid) -> Option<Snapshot> {
@@ -76,8 +79,9 @@ pub async fn load_snapshot(user: Uuid) -> Option<Snapshot> {
             offset: Offset::parse(s.offset.as_deref()?)?,
         })
     };
+    let current = s.format >= compact::FORMAT;
     Some(Snapshot {
-        position: s.position.clone().or_else(legacy),
+        position: s.position.clone().or_else(legacy).filter(|_| current),
         board: Board {
             turns: s.cards.decode(),
             ..s.board
@@ -98,6 +102,7 @@ pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) {
         handle: None,
         offset: None,
         synced_at: snapshot.synced_at,
+        format: compact::FORMAT,
     };
     if let Ok(json) = serde_json::to_string(&stored) {
         cache::put(user, "snapshot", json);
