@@ -8,6 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use std::collections::HashMap;
 use turns::model::PropertySummary;
+use turns::mutation::Change;
 use turns::policy::PropertyFacts;
 use turns::rows::PropertyRow;
 use turns::Actor;
@@ -256,10 +257,46 @@ fn PropertyList(
                 }}
             </tbody>
         </table>
+        <RefusedHomes local editing/>
         {by.map(|by| view! { <PropertyForm local by editing/> })}
         {move || {
             let more = visible.with(Vec::len).saturating_sub(ROWS_SHOWN);
             (more > 0).then(|| view! { <p class="more">{format!("+{more} more — search to narrow")}</p> })
         }}
+    }
+}
+
+/// Homes this device added that the server refused, with why, to fix and send again.
+#[component]
+fn RefusedHomes(local: Local, editing: RwSignal<Option<Editing>>) -> impl IntoView {
+    let refused = Memo::new(move |_| {
+        local.failed.with(|failed| {
+            failed
+                .iter()
+                .filter_map(|f| match &f.mutation.change {
+                    Change::CreateProperty(home) => Some((
+                        f.mutation.id,
+                        home.clone(),
+                        f.rejection.message().to_string(),
+                    )),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    view! {
+        <ul class="rejected" data-testid="refused-homes">
+            {move || refused.get().into_iter().map(|(failed, home, reason)| {
+                let what = Editing::Refused { failed, home: home.clone(), reason: reason.clone() };
+                view! {
+                    <li data-testid="refused-home">
+                        <strong>{format!("Not saved: {} ({}). ", home.name, home.property_id)}</strong>
+                        {reason}
+                        <button type="button" data-testid="fix-property"
+                            on:click=move |_| editing.set(Some(what.clone()))>"Fix"</button>
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
     }
 }

@@ -13,6 +13,13 @@ use uuid::Uuid;
 pub enum Editing {
     New,
     Home(PropertyRow),
+    /// A home the server refused to add, to fix and send again (the same id: turns started on it
+    /// offline follow it).
+    Refused {
+        failed: Uuid,
+        home: NewProperty,
+        reason: String,
+    },
 }
 
 /// The form, while `editing` says what for.
@@ -48,9 +55,16 @@ fn PropertyPanel(
 ) -> impl IntoView {
     let seen = match &what {
         Editing::Home(home) => Some(home.clone()),
-        Editing::New => None,
+        Editing::New | Editing::Refused { .. } => None,
     };
     let f = Fields::new(seen.as_ref());
+    let refused = match &what {
+        Editing::Refused { failed, home, .. } => {
+            f.fill(home);
+            Some((*failed, home.id))
+        }
+        _ => None,
+    };
     // A property manager's homes are their own; seniors and admins name (or change) the PM.
     let names_pm = by.role != Role::PropertyManager;
     let managers = local
@@ -61,6 +75,17 @@ fn PropertyPanel(
     let close = move |_| editing.set(None);
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
+        if let Some((failed, id)) = refused {
+            let fixed = NewProperty {
+                id,
+                ..f.new_property(names_pm)
+            };
+            if let Err(invalid) = Change::CreateProperty(fixed.clone()).validate() {
+                return errors.set(invalid);
+            }
+            local.resend_home(failed, fixed);
+            return editing.set(None);
+        }
         let change = match seen.get_value() {
             None => Change::CreateProperty(f.new_property(names_pm)),
             Some(home) => {
@@ -80,16 +105,20 @@ fn PropertyPanel(
         local.make(change, None);
         editing.set(None);
     };
-    let is_new = matches!(what, Editing::New);
-    let title = match &what {
-        Editing::New => "New property".to_string(),
-        Editing::Home(h) => format!("{} · {}", h.property_id, h.name),
+    let is_new = !matches!(what, Editing::Home(_));
+    let (title, why) = match &what {
+        Editing::New => ("New property".to_string(), None),
+        Editing::Home(h) => (format!("{} · {}", h.property_id, h.name), None),
+        Editing::Refused { reason, .. } => {
+            ("Fix and add property".to_string(), Some(reason.clone()))
+        }
     };
     view! {
         <div class="drawer-backdrop" on:click=close></div>
         <aside class="drawer" role="dialog" aria-label="Property" data-testid="property-form">
             <button type="button" class="close" aria-label="Close" on:click=close>"×"</button>
             <h2>{title}</h2>
+            {why.map(|why| view! { <p class="failure" data-testid="refused-reason">{why}</p> })}
             <form class="drawer-form" on:submit=save>
                 {is_new.then(|| text_field("Property ID", "property-code", f.code))}
                 {text_field("Name", "property-name", f.name)}
@@ -170,6 +199,22 @@ impl Fields {
                     .unwrap_or_default(),
             ),
         }
+    }
+
+    /// As a refused new home was entered.
+    fn fill(&self, home: &NewProperty) {
+        self.code.set(home.property_id.clone());
+        self.name.set(home.name.clone());
+        self.street.set(home.street_address.clone());
+        self.city.set(home.city.clone().unwrap_or_default());
+        self.state.set(home.state.clone().unwrap_or_default());
+        self.zip.set(home.zip_code.clone().unwrap_or_default());
+        self.core.set(home.is_core);
+        self.pm.set(
+            home.property_manager_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        );
     }
 
     fn pm(&self) -> Option<Uuid> {

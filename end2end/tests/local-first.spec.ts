@@ -205,6 +205,46 @@ test.describe("desktop", () => {
     await senior.context.close();
   });
 
+  test("a home added offline that the server refuses is fixed and sent again, and the turn started on it lands", async ({ page, context }) => {
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.live();
+    const properties = new PropertiesPage(page);
+    await properties.open();
+    await context.setOffline(true);
+    // Offline, the PM adds a home with an id another home already has, and starts a turn on it.
+    await page.getByTestId("new-property").click();
+    const form = page.getByTestId("property-form");
+    await form.getByTestId("property-code").fill("P-1001");
+    await form.getByTestId("property-name").fill("Clash Home");
+    await form.getByTestId("property-street").fill("7 Clash St");
+    await form.getByTestId("save-property").click();
+    await page.getByRole("link", { name: "Board" }).click();
+    await page.getByTestId("new-turn").click();
+    const start = page.getByTestId("new-turn-form");
+    await start.getByTestId("new-turn-home").selectOption({ label: "Clash Home (P-1001)" });
+    const turn = (await start.getByTestId("new-turn-id").textContent())!;
+    await start.getByTestId("create-turn").click();
+    await page.getByRole("button", { name: "Close" }).click();
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "pending");
+
+    // Online: the home is refused, and the turn waits for it instead of being refused too.
+    await context.setOffline(false);
+    await expect(page.getByTestId("rejected")).toContainText("Another property already has this id.");
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "pending");
+    expect(psql(`SELECT count(*) FROM turns WHERE turn_id = '${turn}'`)).toBe("0");
+
+    // Fixed on the Properties page: the home is added with the same id, then its turn lands.
+    await page.getByRole("link", { name: "Properties" }).click();
+    await page.getByTestId("refused-home").getByTestId("fix-property").click();
+    const fix = page.getByTestId("property-form");
+    await expect(fix.getByTestId("refused-reason")).toHaveText("Another property already has this id.");
+    await fix.getByTestId("property-code").fill("P-CLASH-1");
+    await fix.getByTestId("save-property").click();
+    await expect(page.getByTestId("refused-home")).toHaveCount(0);
+    await expect.poll(() => psql(`SELECT p.property_id FROM turns t JOIN properties p ON p.id = t.property_id
+                                   WHERE t.turn_id = '${turn}'`)).toBe("P-CLASH-1");
+  });
+
   test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
     const turn = makeTurn("LF-CONFLICT-1");
     const pm = await newUser(browser, "pm@turns.demo");

@@ -7,12 +7,6 @@ use turns::model::TurnCard;
 use turns::{ApprovalStatus, Decimal};
 use uuid::Uuid;
 
-/// The stored form's version: raised when a card gains a field. Cards stored in an older form
-/// (perhaps by a tab still running the previous app) are shown, but the stream starts again from
-/// a snapshot instead of resuming after them: their missing fields would stay empty until each row
-/// happened to change.
-pub const FORMAT: u32 = 1;
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cards {
     properties: Vec<Property>,

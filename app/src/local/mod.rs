@@ -34,7 +34,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use turns::model::{Board, TurnCard};
-use turns::mutation::{Change, Mutation, Rejection};
+use turns::mutation::{Change, Mutation, NewProperty, Rejection};
 use turns::rows::PropertyRow;
 use turns::rules;
 use turns::ApprovalStatus;
@@ -397,6 +397,11 @@ impl Local {
     /// Make a mutation: stored in the outbox first, then shown, then sent by the leader. After a
     /// session ended it is still kept (for the user's next login); after a logout nothing is.
     pub fn make(&self, change: Change, base_version: Option<i32>) {
+        self.queue(change, base_version, next_seq());
+    }
+
+    /// Queue a mutation at `seq` in the device's order of changes.
+    fn queue(&self, change: Change, base_version: Option<i32>, seq: u64) {
         if self.ended.get_untracked() == Some(Ended::LoggedOut) {
             return;
         }
@@ -407,7 +412,7 @@ impl Local {
             change,
         };
         let pending = Pending {
-            seq: next_seq(),
+            seq,
             mutation,
             sent: None,
         };
@@ -447,6 +452,34 @@ impl Local {
             (change, card) => (change, card.map(|c| c.version)),
         };
         self.make(change, version);
+    }
+
+    /// Send again a home the server refused to add, as the user fixed it (same id), then the
+    /// refused changes that needed it (its new turns and their edits), in the order they were
+    /// made: work done offline on a home that could not be saved is not lost.
+    pub fn resend_home(&self, refused: Uuid, fixed: NewProperty) {
+        let home = fixed.id;
+        let mut waiting: Vec<Failed> = self.failed.with_untracked(|failed| {
+            let needed = needs_home(failed.iter().map(|f| (f.seq, &f.mutation)), home);
+            failed
+                .iter()
+                .filter(|f| needed.contains(&f.mutation.id))
+                .cloned()
+                .collect()
+        });
+        waiting.sort_by_key(|f| f.seq);
+        // In the refused one's place, before the changes still queued that need it.
+        let seq = self.failed.with_untracked(|failed| {
+            failed
+                .iter()
+                .find(|f| f.mutation.id == refused)
+                .map_or_else(next_seq, |f| f.seq)
+        });
+        self.discard(refused);
+        self.queue(Change::CreateProperty(fixed), None, seq);
+        for f in waiting {
+            self.retry(f.mutation.id);
+        }
     }
 
     /// Drop a refused mutation ("take theirs" for a conflict).
@@ -539,6 +572,45 @@ fn refresh_names(cards: &mut [TurnCard], meta: &Board, fresh: &[TurnCard]) {
             c.vendor_name = vendor_name(Some(meta), v).or(c.vendor_name.take());
         }
     }
+}
+
+/// The changes among `changes` (with their order) that need the home `home` to exist: turns
+/// started on it, and every later change to those turns.
+pub fn needs_home<'a>(
+    changes: impl IntoIterator<Item = (u64, &'a Mutation)>,
+    home: Uuid,
+) -> HashSet<Uuid> {
+    let mut ordered: Vec<(u64, &Mutation)> = changes.into_iter().collect();
+    ordered.sort_by_key(|(seq, _)| *seq);
+    let mut turns: HashSet<Uuid> = HashSet::new();
+    let mut needed = HashSet::new();
+    for (_, m) in ordered {
+        let on_home = match &m.change {
+            Change::CreateTurn(t) if t.property_id == home => {
+                turns.insert(t.id);
+                true
+            }
+            Change::UpdateProperty { property, .. } => *property == home,
+            change => change.turn().is_some_and(|t| turns.contains(&t)),
+        };
+        if on_home {
+            needed.insert(m.id);
+        }
+    }
+    needed
+}
+
+/// Queued changes held back while a home they need was refused (until the user fixes it):
+/// sent, they would be refused too.
+pub fn held(outbox: &[Pending], failed: &[Failed]) -> HashSet<Uuid> {
+    failed
+        .iter()
+        .filter_map(|f| match &f.mutation.change {
+            Change::CreateProperty(p) => Some(p.id),
+            _ => None,
+        })
+        .flat_map(|home| needs_home(outbox.iter().map(|p| (p.seq, &p.mutation)), home))
+        .collect()
 }
 
 /// Base cards with the outbox applied in order, marked with their sync state.
@@ -734,5 +806,72 @@ mod tests {
             assert!(!local.finish(Ended::OtherUser));
             assert_eq!(local.ended.get_untracked(), Some(Ended::LoggedOut));
         });
+    }
+
+    #[test]
+    fn a_refused_home_holds_back_its_new_turns_and_their_edits_only() {
+        use turns::mutation::{Edit, NewTurn, TurnEdit};
+        let (home, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mutation = |n: u128, change: Change| Mutation {
+            id: Uuid::from_u128(100 + n),
+            base_version: None,
+            device_time: chrono::DateTime::from_timestamp(0, 0).expect("time"),
+            change,
+        };
+        let start = |turn: u128, property: Uuid| {
+            Change::CreateTurn(NewTurn {
+                id: Uuid::from_u128(turn),
+                turn_id: format!("T-{turn}"),
+                property_id: property,
+                move_out_date: None,
+                wo_number: None,
+            })
+        };
+        let wo = |turn: u128| Change::EditTurn {
+            turn: Uuid::from_u128(turn),
+            edits: vec![TurnEdit::WoNumber(Edit {
+                from: None,
+                to: Some("WO".into()),
+            })],
+        };
+        let queued: Vec<Pending> = [
+            (1, start(10, home)),
+            (2, start(20, other)),
+            (3, wo(10)),
+            (4, wo(20)),
+        ]
+        .into_iter()
+        .map(|(n, change)| Pending {
+            seq: n as u64,
+            mutation: mutation(n, change),
+            sent: None,
+        })
+        .collect();
+        let refused = Failed {
+            seq: 0,
+            mutation: mutation(
+                0,
+                Change::CreateProperty(turns::mutation::NewProperty {
+                    id: home,
+                    property_id: "P-1".into(),
+                    name: "Home".into(),
+                    street_address: "1 St".into(),
+                    city: None,
+                    state: None,
+                    zip_code: None,
+                    year_built: None,
+                    is_core: true,
+                    property_manager_id: None,
+                }),
+            ),
+            rejection: Rejection::invalid_field("property_id", "Taken."),
+        };
+        let ids = |ns: &[u128]| {
+            ns.iter()
+                .map(|n| Uuid::from_u128(100 + n))
+                .collect::<HashSet<_>>()
+        };
+        assert_eq!(held(&queued, std::slice::from_ref(&refused)), ids(&[1, 3]));
+        assert!(held(&queued, &[]).is_empty());
     }
 }

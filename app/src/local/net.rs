@@ -375,9 +375,19 @@ async fn send_loop(local: Local, user: Uuid) {
     let mut backoff = Backoff::default();
     while active(local) {
         let batch: Vec<Pending> = local.outbox.with_untracked(|o| {
-            let mut unsent: Vec<Pending> = o.iter().filter(|p| p.sent.is_none()).cloned().collect();
+            let held = local.failed.with_untracked(|f| super::held(o, f));
+            let mut unsent: Vec<Pending> = o
+                .iter()
+                .filter(|p| p.sent.is_none() && !held.contains(&p.mutation.id))
+                .cloned()
+                .collect();
             unsent.sort_by_key(|p| p.seq);
-            unsent.truncate(MAX_BATCH);
+            // A new home ends its batch: what is started on it waits for its answer (and is
+            // held back if it was refused, rather than refused with it).
+            let home = unsent
+                .iter()
+                .position(|p| matches!(p.mutation.change, Change::CreateProperty(_)));
+            unsent.truncate(home.map_or(MAX_BATCH, |i| (i + 1).min(MAX_BATCH)));
             unsent
         });
         if batch.is_empty() || !local.online.get_untracked() {

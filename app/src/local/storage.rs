@@ -14,7 +14,7 @@
 //!   ended (`Ended`), through their `storage` events;
 //! - `cache`: when the caches last changed (other tabs read them again).
 use super::cache;
-use super::compact::{self, Cards};
+use super::compact::Cards;
 use super::{Ended, Failed, Pending};
 use gloo_storage::{LocalStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,12 @@ fn keys_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The stored cards' form (`compact`): raised when a card gains a field. Cards stored in an
+/// older form (perhaps by a tab still running the previous app) are shown, but the stream starts
+/// again from a snapshot instead of resuming after them: their missing fields would stay empty
+/// until each row happened to change.
+const CARDS_FORMAT: u32 = 1;
+
 /// The snapshot as stored: the board without its cards, and the cards in compact form.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -66,7 +72,7 @@ struct Stored {
     #[serde(default, skip_serializing)]
     offset: Option<String>,
     synced_at: Option<u64>,
-    /// `compact::FORMAT` when written (absent before it existed: 0).
+    /// `CARDS_FORMAT` when written (absent before it existed: 0).
     #[serde(default)]
     format: u32,
 }
@@ -79,7 +85,7 @@ pub async fn load_snapshot(user: Uuid) -> Option<Snapshot> {
             offset: Offset::parse(s.offset.as_deref()?)?,
         })
     };
-    let current = s.format >= compact::FORMAT;
+    let current = s.format >= CARDS_FORMAT;
     Some(Snapshot {
         position: s.position.clone().or_else(legacy).filter(|_| current),
         board: Board {
@@ -102,7 +108,7 @@ pub fn save_snapshot(user: Uuid, snapshot: &Snapshot) {
         handle: None,
         offset: None,
         synced_at: snapshot.synced_at,
-        format: compact::FORMAT,
+        format: CARDS_FORMAT,
     };
     if let Ok(json) = serde_json::to_string(&stored) {
         cache::put(user, "snapshot", json);
