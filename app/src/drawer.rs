@@ -557,6 +557,12 @@ fn approver_form(
 #[component]
 pub fn SyncStatus(local: Local) -> impl IntoView {
     let waiting = move || local.outbox.with(Vec::len);
+    // Changes held back behind a home the server refused: they wait for the user, not the network.
+    let held = move || {
+        local
+            .outbox
+            .with(|o| local.failed.with(|f| crate::local::held(o, f).len()))
+    };
     let synced = move || {
         local.synced_at.get().map(|ms| {
             let secs = ms / 1000 % 86_400;
@@ -581,6 +587,18 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
                     n => format!("{n} changes waiting to sync"),
                 }}
             </span>
+            {move || match held() {
+                0 => None,
+                n => Some(view! {
+                    <span class="notice" data-testid="held-notice">
+                        {format!(
+                            "{n} of them wait{} for a home that was not saved: fix it on the ",
+                            if n == 1 { "s" } else { "" },
+                        )}
+                        <a href="/properties">"Properties"</a>" page."
+                    </span>
+                }),
+            }}
             <span class="muted" data-testid="last-synced">{synced}</span>
             {move || local.first_sync.get().map(|(got, of)| view! {
                 <span data-testid="first-sync">{format!("Loading turns: {got} of about {of}")}</span>

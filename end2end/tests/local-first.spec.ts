@@ -232,9 +232,11 @@ test.describe("desktop", () => {
     await expect(page.getByTestId("rejected")).toContainText("Another property already has this id.");
     await expect(board.card(turn)).toHaveAttribute("data-sync", "pending");
     expect(psql(`SELECT count(*) FROM turns WHERE turn_id = '${turn}'`)).toBe("0");
+    const held = page.getByTestId("held-notice");
+    await expect(held).toContainText("1 of them waits for a home that was not saved");
 
     // Fixed on the Properties page: the home is added with the same id, then its turn lands.
-    await page.getByRole("link", { name: "Properties" }).click();
+    await held.getByRole("link", { name: "Properties" }).click();
     await page.getByTestId("refused-home").getByTestId("fix-property").click();
     const fix = page.getByTestId("property-form");
     await expect(fix.getByTestId("refused-reason")).toHaveText("Another property already has this id.");
