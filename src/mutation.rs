@@ -567,13 +567,21 @@ fn check_text(field: &str, value: &str, max: usize, required: bool, errors: &mut
     }
 }
 
-/// A field as the screens call it.
+/// A field (a column) as the screens call it: in refusals and in a turn's timeline.
 pub fn field_label(field: &str) -> String {
     match field {
         "property_id" => "Property ID".into(),
         "turn_id" => "Turn ID".into(),
         "wo_number" => "Work order".into(),
         "zip_code" => "ZIP code".into(),
+        "stage_id" => "Stage".into(),
+        "vendor_id" => "Vendor".into(),
+        "turn_amount" => "Amount".into(),
+        "approved_turn_amount" => "Approved amount".into(),
+        "approval_status" => "Approval".into(),
+        "move_out_date" => "Move-out date".into(),
+        "expected_completion_date" => "Expected completion".into(),
+        "turn_completion_date" => "Completed".into(),
         other => {
             let words = other.replace('_', " ");
             let mut chars = words.chars();

@@ -2,6 +2,7 @@
 //! server and when on the device, and the fields it changed (before → after), shown to each
 //! viewer only as far as they may see the turn's money.
 use crate::model::format_usd;
+use crate::mutation::field_label;
 use crate::{Actor, ApprovalStatus, Decimal, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -42,18 +43,18 @@ pub struct FieldChange {
     pub after: Option<String>,
 }
 
-/// The turn columns a timeline shows, with their labels.
-const SHOWN: &[(&str, &str)] = &[
-    ("turn_id", "Turn ID"),
-    ("stage_id", "Stage"),
-    ("vendor_id", "Vendor"),
-    ("turn_amount", "Amount"),
-    ("approved_turn_amount", "Approved amount"),
-    ("approval_status", "Approval"),
-    ("wo_number", "Work order"),
-    ("move_out_date", "Move-out date"),
-    ("expected_completion_date", "Expected completion"),
-    ("turn_completion_date", "Completed"),
+/// The turn columns a timeline shows (labelled by `mutation::field_label`).
+const SHOWN: &[&str] = &[
+    "turn_id",
+    "stage_id",
+    "vendor_id",
+    "turn_amount",
+    "approved_turn_amount",
+    "approval_status",
+    "wo_number",
+    "move_out_date",
+    "expected_completion_date",
+    "turn_completion_date",
 ];
 
 /// Columns only those who see a turn's financials see (as `TurnCard::redact_for`).
@@ -123,11 +124,11 @@ pub fn changes(
     };
     SHOWN
         .iter()
-        .filter(|(column, _)| financials || !FINANCIAL.contains(column))
-        .filter_map(|(column, label)| {
+        .filter(|column| financials || !FINANCIAL.contains(column))
+        .filter_map(|column| {
             let (b, a) = (text(before, column), text(after, column));
             (b != a).then(|| FieldChange {
-                label: label.to_string(),
+                label: field_label(column),
                 before: b,
                 after: a,
             })

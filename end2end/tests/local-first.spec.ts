@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
-import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, snap } from "./pages";
+import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached, snap } from "./pages";
 
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
@@ -475,16 +475,10 @@ test.describe("desktop", () => {
     await expect.poll(() => cachedNames(page, id)).toContain("snapshot");
     await context.setOffline(true);
     // What a tab of the previous app writes: no format, and rows without the newer fields.
-    await page.evaluate(async (id) => {
-      const open: IDBDatabase = await new Promise((resolve) => { indexedDB.open(`turns-${id}`).onsuccess = (e) => resolve((e.target as IDBOpenDBRequest).result); });
-      const store = () => open.transaction("kv", "readwrite").objectStore("kv");
-      const json: string = await new Promise((resolve) => { store().get("snapshot").onsuccess = (e) => resolve((e.target as IDBRequest).result); });
-      const stored = JSON.parse(json);
-      delete stored.format;
-      stored.cards.rows = stored.cards.rows.map((r: unknown[]) => r.slice(0, 13));
-      await new Promise((resolve) => { store().put(JSON.stringify(stored), "snapshot").onsuccess = resolve; });
-      open.close();
-    }, id);
+    const stored = JSON.parse((await cachedValue(page, id, "snapshot"))!);
+    delete stored.format;
+    stored.cards.rows = stored.cards.rows.map((r: unknown[]) => r.slice(0, 13));
+    await putCached(page, id, "snapshot", JSON.stringify(stored));
     await page.reload();
     await board.hydrated();
     await expect(board.card(turn)).toBeVisible();

@@ -123,6 +123,22 @@ export async function cachedNames(page: Page, user: string): Promise<string[]> {
 }
 
 /** A value of a user's IndexedDB cache (a JSON string), or null. Never creates the database. */
+/** Write a value into a user's IndexedDB cache (as another version of the app would). */
+export async function putCached(page: Page, user: string, name: string, value: string) {
+  await page.evaluate(async ([db, name, value]) => {
+    await new Promise<void>((resolve, reject) => {
+      const open = indexedDB.open(db);
+      open.onsuccess = () => {
+        const conn = open.result;
+        const req = conn.transaction("kv", "readwrite").objectStore("kv").put(value, name);
+        req.onsuccess = () => { conn.close(); resolve(); };
+        req.onerror = () => { conn.close(); reject(req.error); };
+      };
+      open.onerror = () => reject(open.error);
+    });
+  }, [`turns-${user}`, name, value]);
+}
+
 export async function cachedValue(page: Page, user: string, name: string): Promise<string | null> {
   return page.evaluate(async ([db, name]) => {
     if (!(await indexedDB.databases()).some((d) => d.name === db)) return null;
