@@ -115,7 +115,7 @@ test.describe("desktop", () => {
     psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id)
           SELECT 'P-CANCEL-1', 'Cancel Home', '4 Stop St', id FROM users WHERE email = 'pm2@turns.demo'`);
     const board = await logInAs(page, "pm2@turns.demo");
-    await board.live();
+    await board.synced();
     await page.getByTestId("new-turn").click();
     const form = page.getByTestId("new-turn-form");
     await form.getByTestId("new-turn-home").selectOption({ label: "Cancel Home (P-CANCEL-1)" });
@@ -207,7 +207,7 @@ test.describe("desktop", () => {
 
   test("a home added offline that the server refuses is fixed and sent again, and the turn started on it lands", async ({ page, context }) => {
     const board = await logInAs(page, "pm2@turns.demo");
-    await board.live();
+    await board.synced();
     const properties = new PropertiesPage(page);
     await properties.open();
     await context.setOffline(true);
@@ -673,7 +673,7 @@ test.describe("vendor on a phone", () => {
     const take = makeTurn("LF-ANSWER-1", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
     const pass = makeTurn("LF-ANSWER-2", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
     const board = await logInAs(page, "vendor@turns.demo");
-    await board.live();
+    await board.synced();
     await board.open(take);
     await page.getByTestId("accept-work").click();
     await expect(board.card(take).getByTestId("accepted-badge")).toBeVisible();

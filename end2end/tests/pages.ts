@@ -49,9 +49,14 @@ export class BoardPage {
     return this.page.getByTestId("online-status");
   }
   /** Hydrated, following the stream, and able to start offline. */
-  async live() {
+  /** Hydrated and synced once: enough for a test that never reloads without network. */
+  async synced() {
     await this.hydrated();
     await expect(this.page.getByTestId("last-synced")).not.toBeEmpty();
+  }
+  /** Synced, and the service worker keeps the app for an offline reload. */
+  async live() {
+    await this.synced();
     // The service worker's first install fetches the app shell: slow when the machine is busy.
     await expect(this.page.locator("html")).toHaveAttribute("data-offline", "ready", { timeout: 30_000 });
   }
