@@ -6,6 +6,7 @@
 //! edited field still holds its `from` value (other fields may have changed: they merge), and
 //! answers with a conflict otherwise. The same code applies an edit on both sides, so the
 //! optimistic view is exactly what the server will write.
+use crate::line_items::{LineItemEdit, NewLineItem};
 use crate::model::TurnCard;
 use crate::Decimal;
 use crate::{Actor, Role};
@@ -61,6 +62,22 @@ pub enum Change {
         turn: Uuid,
         reason: String,
     },
+    /// Lines added to a turn's scope, by hand or from a cost template (in one tap).
+    AddLineItems {
+        turn: Uuid,
+        /// The cost template the lines were copied from, for the record.
+        template: Option<Uuid>,
+        items: Vec<NewLineItem>,
+    },
+    EditLineItem {
+        turn: Uuid,
+        item: Uuid,
+        edits: Vec<LineItemEdit>,
+    },
+    RemoveLineItem {
+        turn: Uuid,
+        item: Uuid,
+    },
     DecideApproval {
         turn: Uuid,
         approve: bool,
@@ -83,6 +100,9 @@ impl Change {
             Change::CancelTurn { .. } => "cancel_turn",
             Change::AcceptWork { .. } => "accept_work",
             Change::DeclineWork { .. } => "decline_work",
+            Change::AddLineItems { .. } => "add_line_items",
+            Change::EditLineItem { .. } => "edit_line_item",
+            Change::RemoveLineItem { .. } => "remove_line_item",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -97,6 +117,9 @@ impl Change {
             | Change::CancelTurn { turn, .. }
             | Change::AcceptWork { turn }
             | Change::DeclineWork { turn, .. }
+            | Change::AddLineItems { turn, .. }
+            | Change::EditLineItem { turn, .. }
+            | Change::RemoveLineItem { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
             Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
         }
@@ -128,6 +151,19 @@ impl Change {
                 check_text("reason", reason, 2000, false, &mut errors);
             }
             Change::AcceptWork { .. } => {}
+            Change::AddLineItems { items, .. } => {
+                if items.is_empty() {
+                    errors.push(FieldError::new("items", "Add at least one line."));
+                }
+                items.iter().for_each(|i| i.validate(&mut errors));
+            }
+            Change::EditLineItem { edits, .. } => {
+                if edits.is_empty() {
+                    errors.push(FieldError::new("edits", "Nothing to change."));
+                }
+                edits.iter().for_each(|e| e.validate(&mut errors));
+            }
+            Change::RemoveLineItem { .. } => {}
             Change::DeclineWork { reason, .. } => {
                 if reason.trim().is_empty() {
                     errors.push(FieldError::new("reason", "Say why you decline this job."));
@@ -538,7 +574,7 @@ fn check_date(field: &str, date: NaiveDate, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
     if amount.is_sign_negative() && !amount.is_zero() {
         errors.push(FieldError::new(field, "The amount cannot be negative."));
     } else if amount > max_amount() {
@@ -548,7 +584,13 @@ fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn check_text(field: &str, value: &str, max: usize, required: bool, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+    errors: &mut Vec<FieldError>,
+) {
     // Messages name the field: a form lists them together.
     let label = field_label(field);
     if required && value.trim().is_empty() {
@@ -582,6 +624,7 @@ pub fn field_label(field: &str) -> String {
         "move_out_date" => "Move-out date".into(),
         "expected_completion_date" => "Expected completion".into(),
         "turn_completion_date" => "Completed".into(),
+        "unit_cost" => "Unit cost".into(),
         other => {
             let words = other.replace('_', " ");
             let mut chars = words.chars();

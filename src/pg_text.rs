@@ -60,6 +60,34 @@ pub mod opt_boolean {
     }
 }
 
+/// A `jsonb` column (its JSON, as text), read as `T`.
+pub mod json {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map_err(|e| D::Error::custom(format!("not the JSON expected: {e}")))
+    }
+}
+
+/// A number inside a JSON document, written as a JSON number or as a string (`2`, `"2.50"`).
+pub mod number {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>, N: FromStr>(d: D) -> Result<N, D::Error> {
+        let text = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            other => return Err(D::Error::custom(format!("not a number: {other}"))),
+        };
+        parse::<D, N>(&text, "a number")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -26,6 +26,22 @@ pub const VENDOR_TURN_COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
+/// The line item columns a vendor's synced shape carries: the work, not what it costs.
+pub const VENDOR_LINE_ITEM_COLUMNS: &[&str] = &[
+    "id",
+    "turn_id",
+    "position",
+    "category",
+    "description",
+    "quantity",
+    "vendor_id",
+    "turn_vendor_id",
+    "turn_is_active",
+    "turn_completion_date",
+    "version",
+    "updated_at",
+];
+
 /// The authenticated user a request acts for (from the session, never from the client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

@@ -1,6 +1,7 @@
 //! The rows of the shapes a client follows, as the protocol sends them (Postgres text), and what
 //! the screens make of them. A new table a client keeps locally is one more row type here and one
 //! more shape name; the follower and the stored rows are generic.
+use crate::line_items::HomeSize;
 use crate::model::{full_name, Named, Stage};
 use crate::mutation::{NewProperty, PropertyEdit};
 use crate::pg_text;
@@ -95,9 +96,24 @@ pub struct PropertyRow {
     pub property_manager_id: Option<Uuid>,
     #[serde(default)]
     pub sr_property_manager_id: Option<Uuid>,
+    #[serde(default)]
+    pub bedrooms: Option<crate::Decimal>,
+    #[serde(default)]
+    pub bathrooms: Option<crate::Decimal>,
+    #[serde(default, with = "pg_text::opt_int")]
+    pub area_sqft: Option<i32>,
 }
 
 impl PropertyRow {
+    /// What cost templates are matched against.
+    pub fn size(&self) -> HomeSize {
+        HomeSize {
+            bedrooms: self.bedrooms,
+            bathrooms: self.bathrooms,
+            area_sqft: self.area_sqft,
+        }
+    }
+
     /// A home added on this device, as the server will add it.
     pub fn made(p: &NewProperty, by: &Actor) -> PropertyRow {
         let (pm, sr) = p.managers(by).unwrap_or((p.property_manager_id, None));
@@ -118,6 +134,9 @@ impl PropertyRow {
             is_active: true,
             property_manager_id: pm,
             sr_property_manager_id: sr,
+            bedrooms: None,
+            bathrooms: None,
+            area_sqft: None,
         }
     }
 

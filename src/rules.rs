@@ -5,8 +5,9 @@
 //! server's date). Checks that need the database (is the vendor active and approved?) stay with
 //! the server.
 use crate::approval::{ApprovalLevel, ApprovalStatus, Thresholds};
+use crate::line_items::{self, LineItem};
 use crate::model::{Board, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
-use crate::mutation::{Change, EditRight, Rejection, TurnEdit};
+use crate::mutation::{Change, Edit, EditRight, Rejection, TurnEdit};
 use crate::policy::{Actor, TurnFacts};
 use crate::role::Role;
 use crate::Decimal;
@@ -22,6 +23,8 @@ pub struct TurnRules<'a> {
     pub is_core: bool,
     /// The server's date: a turn entering the complete stage is completed on it.
     pub today: NaiveDate,
+    /// The turn has line items: its amount is their sum, never typed.
+    pub scoped: bool,
 }
 
 /// A turn may be cancelled until its work is complete (a completed turn is history).
@@ -120,6 +123,8 @@ impl Board {
             stages: &self.stages,
             is_core: !self.non_core_properties.contains(&turn.property_id),
             today: self.today,
+            // The board carries no scopes: callers that hold them say (see `scoped`).
+            scoped: false,
         }
     }
 }
@@ -143,9 +148,13 @@ impl TurnRules<'_> {
                 Some(level) => self.decide(before, level, *approve, *amount).map(Some),
                 None => Ok(None),
             },
-            Change::CreateTurn(_) | Change::CreateProperty(_) | Change::UpdateProperty { .. } => {
-                Ok(None)
-            }
+            // The amount follows the scope: see `rescope`.
+            Change::AddLineItems { .. }
+            | Change::EditLineItem { .. }
+            | Change::RemoveLineItem { .. }
+            | Change::CreateTurn(_)
+            | Change::CreateProperty(_)
+            | Change::UpdateProperty { .. } => Ok(None),
         }
     }
 
@@ -157,6 +166,13 @@ impl TurnRules<'_> {
         let mut after = before.clone();
         for e in edits {
             e.apply(&mut after);
+        }
+        if self.scoped && after.turn_amount != before.turn_amount {
+            // A scoped turn's amount is its lines' sum (`rescope`), never typed.
+            return Err(Rejection::invalid_field(
+                "turn_amount",
+                "The amount is the sum of the scope's line items: change those instead.",
+            ));
         }
         if after == *before {
             return Ok(after);
@@ -177,6 +193,29 @@ impl TurnRules<'_> {
             }
         }
         Ok(after)
+    }
+
+    /// The turn after its scope changed (`scope`: its line items now): the amount is their sum,
+    /// and a sum no longer covered by the turn's approval restarts approval, as a typed amount
+    /// does. `None`: the amount stays.
+    pub fn rescope(
+        &self,
+        before: &TurnCard,
+        scope: &[LineItem],
+    ) -> Result<Option<TurnCard>, Rejection> {
+        let to = line_items::total(scope);
+        if to == before.turn_amount {
+            return Ok(None);
+        }
+        let amount = TurnEdit::Amount(Edit {
+            from: before.turn_amount,
+            to,
+        });
+        let unscoped = TurnRules {
+            scoped: false,
+            ..*self
+        };
+        unscoped.edit(before, &[amount]).map(Some)
     }
 
     /// The turn after its managers submit it for approval (`None`: it already waits).
@@ -348,6 +387,7 @@ mod tests {
             stages,
             is_core: true,
             today: NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
+            scoped: false,
         }
     }
 
@@ -414,6 +454,60 @@ mod tests {
             ),
             (false, None, None)
         );
+    }
+
+    #[test]
+    fn a_scope_sets_the_amount_and_a_larger_sum_asks_for_approval_again() {
+        let (limits, stages) = (Thresholds::default(), stages());
+        let rules = core_rules(&limits, &stages);
+        let turn = Uuid::from_u128(1);
+        let line = |n: u128, cost: i64| {
+            crate::line_items::NewLineItem {
+                id: Uuid::from_u128(n),
+                category: "Paint".into(),
+                description: "Walls".into(),
+                quantity: d(1),
+                unit_cost: d(cost),
+                vendor_id: None,
+            }
+            .item(turn, n as i32)
+        };
+        // Self-approved at 800 (within the PM's limit).
+        let approved = TurnCard {
+            id: turn,
+            turn_amount: Some(d(800)),
+            approved_turn_amount: Some(d(800)),
+            approval_status: Some(ApprovalStatus::Pending),
+            ..TurnCard::default()
+        };
+        let same = [line(1, 500), line(2, 300)];
+        assert_eq!(rules.rescope(&approved, &same), Ok(None));
+        let more = [line(1, 500), line(2, 300), line(3, 2000)];
+        let after = rules
+            .rescope(&approved, &more)
+            .expect("allowed")
+            .expect("changed");
+        assert_eq!(after.turn_amount, Some(d(2800)));
+        assert_eq!(
+            after.approval_status,
+            Some(ApprovalStatus::DfoApprovalNeeded)
+        );
+        let emptied = rules.rescope(&approved, &[]).expect("allowed");
+        assert_eq!(emptied.and_then(|c| c.turn_amount), None);
+        // A scoped turn's amount is not typed; its scope still sets it.
+        let scoped = TurnRules {
+            scoped: true,
+            ..rules
+        };
+        let typed = TurnEdit::Amount(Edit {
+            from: approved.turn_amount,
+            to: Some(d(5)),
+        });
+        assert!(scoped
+            .edit(&approved, std::slice::from_ref(&typed))
+            .is_err());
+        assert!(rules.edit(&approved, &[typed]).is_ok());
+        assert!(scoped.rescope(&approved, &more).is_ok());
     }
 
     #[test]

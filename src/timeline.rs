@@ -1,6 +1,7 @@
 //! A turn's history as people read it: every write the audit log kept, who made it, when on the
 //! server and when on the device, and the fields it changed (before → after), shown to each
 //! viewer only as far as they may see the turn's money.
+use crate::line_items::LineItem;
 use crate::model::format_usd;
 use crate::mutation::field_label;
 use crate::{Actor, ApprovalStatus, Decimal, Role};
@@ -71,9 +72,16 @@ pub fn shows(action: &str, before: Option<&Value>, after: Option<&Value>, viewer
     match viewer.vendor_id.filter(|_| viewer.role == Role::Vendor) {
         None => true,
         Some(vendor) => {
+            // The turn's vendor: a line item carries it as `turn_vendor_id` (its own
+            // `vendor_id` is who does that line).
             let theirs = |row: Option<&Value>| {
-                row.and_then(|r| r.get("vendor_id")?.as_str()?.parse::<uuid::Uuid>().ok())
-                    == Some(vendor)
+                row.and_then(|r| {
+                    r.get("turn_vendor_id")
+                        .or(r.get("vendor_id"))?
+                        .as_str()?
+                        .parse::<uuid::Uuid>()
+                        .ok()
+                }) == Some(vendor)
             };
             theirs(before) || theirs(after)
         }
@@ -91,6 +99,9 @@ pub fn action_label(action: &str) -> &'static str {
         "cancel_turn" => "Cancelled the turn",
         "accept_work" => "Accepted the job",
         "decline_work" => "Declined the job",
+        "add_line_items" => "Added to the scope",
+        "edit_line_item" => "Changed the scope",
+        "remove_line_item" => "Removed from the scope",
         _ => "Changed",
     }
 }
@@ -134,6 +145,41 @@ pub fn changes(
             })
         })
         .collect()
+}
+
+/// What a write to one of the turn's line items changed (`before`, `after`: the line as JSON):
+/// the line as it read before and after, with its cost for those who see the money.
+pub fn line_change(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    financials: bool,
+) -> Option<FieldChange> {
+    let describe = |row: Option<&Value>| Some(line_from_json(row?)?.describe(financials));
+    let (before, after) = (describe(before), describe(after));
+    (before != after).then(|| FieldChange {
+        label: "Line item".into(),
+        before,
+        after,
+    })
+}
+
+/// A line item from its row as `to_jsonb` writes it.
+fn line_from_json(row: &Value) -> Option<LineItem> {
+    let text = |column: &str| match row.get(column)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(LineItem {
+        id: text("id")?.parse().ok()?,
+        turn_id: text("turn_id")?.parse().ok()?,
+        position: text("position")?.parse().ok()?,
+        category: text("category")?,
+        description: text("description")?,
+        quantity: text("quantity")?.parse().ok()?,
+        unit_cost: text("unit_cost").and_then(|c| c.parse().ok()),
+        vendor_id: text("vendor_id").and_then(|v| v.parse().ok()),
+    })
 }
 
 #[cfg(test)]
@@ -222,6 +268,41 @@ mod tests {
         for action in ["create_turn", "approve", "decline_work"] {
             assert!(shows(action, Some(&others), Some(&none), &pm));
         }
+    }
+
+    #[test]
+    fn a_line_item_change_reads_as_the_line_before_and_after() {
+        let line = |quantity: f64| {
+            json!({"id": "00000000-0000-0000-0000-000000000001",
+                   "turn_id": "00000000-0000-0000-0000-000000000002", "position": 1,
+                   "category": "Paint", "description": "Walls", "quantity": quantity,
+                   "unit_cost": 150.0, "turn_vendor_id": null})
+        };
+        let (two, three) = (line(2.0), line(3.0));
+        let changed = line_change(Some(&two), Some(&three), true).expect("changed");
+        assert_eq!(
+            (changed.before.as_deref(), changed.after.as_deref()),
+            (
+                Some("Paint — Walls · 2 × $150.00"),
+                Some("Paint — Walls · 3 × $150.00")
+            )
+        );
+        let added = line_change(None, Some(&two), false).expect("added");
+        assert_eq!(
+            (added.before, added.after.as_deref()),
+            (None, Some("Paint — Walls · 2"))
+        );
+        assert_eq!(line_change(Some(&two), Some(&two), true), None);
+        // A vendor sees a line's changes while the turn is their company's.
+        let vendor = Actor {
+            user_id: uuid::Uuid::from_u128(9),
+            role: Role::Vendor,
+            vendor_id: Some(uuid::Uuid::from_u128(5)),
+        };
+        let theirs =
+            json!({"vendor_id": null, "turn_vendor_id": uuid::Uuid::from_u128(5).to_string()});
+        assert!(shows("add_line_items", None, Some(&theirs), &vendor));
+        assert!(!shows("add_line_items", None, Some(&two), &vendor));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! carry the values the user saw when the drawer opened, so the server can merge them with other
 //! people's changes or report a conflict.
 use crate::local::{ended_notice, now_ms, Ended, Failed, Local, SyncState, ViewCard};
+use crate::scope::TurnScope;
 use crate::timeline::TurnTimeline;
 use leptos::prelude::*;
 use turns::model::{format_usd, TurnCard};
@@ -11,7 +12,8 @@ use turns::mutation::{Change, Edit, FieldError, Rejection, TurnEdit};
 use turns::{ApprovalStatus, Decimal, Role};
 use uuid::Uuid;
 
-fn parse_amount(text: &str) -> Result<Option<Decimal>, FieldError> {
+/// Money (or a quantity) as people type it: `$1,250.00`, `1250`, blank for none.
+pub fn parse_money(text: &str, field: &str) -> Result<Option<Decimal>, FieldError> {
     let clean: String = text
         .chars()
         .filter(|c| !matches!(c, '$' | ',' | ' '))
@@ -22,7 +24,7 @@ fn parse_amount(text: &str) -> Result<Option<Decimal>, FieldError> {
     clean
         .parse::<Decimal>()
         .map(Some)
-        .map_err(|_| FieldError::new("turn_amount", "Enter an amount like 1250.00."))
+        .map_err(|_| FieldError::new(field, "Enter a number like 1250.00."))
 }
 
 #[derive(Clone, Copy)]
@@ -157,6 +159,7 @@ fn DrawerBody(
                 .collect::<Vec<_>>()
         })
     };
+    let scopes = local.viewer().is_some_and(|v| v.is_manager());
     let form = match role {
         Role::Vendor => vendor_form(&seen, submit).into_any(),
         Role::DfoApprover | Role::HoApprover => approver_form(&seen, submit, errors).into_any(),
@@ -173,6 +176,7 @@ fn DrawerBody(
         <ul class="field-errors" role="alert" data-testid="field-errors">
             {move || errors.get().into_iter().map(|e| view! { <li>{e.message}</li> }).collect_view()}
         </ul>
+        <TurnScope local turn=id home=seen.property_id editable=scopes money=role != Role::Vendor/>
         <TurnTimeline turn=id/>
     }
     .into_any()
@@ -237,16 +241,18 @@ fn manager_form(
     let wo = RwSignal::new(seen.wo_number.clone().unwrap_or_default());
     let move_out = RwSignal::new(date_text(seen.move_out_date));
     let expected = RwSignal::new(date_text(seen.expected_completion_date));
+    let turn = seen.id;
     let seen = StoredValue::new(seen.clone());
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let s = seen.get_value();
         let mut edits = Vec::new();
-        let amount = match parse_amount(&amount.get_untracked()) {
+        let amount = match parse_money(&amount.get_untracked(), "turn_amount") {
             Ok(a) => a,
             Err(e) => return errors.set(vec![e]),
         };
-        if amount != s.turn_amount {
+        // A scoped turn's amount is its scope's total, not typed.
+        if amount != s.turn_amount && local.scope_of(turn).is_empty() {
             edits.push(TurnEdit::Amount(Edit {
                 from: s.turn_amount,
                 to: amount,
@@ -323,7 +329,16 @@ fn manager_form(
                     {choose(stages, stage)}
                 </select>
             </label>
-            {field("Turn amount (USD)", "edit-amount", Input::Money, amount)}
+            {move || if local.scope_of(turn).is_empty() {
+                field("Turn amount (USD)", "edit-amount", Input::Money, amount).into_any()
+            } else {
+                view! {
+                    <p class="muted" data-testid="amount-from-scope">
+                        "Turn amount: the scope's total (below)."
+                    </p>
+                }
+                .into_any()
+            }}
             <label>"Vendor"
                 <select data-testid="edit-vendor" on:change=move |ev| vendor.set(event_target_value(&ev))>
                     <option value="">"No vendor"</option>
@@ -520,7 +535,7 @@ fn approver_form(
     let decide = move |approve: bool| {
         let s = s.get_value();
         let amount = if approve {
-            match parse_amount(&amount.get_untracked()) {
+            match parse_money(&amount.get_untracked(), "turn_amount") {
                 Ok(a) => a,
                 Err(e) => return errors.set(vec![e]),
             }

@@ -11,6 +11,7 @@ mod login;
 mod new_turn;
 mod properties;
 mod property_form;
+mod scope;
 #[cfg(feature = "ssr")]
 pub mod server;
 mod timeline;

@@ -111,6 +111,70 @@ test.describe("desktop", () => {
     await senior.context.close();
   });
 
+  test("a manager scopes a new turn from a cost template and by hand, offline too; the amount follows", async ({ page, context }, info) => {
+    // A 2-bed, 1-bath home of this test's own: the demo's 2 bed / 1 bath template fits it.
+    psql(`INSERT INTO properties (property_id, name, street_address, bedrooms, bathrooms, area_sqft,
+                                  property_manager_id, sr_property_manager_id)
+          SELECT 'P-SCOPE-1', 'Scope Home', '8 Scope St', 2, 1.0, 950, pm.id, sr.id FROM users pm, users sr
+           WHERE pm.email = 'pm2@turns.demo' AND sr.email = 'srpm@turns.demo'`);
+    const board = await logInAs(page, "pm2@turns.demo");
+    await board.synced();
+    await page.getByTestId("new-turn").click();
+    const form = page.getByTestId("new-turn-form");
+    await form.getByTestId("new-turn-home").selectOption({ label: "Scope Home (P-SCOPE-1)" });
+    const turn = (await form.getByTestId("new-turn-id").textContent())!;
+    await form.getByTestId("create-turn").click();
+    const drawer = page.getByTestId("drawer");
+    await expect(drawer.getByTestId("scope-empty")).toBeVisible();
+
+    // One tap: the template that fits the home is offered first; its lines are the scope.
+    await expect(drawer.getByTestId("template").locator("option").first()).toContainText("2 bed / 1 bath standard turn (fits this home)");
+    await drawer.getByTestId("apply-template").click();
+    await expect(drawer.getByTestId("line-item")).toHaveCount(4);
+    await expect(drawer.getByTestId("scope-total")).toHaveText("$2,660.00");
+    await expect(drawer.getByTestId("amount-from-scope")).toBeVisible();
+
+    // The total follows what is typed before it is added.
+    await drawer.getByTestId("line-category").fill("Plumbing");
+    await drawer.getByTestId("line-description").fill("Replace kitchen faucet");
+    await drawer.getByTestId("line-quantity").fill("2");
+    await drawer.getByTestId("line-cost").fill("$85.50");
+    await expect(drawer.getByTestId("scope-total")).toHaveText("$2,831.00");
+    await drawer.getByTestId("add-line").click();
+    await expect(drawer.getByTestId("line-item")).toHaveCount(5);
+    await expect(drawer.getByTestId("scope-total")).toHaveText("$2,831.00");
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "turn_amount")).toBe("2831.00");
+    await snap(page, info, "turn-scope");
+
+    // Offline: a line's quantity changed and another removed; the card's amount follows at once.
+    await context.setOffline(true);
+    const carpet = drawer.getByTestId("line-item").filter({ hasText: "Carpet" });
+    await carpet.getByTestId("edit-line").click();
+    await drawer.getByTestId("edit-line-quantity").fill("30");
+    await expect(drawer.getByTestId("scope-total")).toHaveText("$2,546.00");
+    await drawer.getByTestId("save-line").click();
+    await drawer.getByTestId("line-item").filter({ hasText: "Re-key" }).getByTestId("remove-line").click();
+    await expect(drawer.getByTestId("line-item")).toHaveCount(4);
+    await expect(drawer.getByTestId("scope-total")).toHaveText("$2,451.00");
+    await page.getByRole("button", { name: "Close" }).click();
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "pending");
+    await expect(board.card(turn)).toContainText("$2,451.00");
+    await expect(board.pending()).toHaveText("2 changes waiting to sync");
+
+    await context.setOffline(false);
+    await expect(board.pending()).toHaveText("All changes saved");
+    await expect(board.card(turn)).toHaveAttribute("data-sync", "synced");
+    expect(turnField(turn, "turn_amount")).toBe("2451.00");
+    expect(psql(`SELECT count(*) || ' ' || sum(quantity * unit_cost) FROM turn_line_items l JOIN turns t ON t.id = l.turn_id
+                  WHERE t.turn_id = '${turn}'`)).toBe("4 2451.0000");
+    // The timeline tells the scope's story, line by line.
+    await board.open(turn);
+    await page.getByTestId("show-timeline").click();
+    await expect(page.getByTestId("timeline")).toContainText("Added to the scope");
+    await expect(page.getByTestId("timeline")).toContainText("Removed from the scope");
+  });
+
   test("a manager cancels a turn with a reason: it leaves the board, is kept, and History lists it", async ({ page }, info) => {
     psql(`INSERT INTO properties (property_id, name, street_address, property_manager_id)
           SELECT 'P-CANCEL-1', 'Cancel Home', '4 Stop St', id FROM users WHERE email = 'pm2@turns.demo'`);
@@ -702,6 +766,22 @@ test.describe("vendor on a phone", () => {
     await pm.close();
   });
 
+  test("sees the scope of a job without what it costs", async ({ page }, info) => {
+    const turn = psql(`SELECT t.turn_id FROM turns t JOIN vendors v ON v.id = t.vendor_id
+                        WHERE v.name = 'Brightline Painting' AND t.is_active AND t.turn_completion_date IS NULL
+                          AND EXISTS (SELECT 1 FROM turn_line_items l WHERE l.turn_id = t.id) ORDER BY t.turn_id LIMIT 1`);
+    const board = await logInAs(page, "vendor@turns.demo");
+    await board.synced();
+    await board.open(turn);
+    const scope = page.getByTestId("scope");
+    await expect(scope.getByTestId("line-item")).toHaveCount(3);
+    await expect(scope.getByTestId("line-item").first()).toContainText("Paint");
+    await expect(scope.getByTestId("line-amount")).toHaveCount(0);
+    await expect(scope.getByTestId("scope-total")).toHaveCount(0);
+    await expect(scope).not.toContainText("$");
+    await snap(page, info, "vendor-scope");
+  });
+
   test("records progress and completion; an edit the server refuses rolls back with its reason", async ({ page, context }, info) => {
     const mine = makeTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const moved = makeTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
@@ -748,6 +828,22 @@ test.describe("vendor on a phone", () => {
 
 test.describe("approver on a tablet", () => {
   onlyOn("tablet");
+
+  test("sees the scope's lines and their total before deciding, read-only", async ({ page }) => {
+    const turn = psql(`SELECT t.turn_id FROM turns t WHERE t.approval_status = 'DFO_APPROVAL_NEEDED' AND t.is_active
+                         AND EXISTS (SELECT 1 FROM turn_line_items l WHERE l.turn_id = t.id) ORDER BY t.turn_id LIMIT 1`);
+    const lines = psql(`SELECT count(*) FROM turn_line_items l JOIN turns t ON t.id = l.turn_id WHERE t.turn_id = '${turn}'`);
+    const board = await logInAs(page, "dfo@turns.demo");
+    await board.synced();
+    await board.open(turn);
+    const scope = page.getByTestId("scope");
+    await expect(scope.getByTestId("line-item")).toHaveCount(Number(lines));
+    const amount = Number(turnField(turn, "turn_amount"));
+    const usd = "$" + amount.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    await expect(scope.getByTestId("scope-total")).toHaveText(usd);
+    await expect(scope.getByTestId("add-line-form")).toHaveCount(0);
+    await expect(scope.getByTestId("edit-line")).toHaveCount(0);
+  });
 
   test("approves a lower amount and rejects with a reason from the queue", async ({ page }, info) => {
     const approve = makeTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });

@@ -84,6 +84,85 @@ pub fn synced_since(today: NaiveDate, days: u32) -> NaiveDate {
     from - chrono::Days::new(u64::from(from.weekday().num_days_from_monday()))
 }
 
+/// The columns a table that follows its turns is scoped by: the turn's own, or a line item's
+/// copies of them.
+struct TurnScopeColumns {
+    active: &'static str,
+    vendor: &'static str,
+}
+
+const TURN_COLUMNS: TurnScopeColumns = TurnScopeColumns {
+    active: "is_active",
+    vendor: "vendor_id",
+};
+
+const LINE_ITEM_COLUMNS: TurnScopeColumns = TurnScopeColumns {
+    active: "turn_is_active",
+    vendor: "turn_vendor_id",
+};
+
+/// A shape of rows that belong to turns (the turns themselves, their line items): those of the
+/// user's turns that are open or completed since `synced_since`. `$1` is the bound, `$2` the
+/// scope's; a vendor gets `vendor_columns` only.
+fn turn_scoped(
+    table: &str,
+    on: &TurnScopeColumns,
+    scope: Scope,
+    synced_since: NaiveDate,
+    vendor_columns: &[&str],
+) -> ShapeDef {
+    let (scope_clause, scope_param, columns) = match scope {
+        Scope::All => (None, None, None),
+        Scope::ManagedBy(u) => (
+            Some("property_manager_id = $2".to_string()),
+            Some(u.to_string()),
+            None,
+        ),
+        Scope::OverseenBy(u) => (
+            Some("property_manager_id = $2 OR sr_property_manager_id = $2".to_string()),
+            Some(u.to_string()),
+            None,
+        ),
+        Scope::Vendor(v) => (
+            Some(format!("{} = $2", on.vendor)),
+            Some(v.to_string()),
+            Some(vendor_columns),
+        ),
+        Scope::Awaiting(level) => (
+            Some("approval_status = $2".to_string()),
+            Some(level.needed_status().as_str().to_string()),
+            None,
+        ),
+        Scope::Nothing => {
+            return ShapeDef {
+                schema: "public".into(),
+                table: table.into(),
+                where_clause: Some("false".into()),
+                params: vec![],
+                columns: None,
+                replica_full: false,
+            }
+        }
+    };
+    let mut clause = format!(
+        "{} AND (turn_completion_date IS NULL OR turn_completion_date >= $1)",
+        on.active
+    );
+    if let Some(c) = scope_clause {
+        clause.push_str(&format!(" AND ({c})"));
+    }
+    ShapeDef {
+        schema: "public".into(),
+        table: table.into(),
+        where_clause: Some(clause),
+        params: std::iter::once(synced_since.to_string())
+            .chain(scope_param)
+            .collect(),
+        columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        replica_full: false,
+    }
+}
+
 /// `homes`: for vendors and approvers, the homes of the turns they may read.
 fn fixed_definition(
     name: &str,
@@ -130,51 +209,25 @@ fn fixed_definition(
             },
             Scope::Nothing => def("properties", Some("false"), vec![], None),
         },
-        "turns" => {
-            // Open turns and those completed since the bound: `$1` is the bound, `$2` the scope's.
-            let bounded = |scope_clause: Option<&str>, scope_param: Option<String>| {
-                let mut clause =
-                    "is_active AND (turn_completion_date IS NULL OR turn_completion_date >= $1)"
-                        .to_string();
-                if let Some(c) = scope_clause {
-                    clause.push_str(&format!(" AND ({c})"));
-                }
-                let params = std::iter::once(synced_since.to_string())
-                    .chain(scope_param)
-                    .collect();
-                (clause, params)
-            };
-            let (clause, params, columns) = match scope {
-                Scope::All => {
-                    let (c, p) = bounded(None, None);
-                    (c, p, None)
-                }
-                Scope::ManagedBy(u) => {
-                    let (c, p) = bounded(Some("property_manager_id = $2"), Some(u.to_string()));
-                    (c, p, None)
-                }
-                Scope::OverseenBy(u) => {
-                    let (c, p) = bounded(
-                        Some("property_manager_id = $2 OR sr_property_manager_id = $2"),
-                        Some(u.to_string()),
-                    );
-                    (c, p, None)
-                }
-                Scope::Vendor(v) => {
-                    let (c, p) = bounded(Some("vendor_id = $2"), Some(v.to_string()));
-                    (c, p, Some(turns::policy::VENDOR_TURN_COLUMNS))
-                }
-                Scope::Awaiting(level) => {
-                    let (c, p) = bounded(
-                        Some("approval_status = $2"),
-                        Some(level.needed_status().as_str().to_string()),
-                    );
-                    (c, p, None)
-                }
-                Scope::Nothing => ("false".to_string(), vec![], None),
-            };
-            def("turns", Some(&clause), params, columns)
-        }
+        "turns" => turn_scoped(
+            "turns",
+            &TURN_COLUMNS,
+            scope,
+            synced_since,
+            turns::policy::VENDOR_TURN_COLUMNS,
+        ),
+        "line_items" => turn_scoped(
+            "turn_line_items",
+            &LINE_ITEM_COLUMNS,
+            scope,
+            synced_since,
+            turns::policy::VENDOR_LINE_ITEM_COLUMNS,
+        ),
+        // Templates carry costs: not for vendors.
+        "cost_templates" => match scope {
+            Scope::Vendor(_) | Scope::Nothing => def("cost_templates", Some("false"), vec![], None),
+            _ => def("cost_templates", Some("is_active"), vec![], None),
+        },
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
         "vendors" if actor.sees_vendor_contacts() => {

@@ -12,6 +12,7 @@ use crate::queries::{self, CARD_COLUMNS, CARD_FROM};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
+use turns::line_items::{self, LineItem};
 use turns::model::{Stage, TurnCard};
 use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
@@ -64,7 +65,9 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
     Some(match constraint {
         "turns_turn_id_idx" => ("turn_id", "Another turn already has this turn id."),
         // Ids are made on devices; a collision says nothing about whose row holds it.
-        "turns_pkey" | "properties_pkey" => ("id", "This id is already in use; try again."),
+        "turns_pkey" | "properties_pkey" | "turn_line_items_pkey" => {
+            ("id", "This id is already in use; try again.")
+        }
         "turns_completion_after_move_out" => (
             "turn_completion_date",
             "Completion cannot be before the move-out date.",
@@ -238,6 +241,9 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
             amount,
             reason,
         } => decide(conn, actor, m, *turn, *approve, *amount, reason.as_deref()).await,
+        Change::AddLineItems { turn, .. }
+        | Change::EditLineItem { turn, .. }
+        | Change::RemoveLineItem { turn, .. } => rescope(conn, actor, m, *turn).await,
         Change::CreateTurn(t) => create_turn(conn, actor, m, t).await,
         Change::CreateProperty(p) => create_property(conn, actor, m, p).await,
         Change::UpdateProperty { property, edits } => {
@@ -318,6 +324,8 @@ struct Facts {
     is_core: bool,
     /// The server's day, never the device's clock (which may be anything).
     today: chrono::NaiveDate,
+    /// The turn has line items (read only when an amount is typed).
+    scoped: bool,
 }
 
 impl Facts {
@@ -327,6 +335,7 @@ impl Facts {
             stages: queries::active_stages(&mut *conn).await?,
             is_core,
             today: Utc::now().date_naive(),
+            scoped: false,
         })
     }
 
@@ -336,6 +345,7 @@ impl Facts {
             stages: &self.stages,
             is_core: self.is_core,
             today: self.today,
+            scoped: self.scoped,
         }
     }
 }
@@ -441,7 +451,8 @@ async fn plan_edit(
     // Only an amount or a stage brings approval and gates in: only then read what they depend
     // on (edits are the bulk of the traffic).
     let stage_changed = preview.stage_id != locked.card.stage_id;
-    let facts = if preview.turn_amount != locked.card.turn_amount || stage_changed {
+    let amount_changed = preview.turn_amount != locked.card.turn_amount;
+    let mut facts = if amount_changed || stage_changed {
         Facts::read(conn, locked.is_core).await?
     } else {
         Facts {
@@ -449,8 +460,16 @@ async fn plan_edit(
             stages: Vec::new(),
             is_core: locked.is_core,
             today: Utc::now().date_naive(),
+            scoped: false,
         }
     };
+    if amount_changed {
+        facts.scoped =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM turn_line_items WHERE turn_id = $1)")
+                .bind(locked.card.id)
+                .fetch_one(&mut *conn)
+                .await?;
+    }
     let after = facts.rules().edit(&locked.card, edits)?;
     if after.vendor_id != locked.card.vendor_id {
         if let Some(vendor) = after.vendor_id {
@@ -697,6 +716,118 @@ async fn decide(
     .execute(&mut *conn)
     .await?;
     write_locked_turn(conn, actor, m, &after, &locked.before).await
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    #[sqlx(flatten)]
+    item: LineItem,
+    row: Value,
+}
+
+/// A change to a turn's scope: its lines written as `line_items::apply` says and its amount as
+/// `TurnRules::rescope` says, with an audit row for each line written and one for the turn.
+async fn rescope(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
+    if !actor.can_manage_turn(&locked.facts) {
+        return Err(Rejection::forbidden("Only the turn's managers change its scope.").into());
+    }
+    let lines: Vec<LineRow> = sqlx::query_as(
+        "SELECT id, turn_id, position, category, description, quantity, unit_cost, vendor_id,
+                to_jsonb(l) AS row
+           FROM turn_line_items l WHERE turn_id = $1 ORDER BY position, id FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let items: Vec<LineItem> = lines.iter().map(|l| l.item.clone()).collect();
+    let Some(after) = line_items::apply(&items, &m.change)? else {
+        return Ok(None);
+    };
+    for line in &after {
+        let was = items.iter().find(|i| i.id == line.id);
+        if let Some(vendor) = line
+            .vendor_id
+            .filter(|v| was.and_then(|w| w.vendor_id) != Some(*v))
+        {
+            check_vendor(conn, vendor, "vendor_id").await?;
+        }
+    }
+    let mut txid = None;
+    for old in lines
+        .iter()
+        .filter(|l| !after.iter().any(|a| a.id == l.item.id))
+    {
+        sqlx::query("DELETE FROM turn_line_items WHERE id = $1")
+            .bind(old.item.id)
+            .execute(&mut *conn)
+            .await?;
+        txid = Some(
+            audit(
+                conn,
+                actor,
+                m,
+                "turn_line_items",
+                old.item.id,
+                Some(&old.row),
+                None,
+            )
+            .await?,
+        );
+    }
+    for line in &after {
+        let old = lines.iter().find(|l| l.item.id == line.id);
+        if old.is_some_and(|o| o.item == *line) {
+            continue;
+        }
+        let row: Value = sqlx::query_scalar(
+            "INSERT INTO turn_line_items (id, turn_id, position, category, description, quantity,
+                                          unit_cost, vendor_id, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (id) DO UPDATE
+                SET category = EXCLUDED.category, description = EXCLUDED.description,
+                    quantity = EXCLUDED.quantity, unit_cost = EXCLUDED.unit_cost,
+                    vendor_id = EXCLUDED.vendor_id, updated_by = EXCLUDED.updated_by
+              WHERE turn_line_items.turn_id = EXCLUDED.turn_id
+          RETURNING to_jsonb(turn_line_items.*)",
+        )
+        .bind(line.id)
+        .bind(id)
+        .bind(line.position)
+        .bind(&line.category)
+        .bind(&line.description)
+        .bind(line.quantity)
+        .bind(line.unit_cost)
+        .bind(line.vendor_id)
+        .bind(actor.user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        // The id is another turn's line.
+        .ok_or_else(|| Rejection::invalid_field("id", "This id is already in use; try again."))?;
+        let before = old.map(|o| &o.row);
+        txid = Some(
+            audit(
+                conn,
+                actor,
+                m,
+                "turn_line_items",
+                line.id,
+                before,
+                Some(&row),
+            )
+            .await?,
+        );
+    }
+    let facts = Facts::read(conn, locked.is_core).await?;
+    if let Some(card) = facts.rules().rescope(&locked.card, &after)? {
+        txid = write_locked_turn(conn, actor, m, &card, &locked.before).await?;
+    }
+    Ok(txid)
 }
 
 async fn create_turn(

@@ -311,6 +311,8 @@ struct AuditRow {
     after: Option<serde_json::Value>,
     who: Option<String>,
     decision_reason: Option<String>,
+    table_name: String,
+    client_mutation_id: Option<Uuid>,
 }
 
 /// The most entries a turn's timeline shows.
@@ -343,13 +345,15 @@ pub async fn timeline(
         "SELECT * FROM (
            SELECT a.created_at, a.device_time, a.action, a.before, a.after,
                   nullif(concat_ws(' ', u.first_name, u.last_name), '') AS who,
-                  d.reason AS decision_reason
+                  d.reason AS decision_reason, a.table_name, a.client_mutation_id
              FROM audit_logs a
              LEFT JOIN users u ON u.id = a.actor_id
              LEFT JOIN approval_decisions d
                     ON a.action IN ('approve', 'reject') AND d.turn_id = a.row_id
                    AND d.actor_id = a.actor_id AND d.created_at = a.created_at
-            WHERE a.table_name = 'turns' AND a.row_id = $1
+            WHERE (a.table_name = 'turns' AND a.row_id = $1)
+               OR (a.table_name = 'turn_line_items'
+                   AND coalesce(a.after, a.before) ->> 'turn_id' = $1::text)
             ORDER BY coalesce(a.device_time, a.created_at) DESC, a.created_at DESC
             LIMIT $2) newest
           ORDER BY coalesce(device_time, created_at), created_at",
@@ -366,36 +370,46 @@ pub async fn timeline(
     .into_iter()
     .collect();
     let financials = actor.sees_turn_financials();
-    Ok(Some(
-        rows.into_iter()
-            .filter(|r| {
-                turns::timeline::shows(&r.action, r.before.as_ref(), r.after.as_ref(), actor)
+    let mut entries: Vec<(Option<Uuid>, turns::timeline::Entry)> = Vec::new();
+    for r in rows {
+        if !turns::timeline::shows(&r.action, r.before.as_ref(), r.after.as_ref(), actor) {
+            continue;
+        }
+        let changes = if r.table_name == "turn_line_items" {
+            turns::timeline::line_change(r.before.as_ref(), r.after.as_ref(), financials)
+                .into_iter()
+                .collect()
+        } else {
+            turns::timeline::changes(r.before.as_ref(), r.after.as_ref(), financials, |_, id| {
+                names.get(id).cloned()
             })
-            .map(|r| {
-                let after = |column: &str| {
-                    r.after
-                        .as_ref()
-                        .and_then(|a| Some(a.get(column)?.as_str()?.to_string()))
-                };
-                let note = match r.action.as_str() {
-                    "cancel_turn" => after("cancel_reason"),
-                    "decline_work" => after("decline_reason"),
-                    _ => r.decision_reason.clone(),
-                };
-                turns::timeline::Entry {
-                    at: r.created_at,
-                    device_time: r.device_time,
-                    who: r.who,
-                    action: turns::timeline::action_label(&r.action).to_string(),
-                    changes: turns::timeline::changes(
-                        r.before.as_ref(),
-                        r.after.as_ref(),
-                        financials,
-                        |_, id| names.get(id).cloned(),
-                    ),
-                    note,
-                }
-            })
-            .collect(),
-    ))
+        };
+        // One change wrote the turn and its lines: one entry.
+        if let Some((Some(last), entry)) = entries.last_mut() {
+            if Some(*last) == r.client_mutation_id {
+                entry.changes.extend(changes);
+                continue;
+            }
+        }
+        let after = |column: &str| {
+            r.after
+                .as_ref()
+                .and_then(|a| Some(a.get(column)?.as_str()?.to_string()))
+        };
+        let note = match r.action.as_str() {
+            "cancel_turn" => after("cancel_reason"),
+            "decline_work" => after("decline_reason"),
+            _ => r.decision_reason.clone(),
+        };
+        let entry = turns::timeline::Entry {
+            at: r.created_at,
+            device_time: r.device_time,
+            who: r.who,
+            action: turns::timeline::action_label(&r.action).to_string(),
+            changes,
+            note,
+        };
+        entries.push((r.client_mutation_id, entry));
+    }
+    Ok(Some(entries.into_iter().map(|(_, e)| e).collect()))
 }

@@ -83,6 +83,136 @@ pub async fn seed_demo_if_empty(pool: &PgPool, today: NaiveDate) -> Result<bool,
     Ok(true)
 }
 
+/// (name, bedrooms, bathrooms, max sqft, lines: (category, description, quantity, unit cost))
+type TemplateSpec = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    Option<i32>,
+    &'static [(&'static str, &'static str, &'static str, &'static str)],
+);
+
+/// Cost templates by home size (bathrooms in tenths, as `numeric(3,1)` holds them).
+const TEMPLATES: [TemplateSpec; 4] = [
+    (
+        "2 bed / 1 bath standard turn",
+        Some(2),
+        Some(10),
+        Some(1400),
+        &[
+            ("Paint", "Interior walls and ceilings", "1", "1150.00"),
+            ("Cleaning", "Deep clean, move-out", "1", "275.00"),
+            ("Flooring", "Carpet, bedrooms (sq yd)", "40", "28.50"),
+            ("Doors & hardware", "Re-key locks", "1", "95.00"),
+        ],
+    ),
+    (
+        "3 bed / 1.5 bath standard turn",
+        Some(3),
+        Some(15),
+        None,
+        &[
+            ("Paint", "Interior walls and ceilings", "1", "1650.00"),
+            ("Cleaning", "Deep clean, move-out", "1", "350.00"),
+            ("Flooring", "Carpet, bedrooms (sq yd)", "60", "28.50"),
+            (
+                "Appliances",
+                "Service range and refrigerator",
+                "1",
+                "180.00",
+            ),
+            ("Doors & hardware", "Re-key locks", "1", "95.00"),
+        ],
+    ),
+    (
+        "4 bed / 2 bath standard turn",
+        Some(4),
+        Some(20),
+        None,
+        &[
+            ("Paint", "Interior walls and ceilings", "1", "2100.00"),
+            ("Cleaning", "Deep clean, move-out", "1", "425.00"),
+            ("Flooring", "Carpet, bedrooms (sq yd)", "80", "28.50"),
+            ("Landscaping", "Yard clean-up", "1", "240.00"),
+            ("Doors & hardware", "Re-key locks", "1", "95.00"),
+        ],
+    ),
+    (
+        "Light refresh (any home)",
+        None,
+        None,
+        None,
+        &[
+            ("Paint", "Touch-up paint", "6", "45.00"),
+            ("Cleaning", "Standard clean", "1", "185.00"),
+        ],
+    ),
+];
+
+async fn seed_templates(tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
+    for (name, bedrooms, bathrooms, max_sqft, lines) in TEMPLATES {
+        let items: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(category, description, quantity, unit_cost)| {
+                serde_json::json!({"category": category, "description": description,
+                                   "quantity": quantity, "unit_cost": unit_cost})
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO cost_templates (name, bedrooms, bathrooms, max_sqft, items)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(bedrooms.map(|b| Decimal::new(b, 0)))
+        .bind(bathrooms.map(|b| Decimal::new(b, 1)))
+        .bind(max_sqft)
+        .bind(serde_json::Value::Array(items))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A scoped demo turn's line items, adding up to its amount.
+async fn seed_scope(
+    tx: &mut Transaction<'_, Postgres>,
+    turn: Uuid,
+    amount: Decimal,
+    i: usize,
+) -> Result<(), ApiError> {
+    let paint = (amount * Decimal::new(55, 2)).round_dp(2);
+    let cleaning = (amount * Decimal::new(15, 2)).round_dp(2);
+    let lines = [
+        ("Paint", "Interior walls and ceilings", paint),
+        ("Cleaning", "Deep clean, move-out", cleaning),
+        (
+            ["Flooring", "Appliances", "Plumbing"][i % 3],
+            [
+                "Replace carpet, bedrooms",
+                "Replace dishwasher",
+                "Repair kitchen faucet",
+            ][i % 3],
+            amount - paint - cleaning,
+        ),
+    ];
+    for (position, (category, description, cost)) in lines.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO turn_line_items (id, turn_id, position, category, description, quantity,
+                                          unit_cost)
+             VALUES ($1, $2, $3, $4, $5, 1, $6)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(turn)
+        .bind(position as i32 + 1)
+        .bind(category)
+        .bind(description)
+        .bind(cost)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn insert_user(
     tx: &mut Transaction<'_, Postgres>,
     email: &str,
@@ -136,6 +266,7 @@ pub async fn insert_stages(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Uui
 async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<(), ApiError> {
     let mut rng = StdRng::seed_from_u64(20261126);
     let stages = insert_stages(tx).await?;
+    seed_templates(tx).await?;
 
     let mut vendors = Vec::new();
     for (i, (name, trade, approved)) in VENDORS.iter().enumerate() {
@@ -311,6 +442,9 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         .bind(status)
         .fetch_one(&mut **tx)
         .await?;
+        if let Some(amount) = amount {
+            seed_scope(tx, turn, amount, i).await?;
+        }
         // Decisions behind the approved and rejected states, so the history is consistent.
         let decisions: &[(&str, &str, Uuid, Role)] = match status {
             ApprovalStatus::DfoApproved => &[("DFO", "APPROVED", dfo, Role::DfoApprover)],

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use turns::line_items::{LineItemEdit, NewLineItem};
 use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, PropertyEdit, TurnEdit, EARLIEST_DATE,
     LATEST_DATE,
@@ -479,6 +480,37 @@ fn new_turn() -> impl Strategy<Value = NewTurn> {
         )
 }
 
+fn new_line_item() -> impl Strategy<Value = NewLineItem> {
+    (
+        uuid(),
+        text(),
+        text(),
+        amount(),
+        amount(),
+        option::of(uuid()),
+    )
+        .prop_map(
+            |(id, category, description, quantity, unit_cost, vendor_id)| NewLineItem {
+                id,
+                category,
+                description,
+                quantity,
+                unit_cost,
+                vendor_id,
+            },
+        )
+}
+
+fn line_item_edit() -> impl Strategy<Value = LineItemEdit> {
+    prop_oneof![
+        edit(text).prop_map(LineItemEdit::Category),
+        edit(text).prop_map(LineItemEdit::Description),
+        edit(amount).prop_map(LineItemEdit::Quantity),
+        edit(amount).prop_map(LineItemEdit::UnitCost),
+        edit(|| option::of(uuid())).prop_map(LineItemEdit::Vendor),
+    ]
+}
+
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         1 => new_property().prop_map(Change::CreateProperty),
@@ -490,6 +522,11 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (uuid(), text()).prop_map(|(turn, reason)| Change::CancelTurn { turn, reason }),
         1 => uuid().prop_map(|turn| Change::AcceptWork { turn }),
         1 => (uuid(), text()).prop_map(|(turn, reason)| Change::DeclineWork { turn, reason }),
+        1 => (uuid(), option::of(uuid()), vec(new_line_item(), 0..4))
+            .prop_map(|(turn, template, items)| Change::AddLineItems { turn, template, items }),
+        1 => (uuid(), uuid(), vec(line_item_edit(), 0..3))
+            .prop_map(|(turn, item, edits)| Change::EditLineItem { turn, item, edits }),
+        1 => (uuid(), uuid()).prop_map(|(turn, item)| Change::RemoveLineItem { turn, item }),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
             |(turn, approve, amount, reason)| Change::DecideApproval {
                 turn,
@@ -532,6 +569,8 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
     };
     let opt_text_bad =
         |v: &Option<String>, max| v.as_deref().is_some_and(|v| text_bad(v, max, false));
+    // A quantity is an amount above zero.
+    let quantity_bad = |q: Decimal| q <= Decimal::ZERO || amount_bad(q);
     match change {
         Change::CreateProperty(p) => {
             refuse("property_id", text_bad(&p.property_id, 50, true));
@@ -588,7 +627,30 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
         Change::CancelTurn { reason, .. } | Change::DeclineWork { reason, .. } => {
             refuse("reason", text_bad(reason, 2000, true))
         }
-        Change::AcceptWork { .. } => {}
+        Change::AcceptWork { .. } | Change::RemoveLineItem { .. } => {}
+        Change::AddLineItems { items, .. } => {
+            refuse("items", items.is_empty());
+            for i in items {
+                refuse("category", text_bad(&i.category, 50, true));
+                refuse("description", text_bad(&i.description, 500, true));
+                refuse("quantity", quantity_bad(i.quantity));
+                refuse("unit_cost", amount_bad(i.unit_cost));
+            }
+        }
+        Change::EditLineItem { edits, .. } => {
+            refuse("edits", edits.is_empty());
+            for e in edits {
+                match e {
+                    LineItemEdit::Category(e) => refuse("category", text_bad(&e.to, 50, true)),
+                    LineItemEdit::Description(e) => {
+                        refuse("description", text_bad(&e.to, 500, true))
+                    }
+                    LineItemEdit::Quantity(e) => refuse("quantity", quantity_bad(e.to)),
+                    LineItemEdit::UnitCost(e) => refuse("unit_cost", amount_bad(e.to)),
+                    LineItemEdit::Vendor(_) => {}
+                }
+            }
+        }
         Change::DecideApproval {
             approve,
             amount,

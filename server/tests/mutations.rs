@@ -2,6 +2,7 @@
 //! conflicts, every role's write scope, stage gates and the approval flow, audit rows and txids.
 use chrono::Utc;
 use sqlx::PgPool;
+use turns::line_items::{LineItemEdit, NewLineItem};
 use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
 };
@@ -1282,4 +1283,191 @@ async fn the_vendor_accepts_or_declines_the_work_it_is_given() {
             .await
             .expect("turn");
     assert_eq!(cleared, (None, None));
+}
+
+fn line(category: &str, quantity: i64, unit_cost: i64) -> NewLineItem {
+    NewLineItem {
+        id: Uuid::new_v4(),
+        category: category.into(),
+        description: format!("{category} work"),
+        quantity: Decimal::new(quantity, 0),
+        unit_cost: Decimal::new(unit_cost, 0),
+        vendor_id: None,
+    }
+}
+
+fn add_lines(turn: Uuid, items: Vec<NewLineItem>) -> Change {
+    Change::AddLineItems {
+        turn,
+        template: None,
+        items,
+    }
+}
+
+async fn lines(pool: &PgPool, turn: Uuid) -> Vec<(Uuid, Decimal, Decimal)> {
+    sqlx::query_as(
+        "SELECT id, quantity, unit_cost FROM turn_line_items WHERE turn_id = $1 ORDER BY position",
+    )
+    .bind(turn)
+    .fetch_all(pool)
+    .await
+    .expect("lines")
+}
+
+#[tokio::test]
+async fn a_scope_of_line_items_is_the_turn_amount_and_a_larger_one_is_approved_again() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let pm3 = actor(pool, "pm3@turns.demo").await;
+    let vendor = actor(pool, "vendor@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let (notice, approval) = (stage(pool, "Notice").await, stage(pool, "Approval").await);
+
+    // Two lines: the amount is their sum, written with them.
+    let (paint, clean) = (line("Paint", 2, 250), line("Cleaning", 1, 300));
+    let first = mutation(add_lines(turn, vec![paint.clone(), clean.clone()]));
+    let added = apply(pool, &pm, &first).await.expect("ran");
+    assert!(
+        matches!(added, Outcome::Applied { txid: Some(_) }),
+        "{added:?}"
+    );
+    assert_eq!(row(pool, turn).await.turn_amount, usd(800));
+    // A replay adds nothing and answers the same.
+    assert_eq!(apply(pool, &pm, &first).await.expect("ran"), added);
+    assert_eq!(lines(pool, turn).await.len(), 2);
+    // The amount is no longer typed.
+    let typed = run(pool, &pm, edit(turn, vec![amount(usd(800), usd(50))])).await;
+    assert_eq!(
+        rejected(&typed).message(),
+        "The amount is the sum of the scope's line items: change those instead."
+    );
+    // Entering Approval at $800 is within the PM's own limit: approved at once.
+    let moved = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![TurnEdit::Stage(Edit {
+                from: notice,
+                to: approval,
+            })],
+        ),
+    )
+    .await;
+    assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    assert_eq!(row(pool, turn).await.approved_turn_amount, usd(800));
+    // A line that takes the sum past what was approved sends it to the DFO.
+    let more = run(pool, &pm, add_lines(turn, vec![line("Flooring", 40, 50)])).await;
+    assert!(matches!(more, Outcome::Applied { .. }), "{more:?}");
+    let after = row(pool, turn).await;
+    assert_eq!(after.turn_amount, usd(2800));
+    assert_eq!(after.approval_status, ApprovalStatus::DfoApprovalNeeded);
+
+    // Edits start from what the user saw: a stale one is a conflict, a current one applies.
+    let quantity = |from: i64, to: i64| Change::EditLineItem {
+        turn,
+        item: paint.id,
+        edits: vec![LineItemEdit::Quantity(Edit {
+            from: Decimal::new(from, 0),
+            to: Decimal::new(to, 0),
+        })],
+    };
+    assert!(matches!(
+        run(pool, &pm, quantity(2, 3)).await,
+        Outcome::Applied { .. }
+    ));
+    assert!(matches!(
+        rejected(&run(pool, &pm, quantity(2, 4)).await),
+        Rejection::Conflict { .. }
+    ));
+    assert_eq!(row(pool, turn).await.turn_amount, usd(3050));
+    let remove = Change::RemoveLineItem {
+        turn,
+        item: clean.id,
+    };
+    assert!(matches!(
+        run(pool, &pm, remove.clone()).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(row(pool, turn).await.turn_amount, usd(2750));
+    // Removed already: nothing to do, nothing refused.
+    assert_eq!(
+        run(pool, &pm, remove).await,
+        Outcome::Applied { txid: None }
+    );
+
+    // Only the turn's managers scope it; another portfolio's PM is told nothing exists.
+    let by_vendor = run(pool, &vendor, add_lines(turn, vec![line("Paint", 1, 1)])).await;
+    assert!(matches!(
+        rejected(&by_vendor),
+        Rejection::Forbidden { .. } | Rejection::NotFound { .. }
+    ));
+    let by_other = run(pool, &pm3, add_lines(turn, vec![line("Paint", 1, 1)])).await;
+    assert!(matches!(rejected(&by_other), Rejection::NotFound { .. }));
+    // A line id another turn's line has is refused, not moved.
+    let other_turn = new_turn(pool, &pm).await;
+    let stolen = NewLineItem {
+        id: paint.id,
+        ..line("Paint", 1, 1)
+    };
+    let clash = run(pool, &pm, add_lines(other_turn, vec![stolen])).await;
+    assert!(
+        matches!(rejected(&clash), Rejection::Invalid { .. }),
+        "{clash:?}"
+    );
+    assert_eq!(lines(pool, turn).await.len(), 2);
+    assert_eq!(row(pool, other_turn).await.turn_amount, None);
+    let bad = run(pool, &pm, add_lines(turn, vec![line("Paint", 0, 10)])).await;
+    let Rejection::Invalid { fields, .. } = rejected(&bad) else {
+        panic!("{bad:?}");
+    };
+    assert_eq!(fields[0].field, "quantity");
+
+    // The timeline: one entry per change, its lines and the amount together; a vendor given
+    // the work sees the lines without their cost.
+    let entries = turns_server::queries::timeline(pool, &pm, turn)
+        .await
+        .expect("timeline")
+        .expect("visible");
+    let scope: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "Added to the scope")
+        .collect();
+    assert_eq!(scope.len(), 2, "{entries:?}");
+    let labels: Vec<&str> = scope[0].changes.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["Line item", "Line item", "Amount"],
+        "{:?}",
+        scope[0]
+    );
+    assert_eq!(
+        scope[0].changes[0].after.as_deref(),
+        Some("Paint — Paint work · 2 × $250.00")
+    );
+    let vendor_id = vendor.vendor_id.expect("a vendor user");
+    sqlx::query("UPDATE turns SET vendor_id = $2 WHERE id = $1")
+        .bind(turn)
+        .bind(vendor_id)
+        .execute(pool)
+        .await
+        .expect("given to the vendor");
+    assert!(matches!(
+        run(pool, &pm, add_lines(turn, vec![line("Cleaning", 1, 99)])).await,
+        Outcome::Applied { .. }
+    ));
+    let theirs = turns_server::queries::timeline(pool, &vendor, turn)
+        .await
+        .expect("timeline")
+        .expect("visible to the vendor");
+    let last = theirs.last().expect("an entry");
+    assert_eq!(last.action, "Added to the scope");
+    assert_eq!(
+        last.changes
+            .iter()
+            .map(|c| c.after.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["Cleaning — Cleaning work · 1"]
+    );
 }

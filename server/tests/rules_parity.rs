@@ -120,7 +120,18 @@ async fn the_browser_and_the_server_decide_every_change_alike() {
         assert!(!board.non_core_properties.is_empty(), "non-core homes");
         let card = rng.pick(&board.turns).clone();
         let change = random_change(&mut rng, &board, &card);
-        let shown = board.rules_for(&card).apply(&card, &change);
+        // The browser knows which turns have a scope from its copy of their line items.
+        let scoped: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM turn_line_items WHERE turn_id = $1)")
+                .bind(card.id)
+                .fetch_one(pool)
+                .await
+                .expect("scope");
+        let rules = turns::rules::TurnRules {
+            scoped,
+            ..board.rules_for(&card)
+        };
+        let shown = rules.apply(&card, &change);
         let m = Mutation {
             id: Uuid::new_v4(),
             base_version: Some(card.version),

@@ -499,6 +499,17 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
                      OR turn_completion_date >= date_trunc('week', current_date - 90)::date)"
             ))
         }
+        // The lines of exactly those turns.
+        "line_items" => {
+            return Some(format!(
+                "SELECT l.id FROM turn_line_items l WHERE l.turn_id IN ({scoped_turns})
+                    AND l.turn_id IN (SELECT id FROM turns
+                  WHERE turn_completion_date IS NULL
+                     OR turn_completion_date >= date_trunc('week', current_date - 90)::date)"
+            ))
+        }
+        "cost_templates" if role == "VENDOR" => "SELECT id FROM cost_templates WHERE false AND $1::uuid IS NOT NULL",
+        "cost_templates" => "SELECT id FROM cost_templates WHERE is_active AND $1::uuid IS NOT NULL",
         "properties" => match role {
             "PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1",
             "SR_PROPERTY_MANAGER" => "SELECT id FROM properties WHERE property_manager_id = $1 OR sr_property_manager_id = $1",
@@ -530,6 +541,14 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
     .execute(pool)
     .await
     .expect("old turns");
+    // A cancelled turn: its lines leave every shape with it.
+    sqlx::query(
+        "UPDATE turns SET is_active = false
+          WHERE id = (SELECT turn_id FROM turn_line_items ORDER BY turn_id LIMIT 1)",
+    )
+    .execute(pool)
+    .await
+    .expect("a cancelled turn");
     let users: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
         "SELECT id, email, role::text FROM users WHERE email LIKE '%@turns.demo' ORDER BY email",
     )
@@ -545,6 +564,8 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
             "vendors",
             "users",
             "managers",
+            "line_items",
+            "cost_templates",
         ] {
             let url = format!("/api/shapes/{shape}?");
             let Some(sql) = expected_sql(shape, &role) else {
@@ -588,6 +609,9 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                     assert!(
                         !row.contains_key("turn_amount") && !row.contains_key("approval_status")
                     );
+                }
+                if role == "VENDOR" && shape == "line_items" {
+                    assert!(!row.contains_key("unit_cost") && row.contains_key("description"));
                 }
                 if role == "VENDOR" && shape == "properties" {
                     assert!(!row.contains_key("is_core") && row.contains_key("street_address"));

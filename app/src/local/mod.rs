@@ -33,8 +33,9 @@ mod storage;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use turns::line_items::{self, CostTemplate, LineItem};
 use turns::model::{Board, TurnCard};
-use turns::mutation::{Change, Mutation, NewProperty, Rejection};
+use turns::mutation::{Change, Mutation, NewProperty, Rejection, TurnEdit};
 use turns::rows::PropertyRow;
 use turns::rules;
 use turns::ApprovalStatus;
@@ -150,6 +151,10 @@ pub struct Local {
     pub base: RwSignal<Vec<TurnCard>>,
     /// The homes the user may see (the `properties` shape), once synced or loaded from storage.
     pub properties: RwSignal<Vec<PropertyRow>>,
+    /// The scopes of the user's turns (the `line_items` shape), by turn and position.
+    pub line_items: RwSignal<Vec<LineItem>>,
+    /// The cost templates a scope may start from (managers and approvers).
+    pub templates: RwSignal<Vec<CostTemplate>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
@@ -175,6 +180,8 @@ impl Local {
             meta: RwSignal::new(None),
             base: RwSignal::new(Vec::new()),
             properties: RwSignal::new(Vec::new()),
+            line_items: RwSignal::new(Vec::new()),
+            templates: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
@@ -308,6 +315,8 @@ impl Local {
         // Another user's device must not keep showing this user's turns.
         self.base.set(Vec::new());
         self.properties.set(Vec::new());
+        self.line_items.set(Vec::new());
+        self.templates.set(Vec::new());
         self.synced_at.set(None);
         self.first_sync.set(None);
         if why == Ended::LoggedOut {
@@ -390,7 +399,27 @@ impl Local {
             let outbox = this.outbox.read();
             let failed = this.failed.read();
             let homes = homes.read();
-            optimistic(&base, &outbox, &failed, meta.as_ref(), &homes)
+            let items = this.line_items.read();
+            optimistic(&base, &outbox, &failed, meta.as_ref(), &homes, &items)
+        })
+    }
+
+    /// A turn's scope as the user sees it: the device's copy with their queued changes to it
+    /// applied, in order.
+    pub fn scope_of(&self, turn: Uuid) -> Vec<LineItem> {
+        let base = self.line_items.with(|items| scope_in(items, turn));
+        self.outbox.with(|outbox| {
+            let mut queued: Vec<&Pending> = outbox
+                .iter()
+                .filter(|p| p.mutation.change.turn() == Some(turn))
+                .collect();
+            queued.sort_by_key(|p| p.seq);
+            queued.into_iter().fold(base, |scope, p| {
+                match line_items::apply(&scope, &p.mutation.change) {
+                    Ok(Some(after)) => after,
+                    _ => scope,
+                }
+            })
         })
     }
 
@@ -442,6 +471,19 @@ impl Local {
                 .with_untracked(|b| b.iter().find(|c| c.id == t).cloned())
         });
         let (change, version) = match (f.mutation.change, current) {
+            (Change::EditLineItem { turn, item, edits }, card) => {
+                let scope = self
+                    .line_items
+                    .with_untracked(|items| scope_in(items, turn));
+                let edits = match scope.iter().find(|i| i.id == item) {
+                    Some(line) => edits.iter().map(|e| e.rebased(line)).collect(),
+                    None => edits,
+                };
+                (
+                    Change::EditLineItem { turn, item, edits },
+                    card.map(|c| c.version),
+                )
+            }
             (Change::EditTurn { turn, edits }, Some(card)) => (
                 Change::EditTurn {
                     turn,
@@ -613,13 +655,26 @@ pub fn held(outbox: &[Pending], failed: &[Failed]) -> HashSet<Uuid> {
         .collect()
 }
 
-/// Base cards with the outbox applied in order, marked with their sync state.
+/// One turn's lines among the device's, in order.
+pub fn scope_in(items: &[LineItem], turn: Uuid) -> Vec<LineItem> {
+    let mut scope: Vec<LineItem> = items
+        .iter()
+        .filter(|i| i.turn_id == turn)
+        .cloned()
+        .collect();
+    scope.sort_by_key(|i| (i.position, i.id));
+    scope
+}
+
+/// Base cards with the outbox applied in order, marked with their sync state. `items`: the
+/// device's line items (a queued scope change sets its turn's amount, as on the server).
 pub fn optimistic(
     base: &[TurnCard],
     outbox: &[Pending],
     failed: &[Failed],
     meta: Option<&Board>,
     homes: &[PropertyRow],
+    items: &[LineItem],
 ) -> Vec<ViewCard> {
     let mut cards: Vec<ViewCard> = base
         .iter()
@@ -638,6 +693,8 @@ pub fn optimistic(
     // Turns cancelled (or work declined) on this device leave the board at once (the server
     // will agree unless the work was completed meanwhile).
     let mut cancelled: HashSet<Uuid> = HashSet::new();
+    // The scopes queued changes touch, as they stand after each one.
+    let mut scopes: HashMap<Uuid, Vec<LineItem>> = HashMap::new();
     for p in ordered {
         let change = &p.mutation.change;
         if let Change::CreateTurn(t) = change {
@@ -670,7 +727,33 @@ pub fn optimistic(
                 continue;
             }
         }
-        apply_optimistic(&mut cards[i].card, change, meta);
+        // Only scope changes and typed amounts depend on the scope: only they look it up.
+        let rescopes = matches!(
+            change,
+            Change::AddLineItems { .. }
+                | Change::EditLineItem { .. }
+                | Change::RemoveLineItem { .. }
+        );
+        let types_amount = matches!(change, Change::EditTurn { edits, .. }
+            if edits.iter().any(|e| matches!(e, TurnEdit::Amount(_))));
+        let mut scoped = false;
+        if rescopes || types_amount {
+            let turn = cards[i].card.id;
+            let scope = scopes.entry(turn).or_insert_with(|| scope_in(items, turn));
+            if let (true, Ok(Some(after))) = (rescopes, line_items::apply(scope, change)) {
+                let card = &mut cards[i].card;
+                if let Some(m) = meta {
+                    if let Ok(Some(rescoped)) = m.rules_for(card).rescope(card, &after) {
+                        *card = rescoped;
+                    }
+                }
+                *scope = after;
+                cards[i].sync = SyncState::Pending;
+                continue;
+            }
+            scoped = !scope.is_empty();
+        }
+        apply_optimistic(&mut cards[i].card, change, meta, scoped);
         cards[i].sync = SyncState::Pending;
     }
     for f in failed {
@@ -736,11 +819,15 @@ fn new_card(
 /// What the server will do, shown at once: the core's rules, with the facts the board has (the
 /// server decides with the same rules; the stream corrects anything that changed meanwhile). A
 /// change the rules refuse leaves the card as it is: the server will refuse it too.
-fn apply_optimistic(card: &mut TurnCard, change: &Change, meta: Option<&Board>) {
+fn apply_optimistic(card: &mut TurnCard, change: &Change, meta: Option<&Board>, scoped: bool) {
     let Some(meta) = meta else {
         return;
     };
-    if let Ok(Some(after)) = meta.rules_for(card).apply(card, change) {
+    let rules = rules::TurnRules {
+        scoped,
+        ..meta.rules_for(card)
+    };
+    if let Ok(Some(after)) = rules.apply(card, change) {
         *card = after;
         card.vendor_name = card
             .vendor_id

@@ -421,21 +421,30 @@ async fn send_loop(local: Local, user: Uuid) {
     }
 }
 
+/// Transactions one stream delivered recently, and the order to forget them in.
+type Delivered = (HashSet<String>, VecDeque<String>);
+
 thread_local! {
-    /// Transactions the stream delivered recently (a reply may arrive after its change did).
-    static SEEN: RefCell<(HashSet<String>, VecDeque<String>)> = RefCell::new(Default::default());
+    /// Transactions each stream delivered recently (a reply may arrive after its change did).
+    static SEEN: RefCell<HashMap<&'static str, Delivered>> = RefCell::new(HashMap::new());
 }
 
-fn seen(txid: &str) -> bool {
-    SEEN.with(|s| s.borrow().0.contains(txid))
-}
-
-fn remember(txids: &HashSet<String>) {
+fn seen(stream: &str, txid: &str) -> bool {
     SEEN.with(|s| {
-        let (set, order) = &mut *s.borrow_mut();
+        s.borrow()
+            .get(stream)
+            .is_some_and(|(set, _)| set.contains(txid))
+    })
+}
+
+/// `stream` delivered these transactions.
+pub(super) fn remember(stream: &'static str, txids: impl IntoIterator<Item = String>) {
+    SEEN.with(|s| {
+        let mut s = s.borrow_mut();
+        let (set, order) = s.entry(stream).or_default();
         for t in txids {
             if set.insert(t.clone()) {
-                order.push_back(t.clone());
+                order.push_back(t);
             }
         }
         while order.len() > 5000 {
@@ -446,13 +455,48 @@ fn remember(txids: &HashSet<String>) {
     });
 }
 
+/// The stream whose rows show a change: the device keeps the change in its view until that
+/// stream delivered the change's transaction.
+fn carried_by(change: &Change) -> &'static str {
+    match change {
+        Change::CreateProperty(_) | Change::UpdateProperty { .. } => "properties",
+        Change::AddLineItems { .. }
+        | Change::EditLineItem { .. }
+        | Change::RemoveLineItem { .. } => "line_items",
+        _ => "turns",
+    }
+}
+
+/// Whether the device's rows now show what `change`, applied in transaction `txid`, did.
+fn shown(local: Local, change: &Change, txid: &str) -> bool {
+    let stream = carried_by(change);
+    if !seen(stream, txid) {
+        return false;
+    }
+    // A scope change also writes its turn's amount (unless the sum stayed the same): until the
+    // turns stream shows that too, the card would show the old amount.
+    let Some(turn) = change.turn().filter(|_| stream == "line_items") else {
+        return true;
+    };
+    let total = local.line_items.with_untracked(|items| {
+        turns::line_items::total(items.iter().filter(|i| i.turn_id == turn))
+    });
+    seen("turns", txid)
+        || local.base.with_untracked(|cards| {
+            cards
+                .iter()
+                .find(|c| c.id == turn)
+                .is_none_or(|c| c.turn_amount == total)
+        })
+}
+
 fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
     if storage_cleared(local, user) {
         // Logged out while the batch was in flight: its keys are gone and stay gone.
         return;
     }
     match outcome {
-        Outcome::Applied { txid: Some(txid) } if !seen(&txid) => {
+        Outcome::Applied { txid: Some(txid) } if !shown(local, &p.mutation.change, &txid) => {
             let sent = Pending {
                 sent: Some(Sent {
                     txid: Some(txid),
@@ -685,14 +729,8 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
             replace = false;
             local.first_sync.set(None);
             local.synced_at.set(Some(now_ms()));
-            remember(&txids);
-            retire(
-                local,
-                user,
-                &txids,
-                was_snapshot.then_some(snapshot_asked_at),
-            );
-            txids.clear();
+            remember("turns", txids.drain());
+            retire(local, user, was_snapshot.then_some(snapshot_asked_at));
             // Idle polls change nothing: do not rewrite the store (other tabs reread it).
             let position = follower.position();
             if changed || position != persisted {
@@ -818,14 +856,14 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
     }
 }
 
-/// Outbox entries the stream has now delivered leave the outbox (and so the optimistic layer):
-/// their transaction arrived, or a fresh snapshot asked for after the server acknowledged them
-/// holds their effect (a snapshot carries rows, not transactions).
-fn retire(local: Local, user: Uuid, txids: &HashSet<String>, snapshot_asked_at: Option<u64>) {
+/// Outbox entries the streams have now delivered leave the outbox (and so the optimistic layer):
+/// their rows arrived (`shown`), or a fresh turns snapshot asked for after the server
+/// acknowledged them holds their effect (a snapshot carries rows, not transactions).
+pub(super) fn retire(local: Local, user: Uuid, snapshot_asked_at: Option<u64>) {
     let now = now_ms();
     let base = local.base.get_untracked();
     // After a snapshot, an edit the rows already show is in it, whenever it was acknowledged.
-    let shown = |p: &Pending| match &p.mutation.change {
+    let in_snapshot = |p: &Pending| match &p.mutation.change {
         Change::EditTurn { turn, edits } => base
             .iter()
             .find(|c| c.id == *turn)
@@ -836,8 +874,10 @@ fn retire(local: Local, user: Uuid, txids: &HashSet<String>, snapshot_asked_at: 
         o.iter()
             .filter(|p| {
                 p.sent.as_ref().is_some_and(|s| {
-                    s.txid.as_ref().is_some_and(|t| txids.contains(t))
-                        || snapshot_asked_at.is_some_and(|asked| s.at_ms <= asked || shown(p))
+                    s.txid
+                        .as_ref()
+                        .is_some_and(|t| shown(local, &p.mutation.change, t))
+                        || snapshot_asked_at.is_some_and(|asked| s.at_ms <= asked || in_snapshot(p))
                         || now.saturating_sub(s.at_ms) > UNSEEN_MS
                 })
             })

@@ -1,17 +1,21 @@
-//! The user's reference tables (stages, vendors, properties, managers), followed by the leading
-//! tab into rows kept on the device. Each is one shape name, one row type and what it shows.
+//! The user's tables other than the turns (stages, vendors, properties, managers, the turns'
+//! line items, cost templates), followed by the leading tab into rows kept on the device. Each
+//! is one shape name, one row type and what it shows.
 //!
 //! They are read without waiting (`live=false`), and one request (`turns::shape_watch`) waits
 //! for any of them to change: together they hold one connection. A browser has six per host over
 //! HTTP/1.1; one long-poll per table, beside the turns stream, would leave one for the outbox,
 //! the pages and every other tab of the app.
-use super::net::{active, get, nap, random, shape_request, storage_cleared, waker, Answer};
+use super::net::{
+    active, get, nap, random, remember, retire, shape_request, storage_cleared, waker, Answer,
+};
 use super::storage;
 use super::{now_ms, Local};
 use gloo_net::http::Request;
 use leptos::prelude::*;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
+use turns::line_items::{CostTemplate, LineItem};
 use turns::model::Named;
 use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
 use turns::shape_follower::{Backoff, Batch, Position, ShapeFollower, Step};
@@ -109,6 +113,11 @@ impl<T: DeserializeOwned> Followed for Table<T> {
         if changed {
             (self.show)(local, &self.rows);
         }
+        // Changes made on this device whose rows this table now shows leave the outbox.
+        if !applied.txids.is_empty() {
+            remember(self.name, applied.txids.iter().map(ToString::to_string));
+            retire(local, user, None);
+        }
         if (changed || position != self.persisted) && !storage_cleared(local, user) {
             if let Some(position) = &position {
                 storage::save_table(user, self.name, position, self.rows.columns());
@@ -126,6 +135,12 @@ async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
             .await
             .boxed(),
         Table::kept(user, "managers", show_managers).await.boxed(),
+        Table::kept(user, "line_items", show_line_items)
+            .await
+            .boxed(),
+        Table::kept(user, "cost_templates", show_templates)
+            .await
+            .boxed(),
     ]
 }
 
@@ -286,4 +301,14 @@ fn show_properties(local: Local, rows: &ShapeRows<PropertyRow>) {
     });
     local.properties.set(list);
     local.refresh_names();
+}
+
+fn show_line_items(local: Local, rows: &ShapeRows<LineItem>) {
+    let mut items: Vec<LineItem> = rows.rows().into_values().collect();
+    items.sort_by_key(|i| (i.turn_id, i.position, i.id));
+    local.line_items.set(items);
+}
+
+fn show_templates(local: Local, rows: &ShapeRows<CostTemplate>) {
+    local.templates.set(rows.rows().into_values().collect());
 }
