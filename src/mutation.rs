@@ -335,6 +335,9 @@ pub enum PropertyEdit {
     IsCore(Edit<bool>),
     IsActive(Edit<bool>),
     PropertyManager(Edit<Option<Uuid>>),
+    Bedrooms(Edit<Option<Decimal>>),
+    Bathrooms(Edit<Option<Decimal>>),
+    AreaSqft(Edit<Option<i32>>),
 }
 
 impl PropertyEdit {
@@ -348,6 +351,9 @@ impl PropertyEdit {
             PropertyEdit::IsCore(_) => "is_core",
             PropertyEdit::IsActive(_) => "is_active",
             PropertyEdit::PropertyManager(_) => "property_manager_id",
+            PropertyEdit::Bedrooms(_) => "bedrooms",
+            PropertyEdit::Bathrooms(_) => "bathrooms",
+            PropertyEdit::AreaSqft(_) => "area_sqft",
         }
     }
 
@@ -366,6 +372,9 @@ impl PropertyEdit {
             PropertyEdit::ZipCode(Edit { to: Some(v), .. }) => {
                 check_text("zip_code", v, 20, false, errors)
             }
+            PropertyEdit::Bedrooms(e) => check_rooms("bedrooms", e.to, errors),
+            PropertyEdit::Bathrooms(e) => check_rooms("bathrooms", e.to, errors),
+            PropertyEdit::AreaSqft(e) => check_area(e.to, errors),
             _ => {}
         }
     }
@@ -385,6 +394,14 @@ pub struct NewProperty {
     pub is_core: bool,
     /// Defaults to the creating PM.
     pub property_manager_id: Option<Uuid>,
+    /// The home's size (cost templates are matched to it). Absent from changes queued by app
+    /// versions before December 2026.
+    #[serde(default)]
+    pub bedrooms: Option<Decimal>,
+    #[serde(default)]
+    pub bathrooms: Option<Decimal>,
+    #[serde(default)]
+    pub area_sqft: Option<i32>,
 }
 
 impl NewProperty {
@@ -424,6 +441,9 @@ impl NewProperty {
                 "Year built must be between 1700 and 2200.",
             ));
         }
+        check_rooms("bedrooms", self.bedrooms, errors);
+        check_rooms("bathrooms", self.bathrooms, errors);
+        check_area(self.area_sqft, errors);
     }
 }
 
@@ -584,6 +604,34 @@ pub(crate) fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldE
     }
 }
 
+/// Bedrooms and bathrooms: whole or in tenths (a half bath is 0.5), up to 50.
+fn check_rooms(field: &str, rooms: Option<Decimal>, errors: &mut Vec<FieldError>) {
+    let Some(rooms) = rooms else {
+        return;
+    };
+    let label = field_label(field).to_lowercase();
+    if rooms.is_sign_negative() && !rooms.is_zero() || rooms > Decimal::new(50, 0) {
+        errors.push(FieldError::new(
+            field,
+            format!("Enter {label} between 0 and 50."),
+        ));
+    } else if rooms != rooms.round_dp(1) {
+        errors.push(FieldError::new(
+            field,
+            format!("Enter {label} in halves or tenths, like 1.5."),
+        ));
+    }
+}
+
+fn check_area(area: Option<i32>, errors: &mut Vec<FieldError>) {
+    if area.is_some_and(|a| !(1..=100_000).contains(&a)) {
+        errors.push(FieldError::new(
+            "area_sqft",
+            "Enter the area between 1 and 100,000 sq ft.",
+        ));
+    }
+}
+
 pub(crate) fn check_text(
     field: &str,
     value: &str,
@@ -625,6 +673,7 @@ pub fn field_label(field: &str) -> String {
         "expected_completion_date" => "Expected completion".into(),
         "turn_completion_date" => "Completed".into(),
         "unit_cost" => "Unit cost".into(),
+        "area_sqft" => "Area (sq ft)".into(),
         other => {
             let words = other.replace('_', " ");
             let mut chars = words.chars();
@@ -699,6 +748,9 @@ mod tests {
             year_built: None,
             is_core: true,
             property_manager_id: None,
+            bedrooms: Some(Decimal::new(25, 2)),
+            bathrooms: Some(Decimal::new(15, 1)),
+            area_sqft: Some(0),
         };
         let messages: Vec<String> = Change::CreateProperty(blank)
             .validate()
@@ -713,6 +765,8 @@ mod tests {
                 "Name is required.",
                 "Keep street address under 255 characters.",
                 "ZIP code contains a character that cannot be saved.",
+                "Enter bedrooms in halves or tenths, like 1.5.",
+                "Enter the area between 1 and 100,000 sq ft.",
             ]
         );
     }

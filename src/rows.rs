@@ -134,9 +134,9 @@ impl PropertyRow {
             is_active: true,
             property_manager_id: pm,
             sr_property_manager_id: sr,
-            bedrooms: None,
-            bathrooms: None,
-            area_sqft: None,
+            bedrooms: p.bedrooms,
+            bathrooms: p.bathrooms,
+            area_sqft: p.area_sqft,
         }
     }
 
@@ -151,6 +151,9 @@ impl PropertyRow {
             PropertyEdit::IsCore(e) => self.is_core = Some(e.to),
             PropertyEdit::IsActive(e) => self.is_active = e.to,
             PropertyEdit::PropertyManager(e) => self.property_manager_id = e.to,
+            PropertyEdit::Bedrooms(e) => self.bedrooms = e.to,
+            PropertyEdit::Bathrooms(e) => self.bathrooms = e.to,
+            PropertyEdit::AreaSqft(e) => self.area_sqft = e.to,
         }
     }
 }
@@ -195,6 +198,15 @@ mod tests {
         )
         .expect("a vendor's property row");
         assert_eq!(vendor_view.is_core, None);
+        let sized: PropertyRow = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000004", "property_id": "P-2", "name": "Oak",
+            "street_address": "2 Oak St", "is_active": "t", "bedrooms": "2.0",
+            "bathrooms": null, "area_sqft": "937"}))
+        .expect("a sized home");
+        assert_eq!(
+            (sized.bedrooms, sized.bathrooms, sized.area_sqft),
+            (Some(crate::Decimal::new(2, 0)), None, Some(937))
+        );
         let vendor: VendorRow = serde_json::from_str(
             r#"{"id":"00000000-0000-0000-0000-000000000003","name":"Ace","trade":null,
                 "is_active":"t","is_approved":"f"}"#,

@@ -33,6 +33,10 @@ pub fn PropertiesPage() -> impl IntoView {
     let init =
         move |key: &str| RwSignal::new(query.with_untracked(|q| q.get(key).unwrap_or_default()));
     let (search, kind, pm) = (init("q"), init("kind"), init("pm"));
+    // The page's own, not made anew (and left behind) each time the list below is drawn.
+    let homes = local.homes();
+    let server_list = RwSignal::new(Vec::<PropertySummary>::new());
+    let list = Memo::new(move |_| summaries(local, &homes.read(), &server_list.read()));
     view! {
         <Title text="Properties · Turns"/>
         <Frame>
@@ -48,9 +52,7 @@ pub fn PropertiesPage() -> impl IntoView {
                     match server {
                         Err(e) if !kept => view! { <ErrorBox error=e/> }.into_any(),
                         server => {
-                            let server = server.unwrap_or_default();
-                            let homes = local.homes();
-                            let list = Memo::new(move |_| summaries(local, &homes.read(), &server));
+                            server_list.set(server.unwrap_or_default());
                             view! { <PropertyList local by homes list search kind pm/> }.into_any()
                         }
                     }
@@ -150,14 +152,15 @@ fn PropertyList(
     });
     managers.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
     managers.dedup();
+    // The rows shown, themselves (not their places in `list`): the table below reads only this,
+    // so a changed home redraws it even when the same homes match.
     let visible = Memo::new(move |_| {
         let q = search.with(|s| s.trim().to_lowercase());
         let (k, m) = (kind.get(), pm.get());
         list.with(|l| {
             l.iter()
-                .enumerate()
-                .filter(|(_, p)| matches(p, &q, &k, &m))
-                .map(|(i, _)| i)
+                .filter(|p| matches(p, &q, &k, &m))
+                .cloned()
                 .collect::<Vec<_>>()
         })
     });
@@ -224,10 +227,9 @@ fn PropertyList(
             </thead>
             <tbody>
                 {move || {
-                    let ids = visible.get();
-                    list.with(|l| {
-                        ids.iter().take(ROWS_SHOWN).map(|&i| {
-                            let p = l[i].clone();
+                    visible.with(|shown| {
+                        shown.iter().take(ROWS_SHOWN).map(|p| {
+                            let p = p.clone();
                             let address = [Some(p.street_address.clone()), p.city.clone(), p.state.clone()]
                                 .into_iter().flatten().collect::<Vec<_>>().join(", ");
                             view! {

@@ -5,7 +5,7 @@ use crate::local::Local;
 use leptos::prelude::*;
 use turns::mutation::{Change, Edit, FieldError, NewProperty, PropertyEdit};
 use turns::rows::PropertyRow;
-use turns::{Actor, Role};
+use turns::{Actor, Decimal, Role};
 use uuid::Uuid;
 
 /// What the form is open for.
@@ -42,6 +42,39 @@ fn text_field(label: &'static str, testid: &'static str, value: RwSignal<String>
     }
 }
 
+/// A number as the form shows it (blank for none; `2.0` shows as `2`).
+fn number_text<N: std::fmt::Display>(value: Option<N>) -> String {
+    value
+        .map(|v| {
+            let text = v.to_string();
+            match text.split_once('.') {
+                Some((whole, tenths)) if tenths.chars().all(|c| c == '0') => whole.to_string(),
+                _ => text,
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// A number typed in a field (blank: none; `1,200` reads as 1200); what does not read is
+/// named in `errors`.
+fn read_number<N: std::str::FromStr>(
+    value: RwSignal<String>,
+    field: &str,
+    what: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<N> {
+    let text = value.get_untracked().replace(',', "");
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let number = text.parse::<N>().ok();
+    if number.is_none() {
+        errors.push(FieldError::new(field, format!("Enter {what} as a number.")));
+    }
+    number
+}
+
 fn trimmed(value: RwSignal<String>) -> Option<String> {
     Some(value.get_untracked().trim().to_string()).filter(|v| !v.is_empty())
 }
@@ -75,10 +108,14 @@ fn PropertyPanel(
     let close = move |_| editing.set(None);
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
+        let size = match f.size() {
+            Ok(size) => size,
+            Err(invalid) => return errors.set(invalid),
+        };
         if let Some((failed, id)) = refused {
             let fixed = NewProperty {
                 id,
-                ..f.new_property(names_pm)
+                ..f.new_property(names_pm, size)
             };
             if let Err(invalid) = Change::CreateProperty(fixed.clone()).validate() {
                 return errors.set(invalid);
@@ -87,9 +124,9 @@ fn PropertyPanel(
             return editing.set(None);
         }
         let change = match seen.get_value() {
-            None => Change::CreateProperty(f.new_property(names_pm)),
+            None => Change::CreateProperty(f.new_property(names_pm, size)),
             Some(home) => {
-                let edits = f.edits(&home, names_pm);
+                let edits = f.edits(&home, names_pm, size);
                 if edits.is_empty() {
                     return editing.set(None);
                 }
@@ -126,6 +163,11 @@ fn PropertyPanel(
                 {text_field("City", "property-city", f.city)}
                 {text_field("State", "property-state", f.state)}
                 {is_new.then(|| text_field("ZIP code", "property-zip", f.zip))}
+                <div class="field-row">
+                    {text_field("Bedrooms", "property-bedrooms", f.bedrooms)}
+                    {text_field("Bathrooms", "property-bathrooms", f.bathrooms)}
+                    {text_field("Area (sq ft)", "property-area", f.area)}
+                </div>
                 <label class="check">
                     <input type="checkbox" data-testid="property-core" prop:checked=move || f.core.get()
                         on:change=move |ev| f.core.set(event_target_checked(&ev))/>
@@ -178,7 +220,13 @@ struct Fields {
     core: RwSignal<bool>,
     active: RwSignal<bool>,
     pm: RwSignal<String>,
+    bedrooms: RwSignal<String>,
+    bathrooms: RwSignal<String>,
+    area: RwSignal<String>,
 }
+
+/// A home's size as typed: bedrooms, bathrooms, area.
+type Size = (Option<Decimal>, Option<Decimal>, Option<i32>);
 
 impl Fields {
     /// Empty for a new home, or as the home is.
@@ -198,6 +246,27 @@ impl Fields {
                     .map(|id| id.to_string())
                     .unwrap_or_default(),
             ),
+            bedrooms: RwSignal::new(number_text(home.and_then(|h| h.bedrooms))),
+            bathrooms: RwSignal::new(number_text(home.and_then(|h| h.bathrooms))),
+            area: RwSignal::new(number_text(home.and_then(|h| h.area_sqft))),
+        }
+    }
+
+    /// The size as typed, or which fields do not read as numbers.
+    fn size(&self) -> Result<Size, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let bedrooms = read_number(self.bedrooms, "bedrooms", "the bedrooms", &mut errors);
+        let bathrooms = read_number(self.bathrooms, "bathrooms", "the bathrooms", &mut errors);
+        let area = read_number(
+            self.area,
+            "area_sqft",
+            "the area in whole sq ft",
+            &mut errors,
+        );
+        if errors.is_empty() {
+            Ok((bedrooms, bathrooms, area))
+        } else {
+            Err(errors)
         }
     }
 
@@ -215,13 +284,16 @@ impl Fields {
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
         );
+        self.bedrooms.set(number_text(home.bedrooms));
+        self.bathrooms.set(number_text(home.bathrooms));
+        self.area.set(number_text(home.area_sqft));
     }
 
     fn pm(&self) -> Option<Uuid> {
         self.pm.get_untracked().parse().ok()
     }
 
-    fn new_property(&self, names_pm: bool) -> NewProperty {
+    fn new_property(&self, names_pm: bool, (bedrooms, bathrooms, area_sqft): Size) -> NewProperty {
         NewProperty {
             id: Uuid::new_v4(),
             property_id: self.code.get_untracked(),
@@ -233,12 +305,34 @@ impl Fields {
             year_built: None,
             is_core: self.core.get_untracked(),
             property_manager_id: self.pm().filter(|_| names_pm),
+            bedrooms,
+            bathrooms,
+            area_sqft,
         }
     }
 
     /// One edit per field the user changed, each with the value they saw.
-    fn edits(&self, home: &PropertyRow, names_pm: bool) -> Vec<PropertyEdit> {
+    fn edits(&self, home: &PropertyRow, names_pm: bool, size: Size) -> Vec<PropertyEdit> {
         let mut edits = Vec::new();
+        let (bedrooms, bathrooms, area) = size;
+        if bedrooms != home.bedrooms {
+            edits.push(PropertyEdit::Bedrooms(Edit {
+                from: home.bedrooms,
+                to: bedrooms,
+            }));
+        }
+        if bathrooms != home.bathrooms {
+            edits.push(PropertyEdit::Bathrooms(Edit {
+                from: home.bathrooms,
+                to: bathrooms,
+            }));
+        }
+        if area != home.area_sqft {
+            edits.push(PropertyEdit::AreaSqft(Edit {
+                from: home.area_sqft,
+                to: area,
+            }));
+        }
         let name = self.name.get_untracked().trim().to_string();
         if name != home.name {
             edits.push(PropertyEdit::Name(Edit {

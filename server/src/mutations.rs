@@ -942,9 +942,9 @@ async fn create_property(
     let after: Value = sqlx::query_scalar(
         "INSERT INTO properties (id, property_id, name, street_address, city, state, zip_code,
                                  year_built, is_core, property_manager_id, sr_property_manager_id,
-                                 created_by, updated_by)
+                                 created_by, updated_by, bedrooms, bathrooms, area_sqft)
          VALUES ($1, btrim($2), btrim($3), btrim($4), nullif(btrim($5), ''), nullif(btrim($6), ''),
-                 nullif(btrim($7), ''), $8, $9, $10, $11, $12, $12)
+                 nullif(btrim($7), ''), $8, $9, $10, $11, $12, $12, $13, $14, $15)
       RETURNING to_jsonb(properties.*)",
     )
     .bind(p.id)
@@ -959,6 +959,9 @@ async fn create_property(
     .bind(pm)
     .bind(sr)
     .bind(actor.user_id)
+    .bind(p.bedrooms)
+    .bind(p.bathrooms)
+    .bind(p.area_sqft)
     .fetch_one(&mut *conn)
     .await?;
     audit(conn, actor, m, "properties", p.id, None, Some(&after))
@@ -1010,6 +1013,23 @@ fn property_values(e: &PropertyEdit) -> (Value, Value) {
         ),
         PropertyEdit::IsCore(e) | PropertyEdit::IsActive(e) => (json!(e.from), json!(e.to)),
         PropertyEdit::PropertyManager(e) => (json!(e.from), json!(e.to)),
+        PropertyEdit::Bedrooms(e) | PropertyEdit::Bathrooms(e) => (json!(e.from), json!(e.to)),
+        PropertyEdit::AreaSqft(e) => (json!(e.from), json!(e.to)),
+    }
+}
+
+/// The same value, whether JSON spells a number as a number (`to_jsonb`: `2.0`) or as the
+/// string a decimal is sent as (`"2"`).
+fn same_value(a: Option<&Value>, b: &Value) -> bool {
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
+        Value::String(s) => s.parse::<Decimal>().ok(),
+        _ => None,
+    };
+    match a {
+        Some(a) if a == b => true,
+        Some(a) => number(a).is_some_and(|x| number(b) == Some(x)),
+        None => b.is_null(),
     }
 }
 
@@ -1064,7 +1084,7 @@ async fn update_property(
     let mut stale = Vec::new();
     for e in edits {
         let (from, to) = property_values(e);
-        if before.get(e.column()) != Some(&from) {
+        if !same_value(before.get(e.column()), &from) {
             stale.push(e.column().to_string());
         }
         patch.insert(e.column().to_string(), to);
@@ -1077,7 +1097,7 @@ async fn update_property(
         }
         .into());
     }
-    if patch.iter().all(|(k, v)| before.get(k) == Some(v)) {
+    if patch.iter().all(|(k, v)| same_value(before.get(k), v)) {
         return Ok(None);
     }
     // Columns come from the fixed edit enum; values are typed by the table's own row type.

@@ -431,6 +431,9 @@ fn property_edit() -> impl Strategy<Value = PropertyEdit> {
         edit(any::<bool>).prop_map(PropertyEdit::IsCore),
         edit(any::<bool>).prop_map(PropertyEdit::IsActive),
         edit(|| option::of(uuid())).prop_map(PropertyEdit::PropertyManager),
+        edit(|| option::of(amount())).prop_map(PropertyEdit::Bedrooms),
+        edit(|| option::of(amount())).prop_map(PropertyEdit::Bathrooms),
+        edit(|| option::of(any::<i32>())).prop_map(PropertyEdit::AreaSqft),
     ]
 }
 
@@ -440,12 +443,18 @@ fn new_property() -> impl Strategy<Value = NewProperty> {
         (uuid(), text(), text(), text()),
         (option::of(text()), option::of(text()), option::of(text())),
         (option::of(year), any::<bool>(), option::of(uuid())),
+        (
+            option::of(amount()),
+            option::of(amount()),
+            option::of(any::<i32>()),
+        ),
     )
         .prop_map(
             |(
                 (id, property_id, name, street_address),
                 (city, state, zip_code),
                 (year_built, is_core, property_manager_id),
+                (bedrooms, bathrooms, area_sqft),
             )| NewProperty {
                 id,
                 property_id,
@@ -457,6 +466,9 @@ fn new_property() -> impl Strategy<Value = NewProperty> {
                 year_built,
                 is_core,
                 property_manager_id,
+                bedrooms,
+                bathrooms,
+                area_sqft,
             },
         )
 }
@@ -569,6 +581,10 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
     };
     let opt_text_bad =
         |v: &Option<String>, max| v.as_deref().is_some_and(|v| text_bad(v, max, false));
+    // Rooms fit numeric(3,1) within 0..=50; an area is 1..=100,000 square feet.
+    let rooms_bad =
+        |r: Decimal| r < Decimal::ZERO || r > Decimal::new(50, 0) || r.normalize().scale() > 1;
+    let area_bad = |a: i32| !(1..=100_000).contains(&a);
     // A quantity is an amount above zero.
     let quantity_bad = |q: Decimal| q <= Decimal::ZERO || amount_bad(q);
     match change {
@@ -583,6 +599,9 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
                 "year_built",
                 p.year_built.is_some_and(|y| !(1700..=2200).contains(&y)),
             );
+            refuse("bedrooms", p.bedrooms.is_some_and(rooms_bad));
+            refuse("bathrooms", p.bathrooms.is_some_and(rooms_bad));
+            refuse("area_sqft", p.area_sqft.is_some_and(area_bad));
         }
         Change::UpdateProperty { edits, .. } => {
             refuse("edits", edits.is_empty());
@@ -595,6 +614,9 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
                     PropertyEdit::City(e) => refuse("city", opt_text_bad(&e.to, 100)),
                     PropertyEdit::State(e) => refuse("state", opt_text_bad(&e.to, 50)),
                     PropertyEdit::ZipCode(e) => refuse("zip_code", opt_text_bad(&e.to, 20)),
+                    PropertyEdit::Bedrooms(e) => refuse("bedrooms", e.to.is_some_and(rooms_bad)),
+                    PropertyEdit::Bathrooms(e) => refuse("bathrooms", e.to.is_some_and(rooms_bad)),
+                    PropertyEdit::AreaSqft(e) => refuse("area_sqft", e.to.is_some_and(area_bad)),
                     PropertyEdit::IsCore(_)
                     | PropertyEdit::IsActive(_)
                     | PropertyEdit::PropertyManager(_) => {}

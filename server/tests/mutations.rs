@@ -104,6 +104,9 @@ fn new_property_fields(property_id: &str, name: &str) -> NewProperty {
         year_built: None,
         is_core: true,
         property_manager_id: None,
+        bedrooms: None,
+        bathrooms: None,
+        area_sqft: None,
     }
 }
 
@@ -352,11 +355,38 @@ async fn every_role_writes_only_what_the_policy_allows() {
             street_address: "9 Birch Ct".into(),
             city: Some("Austin".into()),
             year_built: Some(1999),
+            bedrooms: Some(Decimal::new(3, 0)),
+            bathrooms: Some(Decimal::new(15, 1)),
+            area_sqft: Some(1200),
             ..new_property_fields("P-NEW-1", "Birch Court")
         }),
     )
     .await;
     assert!(matches!(created, Outcome::Applied { .. }), "{created:?}");
+    let size = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT concat_ws(' ', bedrooms, bathrooms, area_sqft) FROM properties WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("size")
+    };
+    assert_eq!(size().await, "3.0 1.5 1200");
+    // A size edit starts from the value the user saw, however JSON spells the number.
+    let more_rooms = Change::UpdateProperty {
+        property: id,
+        edits: vec![PropertyEdit::Bedrooms(Edit {
+            from: Some(Decimal::new(3, 0)),
+            to: Some(Decimal::new(4, 0)),
+        })],
+    };
+    let grown = run(pool, &pm, more_rooms).await;
+    assert!(
+        matches!(grown, Outcome::Applied { txid: Some(_) }),
+        "{grown:?}"
+    );
+    assert_eq!(size().await, "4.0 1.5 1200");
     // The senior who oversees the PM's other homes oversees the new one (and so sees it).
     let senior: Option<Uuid> =
         sqlx::query_scalar("SELECT sr_property_manager_id FROM properties WHERE id = $1")
