@@ -9,6 +9,7 @@ pub mod model;
 pub mod mutation;
 pub mod pg_text;
 pub mod policy;
+pub mod qc;
 pub mod role;
 pub mod rows;
 pub mod rules;

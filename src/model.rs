@@ -57,6 +57,9 @@ pub struct Stage {
     pub is_vendor_required: bool,
     pub requires_approval: bool,
     pub is_complete_stage: bool,
+    /// A turn enters this stage only after passing QC.
+    #[serde(default)]
+    pub requires_qc: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +110,12 @@ pub struct TurnCard {
     pub declined_vendor_id: Option<Uuid>,
     #[serde(default)]
     pub decline_reason: Option<String>,
+    /// The turn passed QC (since it last went back to earlier work).
+    #[serde(default)]
+    pub qc_passed: bool,
+    /// What failed at the last QC, until it passes.
+    #[serde(default)]
+    pub qc_failures: Option<String>,
 }
 
 impl TurnCard {

@@ -8,6 +8,7 @@
 //! optimistic view is exactly what the server will write.
 use crate::line_items::{LineItemEdit, NewLineItem};
 use crate::model::TurnCard;
+use crate::qc::QcResult;
 use crate::Decimal;
 use crate::{Actor, Role};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -78,6 +79,11 @@ pub enum Change {
         turn: Uuid,
         item: Uuid,
     },
+    /// The inspector's QC of the turn's stage: every checklist item, passed or failed.
+    RecordQc {
+        turn: Uuid,
+        results: Vec<QcResult>,
+    },
     DecideApproval {
         turn: Uuid,
         approve: bool,
@@ -103,6 +109,7 @@ impl Change {
             Change::AddLineItems { .. } => "add_line_items",
             Change::EditLineItem { .. } => "edit_line_item",
             Change::RemoveLineItem { .. } => "remove_line_item",
+            Change::RecordQc { .. } => "record_qc",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -120,6 +127,7 @@ impl Change {
             | Change::AddLineItems { turn, .. }
             | Change::EditLineItem { turn, .. }
             | Change::RemoveLineItem { turn, .. }
+            | Change::RecordQc { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
             Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
         }
@@ -164,6 +172,7 @@ impl Change {
                 edits.iter().for_each(|e| e.validate(&mut errors));
             }
             Change::RemoveLineItem { .. } => {}
+            Change::RecordQc { results, .. } => crate::qc::validate(results, &mut errors),
             Change::DeclineWork { reason, .. } => {
                 if reason.trim().is_empty() {
                     errors.push(FieldError::new("reason", "Say why you decline this job."));

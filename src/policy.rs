@@ -21,6 +21,8 @@ pub const VENDOR_TURN_COLUMNS: &[&str] = &[
     "expected_completion_date",
     "turn_completion_date",
     "vendor_accepted_at",
+    "qc_passed_at",
+    "qc_failures",
     "is_active",
     "version",
     "updated_at",
@@ -172,6 +174,11 @@ impl Actor {
             || (self.role == Role::Vendor
                 && self.vendor_id.is_some()
                 && turn.vendor_id == self.vendor_id)
+    }
+
+    /// Record QC inspections (inspectors, and admins).
+    pub fn can_inspect(&self) -> bool {
+        self.role.is_admin() || self.role == Role::Inspector
     }
 
     /// Approve or reject a turn: the approver of the level it waits for (or an admin).

@@ -28,6 +28,8 @@ pub struct StageRow {
     pub is_complete_stage: bool,
     #[serde(with = "pg_text::boolean")]
     pub is_active: bool,
+    #[serde(default, with = "pg_text::opt_boolean")]
+    pub requires_qc: Option<bool>,
 }
 
 impl StageRow {
@@ -41,6 +43,7 @@ impl StageRow {
             is_vendor_required: self.is_vendor_required,
             requires_approval: self.requires_approval,
             is_complete_stage: self.is_complete_stage,
+            requires_qc: self.requires_qc.unwrap_or(false),
         }
     }
 }

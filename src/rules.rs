@@ -9,6 +9,7 @@ use crate::line_items::{self, LineItem};
 use crate::model::{Board, Stage, TurnCard, COMPLETED_VISIBLE_DAYS};
 use crate::mutation::{Change, Edit, EditRight, Rejection, TurnEdit};
 use crate::policy::{Actor, TurnFacts};
+use crate::qc::{self, QcItem, QcResult};
 use crate::role::Role;
 use crate::Decimal;
 use chrono::NaiveDate;
@@ -148,8 +149,9 @@ impl TurnRules<'_> {
                 Some(level) => self.decide(before, level, *approve, *amount).map(Some),
                 None => Ok(None),
             },
-            // The amount follows the scope: see `rescope`.
-            Change::AddLineItems { .. }
+            // The amount follows the scope (`rescope`); QC needs the checklist (`inspect`).
+            Change::RecordQc { .. }
+            | Change::AddLineItems { .. }
             | Change::EditLineItem { .. }
             | Change::RemoveLineItem { .. }
             | Change::CreateTurn(_)
@@ -181,6 +183,10 @@ impl TurnRules<'_> {
             self.start_approval(&mut after, false);
         }
         if after.stage_id != before.stage_id {
+            // Sent back to earlier work: what QC passed no longer holds.
+            if self.order_of(after.stage_id) < self.order_of(before.stage_id) {
+                after.qc_passed = false;
+            }
             self.enter_stage(&mut after)?;
         }
         // After the stage: entering the complete stage dates the turn today.
@@ -216,6 +222,56 @@ impl TurnRules<'_> {
             ..*self
         };
         unscoped.edit(before, &[amount]).map(Some)
+    }
+
+    /// The turn after the inspector's QC of its stage (`checklist`: the stage's items): passed,
+    /// it may enter a stage that requires QC; failed, it goes back to the stage before, with
+    /// what failed.
+    pub fn inspect(
+        &self,
+        before: &TurnCard,
+        checklist: &[QcItem],
+        results: &[QcResult],
+    ) -> Result<TurnCard, Rejection> {
+        if checklist.is_empty() {
+            return Err(Rejection::invalid_field(
+                "stage_id",
+                "This stage has no QC checklist.",
+            ));
+        }
+        let answered = |item: &QcItem| results.iter().filter(|r| r.item == item.id).count() == 1;
+        let known = results
+            .iter()
+            .all(|r| checklist.iter().any(|i| i.id == r.item));
+        if !known || !checklist.iter().all(answered) {
+            return Err(Rejection::invalid_field(
+                "results",
+                "Check every item of this stage's checklist (it may have changed).",
+            ));
+        }
+        let mut after = before.clone();
+        after.qc_failures = qc::failures(checklist, results);
+        after.qc_passed = after.qc_failures.is_none();
+        if !after.qc_passed {
+            // Back to the work before this stage.
+            let order = self.order_of(before.stage_id);
+            if let Some(back) = self
+                .stages
+                .iter()
+                .filter(|s| order.is_some_and(|o| s.display_order < o))
+                .max_by_key(|s| s.display_order)
+            {
+                after.stage_id = back.id;
+            }
+        }
+        Ok(after)
+    }
+
+    fn order_of(&self, stage: uuid::Uuid) -> Option<i32> {
+        self.stages
+            .iter()
+            .find(|s| s.id == stage)
+            .map(|s| s.display_order)
     }
 
     /// The turn after its managers submit it for approval (`None`: it already waits).
@@ -316,6 +372,9 @@ impl TurnRules<'_> {
                 stage.name
             )));
         }
+        if stage.requires_qc && !turn.qc_passed {
+            return Err(gate(format!("Pass QC before moving it to {}.", stage.name)));
+        }
         if stage.is_vendor_required && turn.vendor_id.is_none() {
             return Err(gate(format!(
                 "Assign a vendor before moving it to {}.",
@@ -373,6 +432,7 @@ mod tests {
             is_vendor_required: order >= 4,
             requires_approval: approval,
             is_complete_stage: complete,
+            requires_qc: false,
         }
     }
 
@@ -508,6 +568,99 @@ mod tests {
             .is_err());
         assert!(rules.edit(&approved, &[typed]).is_ok());
         assert!(scoped.rescope(&approved, &more).is_ok());
+    }
+
+    #[test]
+    fn a_failed_qc_sends_the_turn_back_and_only_a_passed_one_lets_it_into_a_qc_gated_stage() {
+        let limits = Thresholds::default();
+        let mut stages = stages();
+        stages[6].requires_qc = true;
+        let rules = core_rules(&limits, &stages);
+        let item = |n: u128, stage: &Stage| QcItem {
+            id: Uuid::from_u128(100 + n),
+            stage_id: stage.id,
+            position: n as i32,
+            label: format!("Item {n}"),
+            is_active: true,
+        };
+        let list = [item(1, &stages[5]), item(2, &stages[5])];
+        let at_qc = TurnCard {
+            stage_id: stages[5].id,
+            turn_amount: Some(d(800)),
+            approved_turn_amount: Some(d(800)),
+            approval_status: Some(ApprovalStatus::Pending),
+            vendor_id: Some(Uuid::from_u128(99)),
+            ..TurnCard::default()
+        };
+        let to_ready = |card: &TurnCard| {
+            rules.edit(
+                card,
+                &[TurnEdit::Stage(Edit {
+                    from: card.stage_id,
+                    to: stages[6].id,
+                })],
+            )
+        };
+        assert!(to_ready(&at_qc).is_err(), "not inspected");
+        let result = |n: u128, passed: bool, note: Option<&str>| QcResult {
+            item: Uuid::from_u128(100 + n),
+            passed,
+            note: note.map(str::to_string),
+        };
+        let failed = rules
+            .inspect(
+                &at_qc,
+                &list,
+                &[
+                    result(1, true, None),
+                    result(2, false, Some("Marks in the hall")),
+                ],
+            )
+            .expect("recorded");
+        assert_eq!(failed.stage_id, stages[4].id, "back to the work");
+        assert_eq!(
+            failed.qc_failures.as_deref(),
+            Some("Item 2: Marks in the hall")
+        );
+        assert!(!failed.qc_passed);
+        // Every item, once: a missing one (or one from another checklist) is refused.
+        assert!(rules
+            .inspect(&at_qc, &list, &[result(1, true, None)])
+            .is_err());
+        assert!(rules
+            .inspect(
+                &at_qc,
+                &list[..1],
+                &[result(1, true, None), result(2, true, None)]
+            )
+            .is_err());
+        let passed = rules
+            .inspect(
+                &at_qc,
+                &list,
+                &[result(1, true, None), result(2, true, None)],
+            )
+            .expect("recorded");
+        assert!(passed.qc_passed && passed.qc_failures.is_none());
+        let ready = to_ready(&passed).expect("passed QC");
+        assert!(ready.turn_completion_date.is_some());
+        // Sent back to earlier work, it must pass again.
+        let reopened = rules
+            .edit(
+                &passed,
+                &[TurnEdit::Stage(Edit {
+                    from: passed.stage_id,
+                    to: stages[4].id,
+                })],
+            )
+            .expect("moved back");
+        assert!(!reopened.qc_passed);
+        // A failed item needs a note.
+        let change = Change::RecordQc {
+            turn: at_qc.id,
+            results: vec![result(1, false, Some("  "))],
+        };
+        assert_eq!(change.validate().expect_err("no note")[0].field, "note");
     }
 
     #[test]

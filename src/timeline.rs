@@ -102,6 +102,7 @@ pub fn action_label(action: &str) -> &'static str {
         "add_line_items" => "Added to the scope",
         "edit_line_item" => "Changed the scope",
         "remove_line_item" => "Removed from the scope",
+        "record_qc" => "Recorded QC",
         _ => "Changed",
     }
 }

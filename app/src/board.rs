@@ -346,6 +346,12 @@ fn Card(
     let accepted = (turn.vendor_id.is_some() && turn.vendor_accepted).then(
         || view! { <span class="badge accepted" data-testid="accepted-badge">"Accepted"</span> },
     );
+    let qc = match (turn.qc_passed, turn.qc_failures.is_some()) {
+        (true, _) => Some(("QC passed", "badge accepted")),
+        (false, true) => Some(("QC failed", "badge sync-error")),
+        (false, false) => None,
+    }
+    .map(|(label, class)| view! { <span class=class data-testid="qc-badge">{label}</span> });
     let declined = turn
         .decline_reason
         .clone()
@@ -369,6 +375,7 @@ fn Card(
                     on:click=move |_| selected.set(Some(id))>{turn.turn_id.clone()}</button>
                 {status}
                 {accepted}
+                {qc}
                 {sync_badge}
             </div>
             <div class="prop">

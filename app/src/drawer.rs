@@ -145,9 +145,13 @@ fn DrawerBody(
                 <p class="drawer-status">
                     <span data-testid="drawer-stage">{stage_name(stage_id)}</span>
                     {approval_status.map(|s| view! { <span class="badge" data-testid="drawer-approval">{s.label()}</span> })}
+                    {c.card.qc_passed.then(|| view! { <span class="badge accepted" data-testid="drawer-qc-passed">"QC passed"</span> })}
                     {(c.sync == SyncState::Pending).then(|| view! { <span class="badge sync-pending">"Saving…"</span> })}
                 </p>
                 <p class="muted">{money}</p>
+                {c.card.qc_failures.clone().map(|f| view! {
+                    <p class="failure" data-testid="qc-failures">{format!("QC failed: {f}")}</p>
+                })}
             }
         })
     };
@@ -163,7 +167,8 @@ fn DrawerBody(
     let form = match role {
         Role::Vendor => vendor_form(&seen, submit).into_any(),
         Role::DfoApprover | Role::HoApprover => approver_form(&seen, submit, errors).into_any(),
-        Role::Inspector | Role::User => ().into_any(),
+        Role::Inspector => qc_form(local, &seen, submit).into_any(),
+        Role::User => ().into_any(),
         _ => manager_form(local, &seen, submit, errors).into_any(),
     };
     view! {
@@ -518,6 +523,85 @@ fn vendor_form(
             </div>
         </form>
     }
+}
+
+/// The inspector's QC of the turn's stage: every checklist item passed or failed (with what is
+/// wrong), recorded in one change.
+fn qc_form(
+    local: Local,
+    seen: &TurnCard,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let (turn, version, stage) = (seen.id, seen.version, seen.stage_id);
+    // The checklists may arrive after the drawer opens (a first sync): follow them.
+    move || {
+        let checklist = local
+            .qc_items
+            .with(|items| turns::qc::checklist(items, stage));
+        qc_checklist(checklist, turn, version, submit)
+    }
+}
+
+fn qc_checklist(
+    checklist: Vec<turns::qc::QcItem>,
+    turn: Uuid,
+    version: i32,
+    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + Send + Sync + 'static,
+) -> AnyView {
+    if checklist.is_empty() {
+        return view! { <p class="muted" data-testid="no-qc">"No QC checklist for this stage."</p> }
+            .into_any();
+    }
+    // Every item starts as passed: the inspector marks what fails and says why.
+    let answers: Vec<(turns::qc::QcItem, RwSignal<bool>, RwSignal<String>)> = checklist
+        .into_iter()
+        .map(|item| (item, RwSignal::new(true), RwSignal::new(String::new())))
+        .collect();
+    let kept = StoredValue::new(answers.clone());
+    let record = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let results = kept.with_value(|answers| {
+            answers
+                .iter()
+                .map(|(item, passed, note)| turns::qc::QcResult {
+                    item: item.id,
+                    passed: passed.get_untracked(),
+                    note: Some(note.get_untracked()).filter(|n| !n.trim().is_empty()),
+                })
+                .collect()
+        });
+        submit(vec![Change::RecordQc { turn, results }], Some(version));
+    };
+    view! {
+        <form class="drawer-form qc" on:submit=record data-testid="qc-form">
+            <h3>"QC inspection"</h3>
+            {answers.into_iter().map(|(item, passed, note)| {
+                let name = item.id.to_string();
+                view! {
+                    <fieldset class="qc-item" data-testid="qc-item">
+                        <legend>{item.label.clone()}</legend>
+                        <label class="check">
+                            <input type="radio" name=name.clone() data-testid="qc-pass"
+                                prop:checked=move || passed.get() on:change=move |_| passed.set(true)/>
+                            "Pass"
+                        </label>
+                        <label class="check">
+                            <input type="radio" name=name data-testid="qc-fail"
+                                prop:checked=move || !passed.get() on:change=move |_| passed.set(false)/>
+                            "Fail"
+                        </label>
+                        <input type="text" aria-label=format!("Note on {}", item.label) data-testid="qc-note"
+                            placeholder=move || if passed.get() { "Note (optional)" } else { "What is wrong?" }
+                            prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+                    </fieldset>
+                }
+            }).collect_view()}
+            <div class="actions">
+                <button type="submit" class="primary" data-testid="record-qc">"Record QC"</button>
+            </div>
+        </form>
+    }
+    .into_any()
 }
 
 fn approver_form(

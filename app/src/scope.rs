@@ -239,7 +239,7 @@ pub fn TurnScope(
             {move || scope.with(Vec::is_empty).then(|| view! {
                 <p class="muted" data-testid="scope-empty">"No line items yet."</p>
             })}
-            <table class="scope-lines">
+            <table class="scope-lines" class:empty=move || scope.with(Vec::is_empty)>
                 <thead>
                     <tr>
                         <th>"Category"</th><th>"Description"</th><th class="num">"Qty"</th>

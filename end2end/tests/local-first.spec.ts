@@ -845,6 +845,57 @@ test.describe("approver on a tablet", () => {
     await expect(scope.getByTestId("edit-line")).toHaveCount(0);
   });
 
+  test("an inspector fails a turn's QC with a note, then passes it; the gate holds until then", async ({ browser, page }, info) => {
+    const turn = makeTurn("LF-QC-1", { stage: "QC inspection", amount: 900, vendor: "Brightline Painting" });
+    psql(`UPDATE turns SET approved_turn_amount = 900 WHERE turn_id = '${turn}'`);
+    const board = await logInAs(page, "inspector@turns.demo");
+    await board.synced();
+    await board.open(turn);
+    const form = page.getByTestId("qc-form");
+    await expect(form.getByTestId("qc-item")).toHaveCount(6);
+    const floors = form.getByTestId("qc-item").filter({ hasText: "Floors" });
+    await floors.getByTestId("qc-fail").check();
+    await form.getByTestId("record-qc").click();
+    await expect(page.getByTestId("field-errors")).toContainText("Say what failed");
+    await floors.getByTestId("qc-note").fill("Stains in the bedroom carpet");
+    await snap(page, info, "qc-form");
+    await form.getByTestId("record-qc").click();
+    // Back to the work at once, with what failed.
+    const sentBack = board.column("In progress").locator(`[data-turn="${turn}"]`);
+    await expect(sentBack.getByTestId("qc-badge")).toHaveText("QC failed");
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "qc_failures")).toBe("Floors clean and undamaged: Stains in the bedroom carpet");
+
+    // The manager sees why; rent ready is refused until QC passes; the fixed work goes back to QC.
+    const pmContext = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+    const pmPage = await pmContext.newPage();
+    const pm = await logInAs(pmPage, "pm@turns.demo");
+    await pm.synced();
+    await pm.open(turn);
+    await expect(pmPage.getByTestId("qc-failures")).toHaveText("QC failed: Floors clean and undamaged: Stains in the bedroom carpet");
+    await pmPage.getByTestId("edit-stage").selectOption({ label: "Rent ready" });
+    await pmPage.getByTestId("save-turn").click();
+    await expect(pmPage.getByTestId("rejected")).toContainText("Pass QC before moving it to Rent ready.");
+    await pmPage.getByTestId("discard").first().click();
+    await pm.open(turn);
+    await pmPage.getByTestId("edit-stage").selectOption({ label: "QC inspection" });
+    await pmPage.getByTestId("save-turn").click();
+    await expect(pm.pending()).toHaveText("All changes saved");
+
+    // The inspector's board follows; this time everything passes.
+    const again = board.column("QC inspection").locator(`[data-turn="${turn}"]`);
+    await expect(again).toBeVisible();
+    await board.open(turn);
+    await page.getByTestId("record-qc").click();
+    await expect(again.getByTestId("qc-badge")).toHaveText("QC passed");
+    await expect(board.pending()).toHaveText("All changes saved");
+    expect(turnField(turn, "qc_failures")).toBe("");
+    expect(turnField(turn, "qc_passed_at")).not.toBe("");
+    expect(psql(`SELECT string_agg(q.passed::text, ',' ORDER BY q.created_at) FROM qc_inspections q
+                   JOIN turns t ON t.id = q.turn_id WHERE t.turn_id = '${turn}'`)).toBe("false,true");
+    await pmContext.close();
+  });
+
   test("approves a lower amount and rejects with a reason from the queue", async ({ page }, info) => {
     const approve = makeTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
     const reject = makeTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });

@@ -229,6 +229,8 @@ fn fixed_definition(
             _ => def("cost_templates", Some("is_active"), vec![], None),
         },
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
+        // What inspectors check, per stage (the vendor sees what their work is checked on).
+        "qc_items" => def("qc_checklist_items", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),
         "vendors" if actor.sees_vendor_contacts() => {
             def("vendors", Some("is_active AND is_approved"), vec![], None)

@@ -18,6 +18,7 @@ use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
 };
 use turns::policy::{AssigneeFacts, PropertyFacts, TurnFacts};
+use turns::qc::{QcItem, QcResult};
 use turns::rules::{self, TurnRules};
 use turns::{Actor, ApprovalStatus, Decimal, Role, Thresholds};
 use uuid::Uuid;
@@ -244,6 +245,7 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         Change::AddLineItems { turn, .. }
         | Change::EditLineItem { turn, .. }
         | Change::RemoveLineItem { turn, .. } => rescope(conn, actor, m, *turn).await,
+        Change::RecordQc { turn, results } => inspect(conn, actor, m, *turn, results).await,
         Change::CreateTurn(t) => create_turn(conn, actor, m, t).await,
         Change::CreateProperty(p) => create_property(conn, actor, m, p).await,
         Change::UpdateProperty { property, edits } => {
@@ -540,7 +542,9 @@ async fn write_turn(
                   move_out_date = $8, expected_completion_date = $9, turn_completion_date = $10,
                   updated_by = $11,
                   vendor_accepted_at = CASE WHEN $17 THEN coalesce(vendor_accepted_at, now()) END,
-                  declined_vendor_id = $18, decline_reason = $19
+                  declined_vendor_id = $18, decline_reason = $19,
+                  qc_passed_at = CASE WHEN $20 THEN coalesce(qc_passed_at, now()) END,
+                  qc_failures = $21
             WHERE id = $1 {check}
         RETURNING to_jsonb(turns.*) AS row){receipt}
          INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
@@ -567,6 +571,8 @@ async fn write_turn(
     .bind(t.vendor_accepted)
     .bind(t.declined_vendor_id)
     .bind(&t.decline_reason)
+    .bind(t.qc_passed)
+    .bind(&t.qc_failures)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(txid)
@@ -828,6 +834,53 @@ async fn rescope(
         txid = write_locked_turn(conn, actor, m, &card, &locked.before).await?;
     }
     Ok(txid)
+}
+
+/// The inspector's QC of a turn's stage: kept whole (every item, its label then, the note) and
+/// written to the turn as `TurnRules::inspect` says.
+async fn inspect(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    id: Uuid,
+    results: &[QcResult],
+) -> Step<Option<String>> {
+    let locked = read_turn(conn, actor, id, true).await?;
+    if !actor.can_inspect() {
+        return Err(Rejection::forbidden("Only inspectors record QC.").into());
+    }
+    let checklist: Vec<QcItem> = sqlx::query_as(
+        "SELECT id, stage_id, position, label, is_active FROM qc_checklist_items
+          WHERE stage_id = $1 AND is_active ORDER BY position, id",
+    )
+    .bind(locked.card.stage_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let facts = Facts::read(conn, locked.is_core).await?;
+    let after = facts.rules().inspect(&locked.card, &checklist, results)?;
+    let recorded: Vec<Value> = checklist
+        .iter()
+        .filter_map(|item| {
+            let r = results.iter().find(|r| r.item == item.id)?;
+            Some(
+                json!({"item": item.id, "label": item.label, "passed": r.passed,
+                        "note": r.note.as_deref().map(str::trim).filter(|n| !n.is_empty())}),
+            )
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO qc_inspections (turn_id, stage_id, inspector_id, passed, results, device_time)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(locked.card.stage_id)
+    .bind(actor.user_id)
+    .bind(after.qc_passed)
+    .bind(Value::Array(recorded))
+    .bind(device_time(m))
+    .execute(&mut *conn)
+    .await?;
+    write_locked_turn(conn, actor, m, &after, &locked.before).await
 }
 
 async fn create_turn(

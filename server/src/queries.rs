@@ -53,7 +53,7 @@ fn scope_sql(scope: Scope) -> ScopeSql {
 pub async fn active_stages<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Stage>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, display_order, coalesce(color, '#000000') AS color, is_amount_required,
-                is_vendor_required, requires_approval, is_complete_stage
+                is_vendor_required, requires_approval, is_complete_stage, requires_qc
            FROM turn_stages WHERE is_active ORDER BY display_order",
     )
     .fetch_all(db)
@@ -173,7 +173,8 @@ pub const CARD_COLUMNS: &str = "t.id, t.turn_id, t.property_id, p.property_id AS
      t.vendor_id, v.name AS vendor_name, t.wo_number, t.move_out_date,
      t.expected_completion_date, t.turn_completion_date, t.turn_amount,
      t.approved_turn_amount, t.approval_status, t.version,
-     t.vendor_accepted_at IS NOT NULL AS vendor_accepted, t.declined_vendor_id, t.decline_reason";
+     t.vendor_accepted_at IS NOT NULL AS vendor_accepted, t.declined_vendor_id, t.decline_reason,
+     t.qc_passed_at IS NOT NULL AS qc_passed, t.qc_failures";
 pub const CARD_FROM: &str = "FROM turns t
        JOIN properties p ON p.id = t.property_id
        JOIN turn_stages st ON st.id = t.stage_id
@@ -397,6 +398,7 @@ pub async fn timeline(
                 .and_then(|a| Some(a.get(column)?.as_str()?.to_string()))
         };
         let note = match r.action.as_str() {
+            "record_qc" => after("qc_failures").map(|f| format!("Failed: {f}")),
             "cancel_turn" => after("cancel_reason"),
             "decline_work" => after("decline_reason"),
             _ => r.decision_reason.clone(),

@@ -149,6 +149,30 @@ const TEMPLATES: [TemplateSpec; 4] = [
     ),
 ];
 
+/// What the demo's inspector checks in the QC stage.
+const QC_CHECKLIST: [&str; 6] = [
+    "Walls and ceilings painted, no marks",
+    "Floors clean and undamaged",
+    "Appliances work",
+    "No leaks under sinks; toilets flush",
+    "Locks re-keyed; keys work",
+    "Smoke and CO detectors tested",
+];
+
+async fn seed_checklist(tx: &mut Transaction<'_, Postgres>, stage: Uuid) -> Result<(), ApiError> {
+    for (i, label) in QC_CHECKLIST.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO qc_checklist_items (stage_id, position, label) VALUES ($1, $2, $3)",
+        )
+        .bind(stage)
+        .bind(i as i32 + 1)
+        .bind(label)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn seed_templates(tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
     for (name, bedrooms, bathrooms, max_sqft, lines) in TEMPLATES {
         let items: Vec<serde_json::Value> = lines
@@ -246,8 +270,8 @@ pub async fn insert_stages(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Uui
     for (i, (name, color, amount, vendor, approval, complete)) in STAGES.iter().enumerate() {
         let id: Uuid = sqlx::query_scalar(
             "INSERT INTO turn_stages (name, display_order, color, is_amount_required,
-                 is_vendor_required, requires_approval, is_complete_stage)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 is_vendor_required, requires_approval, is_complete_stage, requires_qc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
         )
         .bind(name)
         .bind((i as i32 + 1) * 10)
@@ -267,6 +291,7 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
     let mut rng = StdRng::seed_from_u64(20261126);
     let stages = insert_stages(tx).await?;
     seed_templates(tx).await?;
+    seed_checklist(tx, stages[5]).await?;
 
     let mut vendors = Vec::new();
     for (i, (name, trade, approved)) in VENDORS.iter().enumerate() {
@@ -426,8 +451,8 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         let turn: Uuid = sqlx::query_scalar(
             "INSERT INTO turns (turn_id, property_id, stage_id, wo_number, move_out_date, turn_amount,
                  approved_turn_amount, vendor_id, expected_completion_date, turn_completion_date,
-                 approval_status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                 approval_status, qc_passed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10::timestamptz) RETURNING id",
         )
         .bind(format!("T-{:05}", 20001 + i))
         .bind(property)

@@ -33,6 +33,7 @@ use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, PropertyEdit, TurnEdit, EARLIEST_DATE,
     LATEST_DATE,
 };
+use turns::qc::QcResult;
 use turns_server::shapes::pgoutput::{decode, Column, Datum, Message, Relation};
 use turns_server::shapes::Offset;
 use turns_server::testing::{demo_state, login, plain_router, send, Reply};
@@ -539,6 +540,15 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (uuid(), uuid(), vec(line_item_edit(), 0..3))
             .prop_map(|(turn, item, edits)| Change::EditLineItem { turn, item, edits }),
         1 => (uuid(), uuid()).prop_map(|(turn, item)| Change::RemoveLineItem { turn, item }),
+        1 => (uuid(), vec((uuid(), any::<bool>(), option::of(text())), 0..4)).prop_map(
+            |(turn, results)| Change::RecordQc {
+                turn,
+                results: results
+                    .into_iter()
+                    .map(|(item, passed, note)| QcResult { item, passed, note })
+                    .collect(),
+            }
+        ),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
             |(turn, approve, amount, reason)| Change::DecideApproval {
                 turn,
@@ -650,6 +660,14 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
             refuse("reason", text_bad(reason, 2000, true))
         }
         Change::AcceptWork { .. } | Change::RemoveLineItem { .. } => {}
+        Change::RecordQc { results, .. } => {
+            refuse("results", results.is_empty());
+            for r in results {
+                let note = r.note.as_deref().unwrap_or_default();
+                refuse("note", !r.passed && note.trim().is_empty());
+                refuse("note", text_bad(note, 1000, false));
+            }
+        }
         Change::AddLineItems { items, .. } => {
             refuse("items", items.is_empty());
             for i in items {

@@ -6,6 +6,7 @@ use turns::line_items::{LineItemEdit, NewLineItem};
 use turns::mutation::{
     Change, Edit, Mutation, NewProperty, NewTurn, Outcome, PropertyEdit, Rejection, TurnEdit,
 };
+use turns::qc::QcResult;
 use turns::{Actor, ApprovalStatus, Decimal};
 use turns_server::mutations::{apply, apply_batch};
 use turns_server::testing::{actor, demo_state};
@@ -579,8 +580,9 @@ async fn stage_gates_and_the_approval_flow() {
         run(pool, &ho, approve(None)).await,
         Outcome::Applied { .. }
     ));
-    // The complete stage sets the completion date.
-    let done = run(pool, &pm, edit(turn, vec![move_to(in_progress, ready)])).await;
+    // Past QC, the complete stage sets the completion date.
+    let qc = pass_qc(pool, &pm, turn, in_progress).await;
+    let done = run(pool, &pm, edit(turn, vec![move_to(qc, ready)])).await;
     assert!(matches!(done, Outcome::Applied { .. }), "{done:?}");
     assert!(row(pool, turn).await.turn_completion_date.is_some());
 }
@@ -829,6 +831,12 @@ async fn the_device_clock_never_sets_a_business_date() {
             .await
             .expect("vendor");
     let (notice, ready) = (stage(pool, "Notice").await, stage(pool, "Rent ready").await);
+    // Passed QC (as recorded elsewhere): the complete stage requires it.
+    sqlx::query("UPDATE turns SET qc_passed_at = now() WHERE id = $1")
+        .bind(turn)
+        .execute(pool)
+        .await
+        .expect("passed QC");
     let mut m = mutation(edit(
         turn,
         vec![
@@ -1500,4 +1508,158 @@ async fn a_scope_of_line_items_is_the_turn_amount_and_a_larger_one_is_approved_a
             .collect::<Vec<_>>(),
         ["Cleaning — Cleaning work · 1"]
     );
+}
+
+/// The QC stage's checklist, every item passed (or the first one failed, with `failed` as note).
+async fn inspection(pool: &PgPool, failed: Option<&str>) -> Vec<QcResult> {
+    let items: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT i.id FROM qc_checklist_items i JOIN turn_stages s ON s.id = i.stage_id
+          WHERE s.name = 'QC inspection' AND i.is_active ORDER BY i.position",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("checklist");
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| QcResult {
+            item,
+            passed: i > 0 || failed.is_none(),
+            note: failed.filter(|_| i == 0).map(str::to_string),
+        })
+        .collect()
+}
+
+/// Move a turn from `from` to the QC stage and pass its inspection; returns the QC stage.
+async fn pass_qc(pool: &PgPool, pm: &Actor, turn: Uuid, from: Uuid) -> Uuid {
+    let inspector = actor(pool, "inspector@turns.demo").await;
+    let qc = stage(pool, "QC inspection").await;
+    let moved = run(
+        pool,
+        pm,
+        edit(turn, vec![TurnEdit::Stage(Edit { from, to: qc })]),
+    )
+    .await;
+    assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    let results = inspection(pool, None).await;
+    let passed = run(pool, &inspector, Change::RecordQc { turn, results }).await;
+    assert!(matches!(passed, Outcome::Applied { .. }), "{passed:?}");
+    qc
+}
+
+#[tokio::test]
+async fn a_failed_qc_sends_the_turn_back_and_only_a_passed_one_lets_it_be_rent_ready() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let inspector = actor(pool, "inspector@turns.demo").await;
+    let vendor_user = actor(pool, "vendor@turns.demo").await;
+    let turn = new_turn(pool, &pm).await;
+    let vendor = vendor_user.vendor_id.expect("a vendor user");
+    let (notice, in_progress, qc, ready) = (
+        stage(pool, "Notice").await,
+        stage(pool, "In progress").await,
+        stage(pool, "QC inspection").await,
+        stage(pool, "Rent ready").await,
+    );
+    let move_to = |from: Uuid, to: Uuid| TurnEdit::Stage(Edit { from, to });
+    // Self-approved within the PM's limit, given to the vendor, at work, then up for QC.
+    let setup = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![
+                amount(None, usd(800)),
+                TurnEdit::Vendor(Edit {
+                    from: None,
+                    to: Some(vendor),
+                }),
+                move_to(notice, stage(pool, "Approval").await),
+            ],
+        ),
+    )
+    .await;
+    assert!(matches!(setup, Outcome::Applied { .. }), "{setup:?}");
+    let approval = stage(pool, "Approval").await;
+    for (from, to) in [(approval, in_progress), (in_progress, qc)] {
+        let moved = run(pool, &pm, edit(turn, vec![move_to(from, to)])).await;
+        assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    }
+    // Not inspected: the gate holds.
+    let early = run(pool, &pm, edit(turn, vec![move_to(qc, ready)])).await;
+    assert_eq!(
+        rejected(&early).message(),
+        "Pass QC before moving it to Rent ready."
+    );
+    // Only inspectors record QC; a failed item needs its note.
+    let by_vendor = run(
+        pool,
+        &vendor_user,
+        Change::RecordQc {
+            turn,
+            results: inspection(pool, None).await,
+        },
+    )
+    .await;
+    assert!(matches!(rejected(&by_vendor), Rejection::Forbidden { .. }));
+    let partial = run(
+        pool,
+        &inspector,
+        Change::RecordQc {
+            turn,
+            results: inspection(pool, None).await[1..].to_vec(),
+        },
+    )
+    .await;
+    assert!(matches!(rejected(&partial), Rejection::Invalid { .. }));
+    // Failed: back to the work, with what failed, kept whole.
+    let failed = run(
+        pool,
+        &inspector,
+        Change::RecordQc {
+            turn,
+            results: inspection(pool, Some("Scuffs in the hallway")).await,
+        },
+    )
+    .await;
+    assert!(
+        matches!(failed, Outcome::Applied { txid: Some(_) }),
+        "{failed:?}"
+    );
+    let (stage_now, failures): (Uuid, Option<String>) =
+        sqlx::query_as("SELECT stage_id, qc_failures FROM turns WHERE id = $1")
+            .bind(turn)
+            .fetch_one(pool)
+            .await
+            .expect("turn");
+    assert_eq!(stage_now, in_progress);
+    assert_eq!(
+        failures.as_deref(),
+        Some("Walls and ceilings painted, no marks: Scuffs in the hallway")
+    );
+    // Passed on the second visit: rent ready, dated today.
+    let qc_again = pass_qc(pool, &pm, turn, in_progress).await;
+    let done = run(pool, &pm, edit(turn, vec![move_to(qc_again, ready)])).await;
+    assert!(matches!(done, Outcome::Applied { .. }), "{done:?}");
+    let r = row(pool, turn).await;
+    assert_eq!(r.stage_id, ready);
+    assert_eq!(r.turn_completion_date, Some(Utc::now().date_naive()));
+    let inspections: Vec<(bool, i64)> = sqlx::query_as(
+        "SELECT passed, jsonb_array_length(results)::bigint FROM qc_inspections
+          WHERE turn_id = $1 ORDER BY created_at",
+    )
+    .bind(turn)
+    .fetch_all(pool)
+    .await
+    .expect("inspections");
+    assert_eq!(inspections, [(false, 6), (true, 6)]);
+    // The timeline says what failed.
+    let entries = turns_server::queries::timeline(pool, &pm, turn)
+        .await
+        .expect("timeline")
+        .expect("visible");
+    assert!(entries.iter().any(|e| e.action == "Recorded QC"
+        && e.note.as_deref()
+            == Some("Failed: Walls and ceilings painted, no marks: Scuffs in the hallway")));
 }

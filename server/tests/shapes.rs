@@ -520,6 +520,7 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
             _ => "SELECT id FROM properties WHERE $1::uuid IS NOT NULL",
         },
         "stages" => "SELECT id FROM turn_stages WHERE is_active AND $1::uuid IS NOT NULL",
+        "qc_items" => "SELECT id FROM qc_checklist_items WHERE is_active AND $1::uuid IS NOT NULL",
         "vendors" if admin => "SELECT id FROM vendors WHERE $1::uuid IS NOT NULL",
         "vendors" => "SELECT id FROM vendors WHERE is_active AND is_approved AND $1::uuid IS NOT NULL",
         "users" if admin => "SELECT id FROM users WHERE $1::uuid IS NOT NULL",
@@ -566,6 +567,7 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
             "managers",
             "line_items",
             "cost_templates",
+            "qc_items",
         ] {
             let url = format!("/api/shapes/{shape}?");
             let Some(sql) = expected_sql(shape, &role) else {

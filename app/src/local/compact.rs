@@ -39,6 +39,9 @@ struct Row(
     #[serde(default)] bool,
     #[serde(default)] Option<Uuid>,
     #[serde(default)] Option<String>,
+    // QC (format 2).
+    #[serde(default)] bool,
+    #[serde(default)] Option<String>,
 );
 
 impl Cards {
@@ -83,6 +86,8 @@ impl Cards {
                 c.vendor_accepted,
                 c.declined_vendor_id,
                 c.decline_reason.clone(),
+                c.qc_passed,
+                c.qc_failures.clone(),
             ));
         }
         out
@@ -122,6 +127,8 @@ impl Cards {
                     vendor_accepted: r.13,
                     declined_vendor_id: r.14,
                     decline_reason: r.15.clone(),
+                    qc_passed: r.16,
+                    qc_failures: r.17.clone(),
                 })
             })
             .collect()
@@ -155,6 +162,8 @@ mod tests {
             vendor_accepted: i.is_multiple_of(5),
             declined_vendor_id: None,
             decline_reason: i.is_multiple_of(7).then(|| "Booked".into()),
+            qc_passed: i.is_multiple_of(4),
+            qc_failures: i.is_multiple_of(6).then(|| "Floors: stains".into()),
         }
     }
 

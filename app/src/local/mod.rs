@@ -36,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 use turns::line_items::{self, CostTemplate, LineItem};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, NewProperty, Rejection, TurnEdit};
+use turns::qc::QcItem;
 use turns::rows::PropertyRow;
 use turns::rules;
 use turns::ApprovalStatus;
@@ -155,6 +156,8 @@ pub struct Local {
     pub line_items: RwSignal<Vec<LineItem>>,
     /// The cost templates a scope may start from (managers and approvers).
     pub templates: RwSignal<Vec<CostTemplate>>,
+    /// What inspectors check, per stage (the `qc_items` shape).
+    pub qc_items: RwSignal<Vec<QcItem>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
@@ -182,6 +185,7 @@ impl Local {
             properties: RwSignal::new(Vec::new()),
             line_items: RwSignal::new(Vec::new()),
             templates: RwSignal::new(Vec::new()),
+            qc_items: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
@@ -317,6 +321,7 @@ impl Local {
         self.properties.set(Vec::new());
         self.line_items.set(Vec::new());
         self.templates.set(Vec::new());
+        self.qc_items.set(Vec::new());
         self.synced_at.set(None);
         self.first_sync.set(None);
         if why == Ended::LoggedOut {
@@ -400,7 +405,8 @@ impl Local {
             let failed = this.failed.read();
             let homes = homes.read();
             let items = this.line_items.read();
-            optimistic(&base, &outbox, &failed, meta.as_ref(), &homes, &items)
+            let qc = this.qc_items.read();
+            optimistic(&base, &outbox, &failed, meta.as_ref(), &homes, &items, &qc)
         })
     }
 
@@ -667,7 +673,8 @@ pub fn scope_in(items: &[LineItem], turn: Uuid) -> Vec<LineItem> {
 }
 
 /// Base cards with the outbox applied in order, marked with their sync state. `items`: the
-/// device's line items (a queued scope change sets its turn's amount, as on the server).
+/// device's line items (a queued scope change sets its turn's amount, as on the server); `qc`:
+/// the QC checklists (a queued inspection passes or sends back its turn).
 pub fn optimistic(
     base: &[TurnCard],
     outbox: &[Pending],
@@ -675,6 +682,7 @@ pub fn optimistic(
     meta: Option<&Board>,
     homes: &[PropertyRow],
     items: &[LineItem],
+    qc: &[QcItem],
 ) -> Vec<ViewCard> {
     let mut cards: Vec<ViewCard> = base
         .iter()
@@ -726,6 +734,15 @@ pub fn optimistic(
                 cancelled.insert(card.id);
                 continue;
             }
+        }
+        if let (Change::RecordQc { results, .. }, Some(m)) = (change, meta) {
+            let card = &mut cards[i].card;
+            let checklist = turns::qc::checklist(qc, card.stage_id);
+            if let Ok(after) = m.rules_for(card).inspect(card, &checklist, results) {
+                *card = after;
+            }
+            cards[i].sync = SyncState::Pending;
+            continue;
         }
         // Only scope changes and typed amounts depend on the scope: only they look it up.
         let rescopes = matches!(

@@ -851,6 +851,8 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
             "vendor_accepted_at" => card.vendor_accepted = text.is_some(),
             "declined_vendor_id" => card.declined_vendor_id = uuid(),
             "decline_reason" => card.decline_reason = text.map(str::to_string),
+            "qc_passed_at" => card.qc_passed = text.is_some(),
+            "qc_failures" => card.qc_failures = text.map(str::to_string),
             _ => {}
         }
     }

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use turns::line_items::{CostTemplate, LineItem};
 use turns::model::Named;
+use turns::qc::QcItem;
 use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
 use turns::shape_follower::{Backoff, Batch, Position, ShapeFollower, Step};
 use turns::shape_rows::ShapeRows;
@@ -141,6 +142,7 @@ async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
         Table::kept(user, "cost_templates", show_templates)
             .await
             .boxed(),
+        Table::kept(user, "qc_items", show_qc_items).await.boxed(),
     ]
 }
 
@@ -311,4 +313,8 @@ fn show_line_items(local: Local, rows: &ShapeRows<LineItem>) {
 
 fn show_templates(local: Local, rows: &ShapeRows<CostTemplate>) {
     local.templates.set(rows.rows().into_values().collect());
+}
+
+fn show_qc_items(local: Local, rows: &ShapeRows<QcItem>) {
+    local.qc_items.set(rows.rows().into_values().collect());
 }

@@ -56,7 +56,8 @@ fn keys_with(prefix: &str) -> Vec<String> {
 /// older form (perhaps by a tab still running the previous app) are shown, but the stream starts
 /// again from a snapshot instead of resuming after them: their missing fields would stay empty
 /// until each row happened to change.
-const CARDS_FORMAT: u32 = 1;
+/// 2: cards carry their QC state.
+const CARDS_FORMAT: u32 = 2;
 
 /// The snapshot as stored: the board without its cards, and the cards in compact form.
 #[derive(Serialize, Deserialize)]
