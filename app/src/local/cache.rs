@@ -224,10 +224,12 @@ async fn writer(mut rx: mpsc::UnboundedReceiver<Write>) {
         .await;
         db.close();
         match written {
-            Some(_) => {
+            // Unless the user logged out while it was being written (nothing is left behind).
+            Some(_) if super::storage::leader(user).is_some() => {
                 let _ =
                     LocalStorage::raw().set_item(&changed_key(user), &super::now_ms().to_string());
             }
+            Some(_) => {}
             None => failed(),
         }
     }

@@ -467,6 +467,19 @@ fn carried_by(change: &Change) -> &'static str {
     }
 }
 
+/// An edit the device's turns already show (after a snapshot, which carries rows, not the
+/// transactions that wrote them).
+fn in_base(local: Local, change: &Change) -> bool {
+    match change {
+        Change::EditTurn { turn, edits } => local.base.with_untracked(|base| {
+            base.iter()
+                .find(|c| c.id == *turn)
+                .is_some_and(|c| edits.iter().all(|e| e.is_noop(c)))
+        }),
+        _ => false,
+    }
+}
+
 /// Whether the device's rows now show what `change`, applied in transaction `txid`, did.
 fn shown(local: Local, change: &Change, txid: &str) -> bool {
     let stream = carried_by(change);
@@ -496,7 +509,11 @@ fn settle(local: Local, user: Uuid, p: Pending, outcome: Outcome) {
         return;
     }
     match outcome {
-        Outcome::Applied { txid: Some(txid) } if !shown(local, &p.mutation.change, &txid) => {
+        // Not shown yet: kept until it is. A snapshot taken after the change holds it without
+        // its transaction id, and may have arrived before this reply: then the rows show it.
+        Outcome::Applied { txid: Some(txid) }
+            if !shown(local, &p.mutation.change, &txid) && !in_base(local, &p.mutation.change) =>
+        {
             let sent = Pending {
                 sent: Some(Sent {
                     txid: Some(txid),
@@ -863,15 +880,6 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
 /// acknowledged them holds their effect (a snapshot carries rows, not transactions).
 pub(super) fn retire(local: Local, user: Uuid, snapshot_asked_at: Option<u64>) {
     let now = now_ms();
-    let base = local.base.get_untracked();
-    // After a snapshot, an edit the rows already show is in it, whenever it was acknowledged.
-    let in_snapshot = |p: &Pending| match &p.mutation.change {
-        Change::EditTurn { turn, edits } => base
-            .iter()
-            .find(|c| c.id == *turn)
-            .is_some_and(|c| edits.iter().all(|e| e.is_noop(c))),
-        _ => false,
-    };
     let done: Vec<Pending> = local.outbox.with_untracked(|o| {
         o.iter()
             .filter(|p| {
@@ -879,7 +887,9 @@ pub(super) fn retire(local: Local, user: Uuid, snapshot_asked_at: Option<u64>) {
                     s.txid
                         .as_ref()
                         .is_some_and(|t| shown(local, &p.mutation.change, t))
-                        || snapshot_asked_at.is_some_and(|asked| s.at_ms <= asked || in_snapshot(p))
+                        || snapshot_asked_at.is_some_and(|asked| {
+                            s.at_ms <= asked || in_base(local, &p.mutation.change)
+                        })
                         || now.saturating_sub(s.at_ms) > UNSEEN_MS
                 })
             })
