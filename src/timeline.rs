@@ -88,6 +88,30 @@ pub fn shows(action: &str, before: Option<&Value>, after: Option<&Value>, viewer
     }
 }
 
+/// Whether `viewer` sees a change `by` someone that was refused: their own, or any on a turn
+/// they manage (they are the ones to sort it out).
+pub fn shows_refusal(viewer: &Actor, by: uuid::Uuid) -> bool {
+    viewer.user_id == by || viewer.is_manager()
+}
+
+/// A refused change as its turn's history tells it.
+pub fn refusal(
+    at: DateTime<Utc>,
+    device_time: Option<DateTime<Utc>>,
+    who: Option<String>,
+    action: &str,
+    why: &str,
+) -> Entry {
+    Entry {
+        at,
+        device_time,
+        who,
+        action: format!("Not saved — {}", action_label(action).to_lowercase()),
+        changes: Vec::new(),
+        note: Some(why.to_string()),
+    }
+}
+
 /// What an audit action reads as.
 pub fn action_label(action: &str) -> &'static str {
     match action {

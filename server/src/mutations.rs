@@ -187,13 +187,18 @@ async fn store_receipt(
         _ => None,
     };
     let inserted = sqlx::query(
-        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid) VALUES ($1, $2, $3, $4)
+        "INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid, turn_id, action,
+                                        device_time)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (mutation_id) DO NOTHING",
     )
     .bind(m.id)
     .bind(actor.user_id)
     .bind(sqlx::types::Json(outcome))
     .bind(txid)
+    .bind(m.change.turn())
+    .bind(m.change.action())
+    .bind(device_time(m))
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -527,10 +532,11 @@ async fn write_turn(
         Some(_) => (
             "AND version = $16",
             ", receipt AS (
-               INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid)
+               INSERT INTO mutation_receipts (mutation_id, user_id, outcome, txid, turn_id, action,
+                                              device_time)
                SELECT $15, $11, jsonb_build_object('applied', jsonb_build_object(
                                                    'txid', pg_current_xact_id()::xid::text)),
-                      pg_current_xact_id()::xid::text::bigint
+                      pg_current_xact_id()::xid::text::bigint, $1, $12, $14
                  FROM after)",
         ),
         None => ("AND $16::int IS NULL", ""),

@@ -413,5 +413,56 @@ pub async fn timeline(
         };
         entries.push((r.client_mutation_id, entry));
     }
-    Ok(Some(entries.into_iter().map(|(_, e)| e).collect()))
+    let mut entries: Vec<turns::timeline::Entry> = entries.into_iter().map(|(_, e)| e).collect();
+    entries.extend(refusals(pool, actor, turn).await?);
+    entries.sort_by_key(|e| (e.done_at(), e.at));
+    Ok(Some(entries))
+}
+
+#[derive(sqlx::FromRow)]
+struct RefusalRow {
+    created_at: chrono::DateTime<chrono::Utc>,
+    device_time: Option<chrono::DateTime<chrono::Utc>>,
+    action: Option<String>,
+    outcome: sqlx::types::Json<turns::wire::Answer>,
+    user_id: Uuid,
+    who: Option<String>,
+}
+
+/// The most refused changes a turn's timeline shows.
+const TIMELINE_REFUSALS: i64 = 100;
+
+/// The changes to a turn the server refused, as `actor` may see them (`timeline::shows_refusal`).
+async fn refusals(
+    pool: &PgPool,
+    actor: &Actor,
+    turn: Uuid,
+) -> Result<Vec<turns::timeline::Entry>, sqlx::Error> {
+    let rows: Vec<RefusalRow> = sqlx::query_as(
+        "SELECT r.created_at, r.device_time, r.action, r.outcome, r.user_id,
+                nullif(concat_ws(' ', u.first_name, u.last_name), '') AS who
+           FROM mutation_receipts r LEFT JOIN users u ON u.id = r.user_id
+          WHERE r.turn_id = $1 AND r.outcome ? 'rejected'
+          ORDER BY r.created_at DESC LIMIT $2",
+    )
+    .bind(turn)
+    .bind(TIMELINE_REFUSALS)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| turns::timeline::shows_refusal(actor, r.user_id))
+        .filter_map(|r| {
+            let turns::mutation::Outcome::Rejected(why) = &r.outcome.0.outcome else {
+                return None;
+            };
+            Some(turns::timeline::refusal(
+                r.created_at,
+                r.device_time,
+                r.who.clone(),
+                r.action.as_deref().unwrap_or_default(),
+                why.message(),
+            ))
+        })
+        .collect())
 }

@@ -1659,6 +1659,25 @@ async fn a_failed_qc_sends_the_turn_back_and_only_a_passed_one_lets_it_be_rent_r
         .await
         .expect("timeline")
         .expect("visible");
+    // The vendor's refused attempt is in the story, for them and for the managers.
+    let refused = |entries: &[turns::timeline::Entry]| {
+        entries
+            .iter()
+            .filter(|e| e.note.as_deref() == Some("Only inspectors record QC."))
+            .map(|e| e.action.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(refused(&entries), ["Not saved — recorded qc"]);
+    let theirs = turns_server::queries::timeline(pool, &vendor_user, turn)
+        .await
+        .expect("timeline")
+        .expect("visible to the vendor");
+    assert_eq!(refused(&theirs).len(), 1);
+    let inspectors = turns_server::queries::timeline(pool, &inspector, turn)
+        .await
+        .expect("timeline")
+        .expect("visible to the inspector");
+    assert!(refused(&inspectors).is_empty(), "another user's refusal");
     assert!(entries.iter().any(|e| e.action == "Recorded QC"
         && e.note.as_deref()
             == Some("Failed: Walls and ceilings painted, no marks: Scuffs in the hallway")));
