@@ -26,7 +26,9 @@ const chromium = {
 export default defineConfig({
   testDir: "./tests",
   outputDir: "./test-results",
-  timeout: 30_000,
+  // A test may wait up to 30 s for the service worker's first install (slow on a loaded machine)
+  // and then do its work.
+  timeout: 60_000,
   expect: { timeout: 10_000 },
   fullyParallel: true,
   workers: 2,

@@ -12,11 +12,12 @@ import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
 
+/** A user in a browser of their own, synced (call `board.live()` before reloading offline). */
 async function newUser(browser: Browser, email: string, viewport?: { width: number; height: number }) {
   const context = await browser.newContext(viewport ? { viewport } : {});
   const page = await context.newPage();
   const board = await logInAs(page, email);
-  await board.live();
+  await board.synced();
   return { context, page, board };
 }
 
@@ -34,6 +35,7 @@ test.describe("desktop", () => {
     const turn = makeTurn("LF-OFF-1");
     const pm = await newUser(browser, "pm@turns.demo");
     const senior = await newUser(browser, "srpm@turns.demo");
+    await pm.board.live();
     await expect(senior.board.card(turn)).toBeVisible();
 
     await pm.context.setOffline(true);
@@ -74,6 +76,7 @@ test.describe("desktop", () => {
            WHERE pm.email = 'pm2@turns.demo' AND sr.email = 'srpm@turns.demo'`);
     const pm = await newUser(browser, "pm2@turns.demo");
     const senior = await newUser(browser, "srpm@turns.demo");
+    await pm.board.live();
     const { page, board } = pm;
     await expect(page.getByTestId("new-turn")).toBeVisible();
 
@@ -786,7 +789,7 @@ test.describe("vendor on a phone", () => {
     const mine = makeTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const moved = makeTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const board = await logInAs(page, "vendor@turns.demo");
-    await board.live();
+    await board.synced();
     await board.open(mine);
     await expect(page.getByTestId("edit-amount")).toHaveCount(0);
     await page.getByTestId("edit-expected").fill("2026-12-24");
