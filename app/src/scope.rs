@@ -108,12 +108,21 @@ pub fn TurnScope(
             (t, n) => t.or(n),
         }
     };
-    // Checked whole before it is made; the drawer stays open.
-    let make = move |change: Change| match change.validate() {
-        Err(e) => errors.set(e),
-        Ok(()) => {
-            errors.set(Vec::new());
-            local.make(change, None);
+    // Checked whole before it is made, against the scope as the user sees it (a scope the
+    // server would refuse, too many lines or a sum too large, is said here); the drawer stays
+    // open.
+    let make = move |change: Change| {
+        let checked = change.validate().and_then(|()| {
+            scope
+                .with_untracked(|lines| line_items::apply(lines, &change))
+                .map_err(|refused| vec![FieldError::new("items", refused.message())])
+        });
+        match checked {
+            Err(e) => errors.set(e),
+            Ok(_) => {
+                errors.set(Vec::new());
+                local.make(change, None);
+            }
         }
     };
     let add = move |ev: leptos::ev::SubmitEvent| {

@@ -137,6 +137,14 @@ test.describe("desktop", () => {
     await expect(drawer.getByTestId("scope-total")).toHaveText("$2,660.00");
     await expect(drawer.getByTestId("amount-from-scope")).toBeVisible();
 
+    // A line that would take the scope past what a turn amount holds is refused on the spot.
+    await drawer.getByTestId("line-category").fill("Other");
+    await drawer.getByTestId("line-description").fill("Too much");
+    await drawer.getByTestId("line-quantity").fill("1");
+    await drawer.getByTestId("line-cost").fill("99999999.99");
+    await drawer.getByTestId("add-line").click();
+    await expect(drawer.getByTestId("scope-errors")).toHaveText("The scope adds up to more than a turn amount can be.");
+    await expect(drawer.getByTestId("line-item")).toHaveCount(4);
     // The total follows what is typed before it is added.
     await drawer.getByTestId("line-category").fill("Plumbing");
     await drawer.getByTestId("line-description").fill("Replace kitchen faucet");
