@@ -34,8 +34,9 @@ test.describe("desktop", () => {
   test("offline edits survive a reload and land exactly once; others see them live", async ({ browser }, info) => {
     const turn = makeTurn("LF-OFF-1");
     const pm = await newUser(browser, "pm@turns.demo");
-    const senior = await newUser(browser, "srpm@turns.demo");
     await pm.board.live();
+    const senior = await newUser(browser, "srpm@turns.demo");
+    await senior.board.live();
     await expect(senior.board.card(turn)).toBeVisible();
 
     await pm.context.setOffline(true);
