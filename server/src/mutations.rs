@@ -835,9 +835,12 @@ async fn rescope(
             .await?,
         );
     }
-    let facts = Facts::read(conn, locked.is_core).await?;
-    if let Some(card) = facts.rules().rescope(&locked.card, &after)? {
-        txid = write_locked_turn(conn, actor, m, &card, &locked.before).await?;
+    // Thresholds and stages matter only when the sum moves (editing a description does not).
+    if line_items::total(&after) != locked.card.turn_amount {
+        let facts = Facts::read(conn, locked.is_core).await?;
+        if let Some(card) = facts.rules().rescope(&locked.card, &after)? {
+            txid = write_locked_turn(conn, actor, m, &card, &locked.before).await?;
+        }
     }
     Ok(txid)
 }
