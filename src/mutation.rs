@@ -84,6 +84,20 @@ pub enum Change {
         turn: Uuid,
         results: Vec<QcResult>,
     },
+    /// A note from the field ("tiles ordered, back Thursday").
+    AddNote {
+        turn: Uuid,
+        /// Made on the device, like every id.
+        note: Uuid,
+        body: String,
+    },
+    /// Attach an uploaded photo to its turn: the last step of an upload, made by the server once
+    /// the bytes are stored and checked (the device time is when it was taken).
+    AddPhoto {
+        turn: Uuid,
+        photo: Uuid,
+        caption: Option<String>,
+    },
     DecideApproval {
         turn: Uuid,
         approve: bool,
@@ -110,6 +124,8 @@ impl Change {
             Change::EditLineItem { .. } => "edit_line_item",
             Change::RemoveLineItem { .. } => "remove_line_item",
             Change::RecordQc { .. } => "record_qc",
+            Change::AddNote { .. } => "add_note",
+            Change::AddPhoto { .. } => "add_photo",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -128,6 +144,8 @@ impl Change {
             | Change::EditLineItem { turn, .. }
             | Change::RemoveLineItem { turn, .. }
             | Change::RecordQc { turn, .. }
+            | Change::AddNote { turn, .. }
+            | Change::AddPhoto { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
             Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
         }
@@ -173,6 +191,10 @@ impl Change {
             }
             Change::RemoveLineItem { .. } => {}
             Change::RecordQc { results, .. } => crate::qc::validate(results, &mut errors),
+            Change::AddNote { body, .. } => crate::field::validate_note(body, &mut errors),
+            Change::AddPhoto { caption, .. } => {
+                crate::field::validate_caption(caption.as_deref(), &mut errors)
+            }
             Change::DeclineWork { reason, .. } => {
                 if reason.trim().is_empty() {
                     errors.push(FieldError::new("reason", "Say why you decline this job."));
@@ -683,6 +705,7 @@ pub fn field_label(field: &str) -> String {
         "turn_completion_date" => "Completed".into(),
         "unit_cost" => "Unit cost".into(),
         "area_sqft" => "Area (sq ft)".into(),
+        "body" => "Note".into(),
         other => {
             let words = other.replace('_', " ");
             let mut chars = words.chars();

@@ -88,6 +88,23 @@ pub mod number {
     }
 }
 
+/// A nullable `timestamptz` column as Postgres writes it (`2026-12-01 10:00:00.5+00`).
+pub mod opt_timestamp {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| {
+                DateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f%#z")
+                    .or_else(|_| DateTime::parse_from_rfc3339(&t))
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| D::Error::custom(format!("not a timestamp: {t:?}")))
+            })
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -123,5 +140,29 @@ mod tests {
         assert_eq!((row.bedrooms, row.is_core), (Some(3), Some(false)));
         assert!(serde_json::from_str::<Row>(r#"{"version":"x","is_active":"t"}"#).is_err());
         assert!(serde_json::from_str::<Row>(r#"{"version":"1","is_active":"yes"}"#).is_err());
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Stamped {
+        #[serde(default, with = "super::opt_timestamp")]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+
+    #[test]
+    fn timestamps_read_as_postgres_writes_them() {
+        let read = |json: &str| serde_json::from_str::<Stamped>(json).map(|s| s.at);
+        let at = read(r#"{"at":"2026-12-01 10:00:00.25+00"}"#).expect("at");
+        assert_eq!(
+            at.map(|a| a.to_rfc3339()).as_deref(),
+            Some("2026-12-01T10:00:00.250+00:00")
+        );
+        let at = read(r#"{"at":"2026-12-01 11:30:00+01:30"}"#).expect("offset");
+        assert_eq!(
+            at.map(|a| a.to_rfc3339()).as_deref(),
+            Some("2026-12-01T10:00:00+00:00")
+        );
+        assert_eq!(read(r#"{"at":null}"#).expect("null"), None);
+        assert_eq!(read("{}").expect("absent"), None);
+        assert!(read(r#"{"at":"yesterday"}"#).is_err());
     }
 }

@@ -168,6 +168,14 @@ impl Actor {
         self.can_manage_property(&turn.property)
     }
 
+    /// Notes and photos on a turn: from its managers, the vendor doing it, and inspectors (and
+    /// admins). Approvers and read-only users look; they do not write in the field.
+    pub fn can_add_field_notes(&self, turn: &TurnFacts) -> bool {
+        self.can_manage_turn(turn)
+            || self.can_record_progress(turn)
+            || (self.can_inspect() && self.can_read_turn(turn))
+    }
+
     /// Vendors record progress and completion on turns assigned to their company.
     pub fn can_record_progress(&self, turn: &TurnFacts) -> bool {
         self.role.is_admin()

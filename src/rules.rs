@@ -149,8 +149,11 @@ impl TurnRules<'_> {
                 Some(level) => self.decide(before, level, *approve, *amount).map(Some),
                 None => Ok(None),
             },
-            // The amount follows the scope (`rescope`); QC needs the checklist (`inspect`).
+            // The amount follows the scope (`rescope`); QC needs the checklist (`inspect`);
+            // notes and photos leave the turn as it is.
             Change::RecordQc { .. }
+            | Change::AddNote { .. }
+            | Change::AddPhoto { .. }
             | Change::AddLineItems { .. }
             | Change::EditLineItem { .. }
             | Change::RemoveLineItem { .. }

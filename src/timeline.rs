@@ -127,6 +127,8 @@ pub fn action_label(action: &str) -> &'static str {
         "edit_line_item" => "Changed the scope",
         "remove_line_item" => "Removed from the scope",
         "record_qc" => "Recorded QC",
+        "add_note" => "Added a note",
+        "add_photo" => "Added a photo",
         _ => "Changed",
     }
 }

@@ -43,9 +43,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("loaded the demo data");
     }
 
-    let state = AppState::new(db.pool.clone(), config)
-        .start_shapes(&db.url)
-        .await?;
+    let state = AppState::new(db.pool.clone(), config);
+    // A misconfigured file store stops the server now, not at the first photo.
+    state.files.check().await?;
+    let state = state.start_shapes(&db.url).await?;
     let shapes = state.shapes.clone();
     let live = state.live.clone();
     let app = router(state, leptos_options);

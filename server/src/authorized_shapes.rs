@@ -84,6 +84,39 @@ pub fn synced_since(today: NaiveDate, days: u32) -> NaiveDate {
     from - chrono::Days::new(u64::from(from.weekday().num_days_from_monday()))
 }
 
+/// A note's and a photo's columns as a vendor gets them: not which managers the turn has.
+const FIELD_NOTE_COLUMNS: &[&str] = &[
+    "id",
+    "turn_id",
+    "body",
+    "author_id",
+    "author_name",
+    "device_time",
+    "created_at",
+    "turn_vendor_id",
+    "turn_is_active",
+    "turn_completion_date",
+    "version",
+    "updated_at",
+];
+
+const PHOTO_COLUMNS: &[&str] = &[
+    "id",
+    "turn_id",
+    "caption",
+    "author_id",
+    "author_name",
+    "device_time",
+    "created_at",
+    "width",
+    "height",
+    "turn_vendor_id",
+    "turn_is_active",
+    "turn_completion_date",
+    "version",
+    "updated_at",
+];
+
 /// The columns a table that follows its turns is scoped by: the turn's own, or a line item's
 /// copies of them.
 struct TurnScopeColumns {
@@ -222,6 +255,21 @@ fn fixed_definition(
             scope,
             synced_since,
             turns::policy::VENDOR_LINE_ITEM_COLUMNS,
+        ),
+        // What was written and photographed in the field, with the turns it belongs to.
+        "notes" => turn_scoped(
+            "turn_notes",
+            &LINE_ITEM_COLUMNS,
+            scope,
+            synced_since,
+            FIELD_NOTE_COLUMNS,
+        ),
+        "photos" => turn_scoped(
+            "turn_photos",
+            &LINE_ITEM_COLUMNS,
+            scope,
+            synced_since,
+            PHOTO_COLUMNS,
         ),
         // Templates carry costs: not for vendors.
         "cost_templates" => match scope {

@@ -28,6 +28,8 @@ pub struct Config {
     /// A device keeps open turns and those completed in about this many days (at least this
     /// many; the bound moves weekly). Older history is read on demand.
     pub sync_completed_days: u32,
+    /// Where photos are kept (`s3://bucket/prefix` or `file:///dir`); unset, `data_dir/files`.
+    pub file_store: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ impl Config {
                 20,
             )?),
             sync_completed_days: parse(var("SYNC_COMPLETED_DAYS"), "SYNC_COMPLETED_DAYS", 90)?,
+            file_store: var("FILE_STORE"),
         })
     }
 
@@ -82,6 +85,11 @@ impl Config {
             shape_secret: None,
             long_poll: Duration::from_secs(20),
             sync_completed_days: 90,
+            // Tests' photos go to the system's temporary directory, not the checkout.
+            file_store: Some(format!(
+                "file://{}",
+                std::env::temp_dir().join("turns-test-files").display()
+            )),
         }
     }
 }

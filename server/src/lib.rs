@@ -6,11 +6,13 @@ pub mod authorized_shapes;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod generate;
 pub mod http;
 pub mod live_sessions;
 pub mod mutations;
 pub mod pg;
+pub mod photos;
 pub mod queries;
 pub mod seed;
 pub mod serve;
@@ -29,11 +31,15 @@ pub struct AppState {
     pub live: Arc<live_sessions::LiveSessions>,
     /// The shape server, once its change stream runs.
     pub shapes: Option<Arc<shapes::ShapeServer>>,
+    /// Where photos are kept.
+    pub files: Arc<files::Files>,
 }
 
 impl AppState {
     pub fn new(pool: sqlx::PgPool, config: config::Config) -> Self {
+        let files = files::Files::new(config.file_store.clone(), config.data_dir.join("files"));
         AppState {
+            files: Arc::new(files),
             pool,
             config: Arc::new(config),
             limiter: Arc::new(auth::LoginLimiter::default()),

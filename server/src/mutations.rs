@@ -66,9 +66,11 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
     Some(match constraint {
         "turns_turn_id_idx" => ("turn_id", "Another turn already has this turn id."),
         // Ids are made on devices; a collision says nothing about whose row holds it.
-        "turns_pkey" | "properties_pkey" | "turn_line_items_pkey" => {
-            ("id", "This id is already in use; try again.")
-        }
+        "turns_pkey"
+        | "properties_pkey"
+        | "turn_line_items_pkey"
+        | "turn_notes_pkey"
+        | "turn_photos_pkey" => ("id", "This id is already in use; try again."),
         "turns_completion_after_move_out" => (
             "turn_completion_date",
             "Completion cannot be before the move-out date.",
@@ -251,6 +253,12 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         | Change::EditLineItem { turn, .. }
         | Change::RemoveLineItem { turn, .. } => rescope(conn, actor, m, *turn).await,
         Change::RecordQc { turn, results } => inspect(conn, actor, m, *turn, results).await,
+        Change::AddNote { turn, note, body } => add_note(conn, actor, m, *turn, *note, body).await,
+        Change::AddPhoto {
+            turn,
+            photo,
+            caption,
+        } => add_photo(conn, actor, m, *turn, *photo, caption.as_deref()).await,
         Change::CreateTurn(t) => create_turn(conn, actor, m, t).await,
         Change::CreateProperty(p) => create_property(conn, actor, m, p).await,
         Change::UpdateProperty { property, edits } => {
@@ -890,6 +898,112 @@ async fn inspect(
     .execute(&mut *conn)
     .await?;
     write_locked_turn(conn, actor, m, &after, &locked.before).await
+}
+
+/// Whether `actor` may add notes and photos to the turn (`Actor::can_add_field_notes`): the
+/// refusal to give when not. Uploads ask before taking any bytes.
+pub async fn may_add_field_notes(
+    pool: &PgPool,
+    actor: &Actor,
+    turn: Uuid,
+) -> Result<Result<(), Rejection>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    match field_turn(&mut conn, actor, turn, false).await {
+        Ok(_) => Ok(Ok(())),
+        Err(Stop::Reject(r)) => Ok(Err(r)),
+        Err(Stop::Db(e)) => Err(e),
+    }
+}
+
+/// The turn a note or photo goes on, if `actor` may add one.
+async fn field_turn(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: Uuid,
+    lock: bool,
+) -> Step<LockedTurn> {
+    let turn = read_turn(conn, actor, id, lock).await?;
+    if !actor.can_add_field_notes(&turn.facts) {
+        return Err(Rejection::forbidden(
+            "Only the turn's managers, its vendor and inspectors add notes and photos.",
+        )
+        .into());
+    }
+    Ok(turn)
+}
+
+/// The author's name as rows keep it (shapes cannot join users).
+async fn author_name(conn: &mut PgConnection, actor: &Actor) -> Step<String> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(nullif(concat_ws(' ', first_name, last_name), ''), email)
+           FROM users WHERE id = $1",
+    )
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+async fn add_note(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    turn: Uuid,
+    note: Uuid,
+    body: &str,
+) -> Step<Option<String>> {
+    field_turn(conn, actor, turn, false).await?;
+    let author = author_name(conn, actor).await?;
+    let row: Value = sqlx::query_scalar(
+        "INSERT INTO turn_notes (id, turn_id, body, author_id, author_name, device_time)
+         VALUES ($1, $2, btrim($3), $4, $5, $6)
+      RETURNING to_jsonb(turn_notes.*)",
+    )
+    .bind(note)
+    .bind(turn)
+    .bind(body)
+    .bind(actor.user_id)
+    .bind(author)
+    .bind(device_time(m))
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(conn, actor, m, "turn_notes", note, None, Some(&row))
+        .await
+        .map(Some)
+}
+
+/// Attach an uploaded photo (`photo_uploads`: stored and checked, by this user, for this turn).
+async fn add_photo(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    turn: Uuid,
+    photo: Uuid,
+    caption: Option<&str>,
+) -> Step<Option<String>> {
+    field_turn(conn, actor, turn, false).await?;
+    let author = author_name(conn, actor).await?;
+    let row: Option<Value> = sqlx::query_scalar(
+        "INSERT INTO turn_photos (id, turn_id, caption, content_type, bytes, width, height,
+                                  author_id, author_name, device_time)
+         SELECT u.id, u.turn_id, nullif(btrim($4), ''), u.content_type, u.bytes, u.width,
+                u.height, u.uploaded_by, $5, $6
+           FROM photo_uploads u WHERE u.id = $1 AND u.turn_id = $2 AND u.uploaded_by = $3
+      RETURNING to_jsonb(turn_photos.*)",
+    )
+    .bind(photo)
+    .bind(turn)
+    .bind(actor.user_id)
+    .bind(caption)
+    .bind(author)
+    .bind(device_time(m))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(Rejection::invalid_field("photo", "This photo has not been uploaded.").into());
+    };
+    audit(conn, actor, m, "turn_photos", photo, None, Some(&row))
+        .await
+        .map(Some)
 }
 
 async fn create_turn(

@@ -316,6 +316,29 @@ struct AuditRow {
     client_mutation_id: Option<Uuid>,
 }
 
+/// A photo's turn and type, if `actor` may see that turn (`None` also when there is no such
+/// photo: the two answer alike).
+pub async fn photo(
+    pool: &PgPool,
+    actor: &Actor,
+    photo: Uuid,
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    let s = scope_sql(actor.scope());
+    sqlx::query_as(&format!(
+        "SELECT ph.turn_id, ph.content_type
+           FROM turn_photos ph
+           JOIN turns t ON t.id = ph.turn_id
+           JOIN properties p ON p.id = t.property_id
+          WHERE ph.id = $3 AND {}",
+        s.turn_filter
+    ))
+    .bind(s.id)
+    .bind(s.status)
+    .bind(photo)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The most entries a turn's timeline shows.
 const TIMELINE_ENTRIES: i64 = 500;
 
@@ -355,6 +378,8 @@ pub async fn timeline(
             WHERE (a.table_name = 'turns' AND a.row_id = $1)
                OR (a.table_name = 'turn_line_items'
                    AND coalesce(a.after, a.before) ->> 'turn_id' = $1::text)
+               OR (a.table_name IN ('turn_notes', 'turn_photos')
+                   AND coalesce(a.after, a.before) ->> 'turn_id' = $1::text)
             ORDER BY coalesce(a.device_time, a.created_at) DESC, a.created_at DESC
             LIMIT $2) newest
           ORDER BY coalesce(device_time, created_at), created_at",
@@ -376,7 +401,9 @@ pub async fn timeline(
         if !turns::timeline::shows(&r.action, r.before.as_ref(), r.after.as_ref(), actor) {
             continue;
         }
-        let changes = if r.table_name == "turn_line_items" {
+        let changes = if matches!(r.table_name.as_str(), "turn_notes" | "turn_photos") {
+            Vec::new()
+        } else if r.table_name == "turn_line_items" {
             turns::timeline::line_change(r.before.as_ref(), r.after.as_ref(), financials)
                 .into_iter()
                 .collect()
@@ -401,6 +428,8 @@ pub async fn timeline(
             "record_qc" => after("qc_failures").map(|f| format!("Failed: {f}")),
             "cancel_turn" => after("cancel_reason"),
             "decline_work" => after("decline_reason"),
+            "add_note" => after("body"),
+            "add_photo" => after("caption"),
             _ => r.decision_reason.clone(),
         };
         let entry = turns::timeline::Entry {

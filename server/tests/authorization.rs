@@ -186,6 +186,15 @@ async fn every_user_every_change_every_row_agrees_with_the_policy() {
             m.check(email, "submit for approval", a.can_manage_turn(&facts), &o);
 
             let (facts, _, _) = turn_facts(pool, turn).await;
+            let note = Change::AddNote {
+                turn,
+                note: Uuid::new_v4(),
+                body: "matrix".into(),
+            };
+            let o = apply(pool, a, &mutation(note)).await.expect("ran");
+            m.check(email, "add a note", a.can_add_field_notes(&facts), &o);
+
+            let (facts, _, _) = turn_facts(pool, turn).await;
             let o = apply(
                 pool,
                 a,
@@ -238,7 +247,7 @@ async fn every_user_every_change_every_row_agrees_with_the_policy() {
         }
     }
     println!(
-        "authorization matrix: {} cells ({} users × {} turns × 4 + {} properties × 2), {} differences",
+        "authorization matrix: {} cells ({} users × {} turns × 5 + {} properties × 2), {} differences",
         m.cells,
         actors.len(),
         turns.len(),

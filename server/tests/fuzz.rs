@@ -549,6 +549,10 @@ fn change() -> impl Strategy<Value = Change> {
                     .collect(),
             }
         ),
+        1 => (uuid(), uuid(), text())
+            .prop_map(|(turn, note, body)| Change::AddNote { turn, note, body }),
+        1 => (uuid(), uuid(), option::of(text()))
+            .prop_map(|(turn, photo, caption)| Change::AddPhoto { turn, photo, caption }),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
             |(turn, approve, amount, reason)| Change::DecideApproval {
                 turn,
@@ -660,6 +664,8 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
             refuse("reason", text_bad(reason, 2000, true))
         }
         Change::AcceptWork { .. } | Change::RemoveLineItem { .. } => {}
+        Change::AddNote { body, .. } => refuse("body", text_bad(body, 2000, true)),
+        Change::AddPhoto { caption, .. } => refuse("caption", opt_text_bad(caption, 200)),
         Change::RecordQc { results, .. } => {
             refuse("results", results.is_empty());
             for r in results {

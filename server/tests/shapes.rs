@@ -508,6 +508,16 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
                      OR turn_completion_date >= date_trunc('week', current_date - 90)::date)"
             ))
         }
+        // Notes and photos follow their turns the same way.
+        "notes" | "photos" => {
+            let table = if shape == "notes" { "turn_notes" } else { "turn_photos" };
+            return Some(format!(
+                "SELECT f.id FROM {table} f WHERE f.turn_id IN ({scoped_turns})
+                    AND f.turn_id IN (SELECT id FROM turns
+                  WHERE turn_completion_date IS NULL
+                     OR turn_completion_date >= date_trunc('week', current_date - 90)::date)"
+            ));
+        }
         "cost_templates" if role == "VENDOR" => "SELECT id FROM cost_templates WHERE false AND $1::uuid IS NOT NULL",
         "cost_templates" => "SELECT id FROM cost_templates WHERE is_active AND $1::uuid IS NOT NULL",
         "properties" => match role {
@@ -533,6 +543,27 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
 async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
     let (state, router) = app().await;
     let pool = &state.pool;
+    // A note and a photo on every turn, before the turns change below: their copies of the
+    // turn's scope must follow.
+    for table in ["turn_notes", "turn_photos"] {
+        let (columns, values) = if table == "turn_notes" {
+            ("body", "'oracle'")
+        } else {
+            (
+                "content_type, bytes, width, height",
+                "'image/jpeg', 1, 1, 1",
+            )
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {table} (id, turn_id, author_id, author_name, {columns})
+             SELECT gen_random_uuid(), t.id, (SELECT min(id::text)::uuid FROM users), 'Oracle',
+                    {values}
+               FROM turns t"
+        ))
+        .execute(pool)
+        .await
+        .expect("notes and photos");
+    }
     // History beyond the sync bound: a turn of every manager's, completed long ago.
     sqlx::query(
         "UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
@@ -568,6 +599,8 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
             "line_items",
             "cost_templates",
             "qc_items",
+            "notes",
+            "photos",
         ] {
             let url = format!("/api/shapes/{shape}?");
             let Some(sql) = expected_sql(shape, &role) else {
@@ -614,6 +647,11 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
                 }
                 if role == "VENDOR" && shape == "line_items" {
                     assert!(!row.contains_key("unit_cost") && row.contains_key("description"));
+                }
+                if role == "VENDOR" && matches!(shape, "notes" | "photos") {
+                    assert!(
+                        !row.contains_key("property_manager_id") && row.contains_key("turn_id")
+                    );
                 }
                 if role == "VENDOR" && shape == "properties" {
                     assert!(!row.contains_key("is_core") && row.contains_key("street_address"));

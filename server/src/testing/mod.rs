@@ -116,6 +116,7 @@ pub async fn demo_state() -> AppState {
 /// them (without Leptos).
 pub fn plain_router(state: AppState) -> axum::Router {
     let plain = crate::http::routes()
+        .merge(crate::photos::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::session_layer,
