@@ -3,6 +3,7 @@
 //! Every action becomes a mutation in the local store: shown at once, sent when possible. Edits
 //! carry the values the user saw when the drawer opened, so the server can merge them with other
 //! people's changes or report a conflict.
+use crate::field_notes::FieldNotes;
 use crate::local::{ended_notice, now_ms, Ended, Failed, Local, SyncState, ViewCard};
 use crate::scope::TurnScope;
 use crate::timeline::TurnTimeline;
@@ -164,6 +165,8 @@ fn DrawerBody(
         })
     };
     let scopes = local.viewer().is_some_and(|v| v.is_manager());
+    // Who writes in the field (the server checks the turn itself: `can_add_field_notes`).
+    let field_notes = scopes || matches!(role, Role::Vendor | Role::Inspector);
     let form = match role {
         Role::Vendor => vendor_form(&seen, submit).into_any(),
         Role::DfoApprover | Role::HoApprover => approver_form(&seen, submit, errors).into_any(),
@@ -182,6 +185,7 @@ fn DrawerBody(
             {move || errors.get().into_iter().map(|e| view! { <li>{e.message}</li> }).collect_view()}
         </ul>
         <TurnScope local turn=id home=seen.property_id editable=scopes money=role != Role::Vendor/>
+        <FieldNotes local turn=id writes=field_notes/>
         <TurnTimeline turn=id/>
     }
     .into_any()

@@ -23,6 +23,16 @@ pub fn Frame(children: Children) -> impl IntoView {
                 <a href="/properties">"Properties"</a>
                 <a href="/history">"History"</a>
             </nav>
+            // Photos taken on this device and not uploaded yet, on every screen.
+            {move || match local.photos_waiting() {
+                0 => None,
+                n => Some(view! {
+                    <span class="badge photos-waiting" data-testid="photos-waiting"
+                        title="Photos on this device, uploaded when the signal returns">
+                        {format!("{n} photo{} waiting", if n == 1 { "" } else { "s" })}
+                    </span>
+                }),
+            }}
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     me.await.ok().flatten().map(|u| {
@@ -34,7 +44,13 @@ pub fn Frame(children: Children) -> impl IntoView {
                                 // Logging out forgets this user's data on the device (from any page)
                                 // and ends their other tabs.
                                 <form method="post" action="/auth/logout" class="logout"
-                                    on:submit=move |_| local.log_out(id)>
+                                    on:submit=move |ev| {
+                                        if confirm_log_out(local) {
+                                            local.log_out(id);
+                                        } else {
+                                            ev.prevent_default();
+                                        }
+                                    }>
                                     <button type="submit">"Log out"</button>
                                 </form>
                             </div>
@@ -44,6 +60,36 @@ pub fn Frame(children: Children) -> impl IntoView {
             </Suspense>
         </header>
         <main class="page">{children()}</main>
+    }
+}
+
+/// Logging out forgets what this device keeps for the user: with changes or photos that have not
+/// reached the server, ask first.
+fn confirm_log_out(local: crate::local::Local) -> bool {
+    let (changes, photos) = (local.unsent(), local.photos_waiting());
+    if changes + photos == 0 {
+        return true;
+    }
+    let what = [(changes, "change"), (photos, "photo")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| format!("{n} {w}{}", if n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let question = format!(
+        "{what} on this device have not reached the server yet. Logging out deletes them. \
+         Log out anyway?"
+    );
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.confirm_with_message(&question).ok())
+            .unwrap_or(true)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = question;
+        true
     }
 }
 

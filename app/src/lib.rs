@@ -4,6 +4,7 @@
 pub mod api;
 mod board;
 mod drawer;
+mod field_notes;
 mod history;
 mod layout;
 pub mod local;

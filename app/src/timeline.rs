@@ -41,7 +41,7 @@ fn Entries(turn: Uuid) -> impl IntoView {
 }
 
 /// As the sync bar says times. (Written by hand: chrono's formatter is large in the browser.)
-fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::Timelike;
     format!("{} {:02}:{:02} UTC", t.date_naive(), t.hour(), t.minute())
 }

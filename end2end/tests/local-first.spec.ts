@@ -4,6 +4,7 @@
 // its own turns with psql, so tests do not disturb each other or the demo data others count.
 import { Browser, expect, Page, Request, test } from "@playwright/test";
 import { ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
@@ -835,6 +836,86 @@ test.describe("vendor on a phone", () => {
     expect(outcome[0].reason).toBe("forbidden");
     expect(outcome[0].message).toContain("Vendors record progress and completion only");
     expect(turnField(mine, "turn_amount")).toBe("900.00");
+  });
+});
+
+test.describe("vendor photos on a phone", () => {
+  onlyOn("phone");
+
+  test("notes and two photos taken offline survive a reload, upload once when the signal returns, and the manager sees them live", async ({ browser, page, context }, info) => {
+    const turn = makeTurn("LF-PHOTO-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const turnUuid = psql(`SELECT id FROM turns WHERE turn_id = '${turn}'`);
+    // The manager has the turn open on a desktop, to see the photos arrive.
+    const pm = await newUser(browser, "pm@turns.demo", { width: 1440, height: 900 });
+    await pm.board.open(turn);
+    await expect(pm.page.getByTestId("field-notes")).toBeVisible();
+
+    const board = await logInAs(page, "vendor@turns.demo");
+    await board.live();
+    // Two "camera" photos: JPEGs of different sizes (a screenshot is a real JPEG).
+    const kitchen = await page.screenshot({ type: "jpeg", quality: 90 });
+    const bath = await page.screenshot({ type: "jpeg", quality: 60, clip: { x: 0, y: 0, width: 300, height: 200 } });
+
+    await context.setOffline(true);
+    await board.open(turn);
+    await page.getByTestId("note-body").fill("Water damage under the kitchen sink; photos attached.");
+    await page.getByTestId("add-note").click();
+    await page.getByTestId("add-photos").setInputFiles([
+      { name: "kitchen.jpg", mimeType: "image/jpeg", buffer: kitchen },
+      { name: "bath.jpg", mimeType: "image/jpeg", buffer: bath },
+    ]);
+    const drawer = page.getByTestId("drawer");
+    await expect(drawer.getByTestId("queued-photo")).toHaveCount(2);
+    await expect(drawer.getByTestId("queued-photo-status").first()).toHaveText("Waiting for signal");
+    await expect(drawer.getByTestId("note")).toContainText("Water damage under the kitchen sink");
+    await expect(page.getByTestId("photos-waiting")).toHaveText("2 photos waiting");
+    await snap(page, info, "vendor-photos-offline");
+
+    // The phone reloads with no signal: the note and both photos are still on it.
+    await page.reload();
+    await board.hydrated();
+    await expect(page.getByTestId("photos-waiting")).toHaveText("2 photos waiting");
+    await board.open(turn);
+    await expect(drawer.getByTestId("queued-photo")).toHaveCount(2);
+    await expect(drawer.getByTestId("note")).toContainText("Water damage");
+    // A picked file that is not a photo is refused on the device, with the reason.
+    await page.getByTestId("add-photos").setInputFiles([{ name: "invoice.pdf", mimeType: "application/pdf", buffer: Buffer.from("%PDF-1.7") }]);
+    await expect(drawer.getByRole("alert").filter({ hasText: "invoice.pdf is not a photo" })).toBeVisible();
+
+    await context.setOffline(false);
+    await expect(page.getByTestId("photos-waiting")).toHaveCount(0, { timeout: 30_000 });
+    await expect(drawer.getByTestId("photo")).toHaveCount(2);
+    await expect(drawer.getByTestId("queued-photo")).toHaveCount(0);
+    await expect(board.pending()).toHaveText("All changes saved");
+    // Each stored once, with its thumbnail, and served.
+    expect(psql(`SELECT count(*) FROM turn_photos WHERE turn_id = '${turnUuid}'`)).toBe("2");
+    expect(psql(`SELECT count(*) FROM audit_logs WHERE action = 'add_photo' AND after ->> 'turn_id' = '${turnUuid}'`)).toBe("2");
+    expect(psql(`SELECT count(*) FROM turn_notes WHERE turn_id = '${turnUuid}'`)).toBe("1");
+    const files = path.join(__dirname, "..", "..", "target", "e2e-data", "files", "photos", turnUuid);
+    const stored = fs.readdirSync(files).map((photo) => fs.readdirSync(path.join(files, photo)).sort().join(","));
+    expect(stored).toEqual(["original,thumb.jpg", "original,thumb.jpg"]);
+    const sizes = psql(`SELECT string_agg(bytes::text, ',' ORDER BY bytes) FROM turn_photos WHERE turn_id = '${turnUuid}'`);
+    expect(sizes).toBe([bath.length, kitchen.length].sort((a, b) => a - b).join(","));
+    const loaded = await drawer.getByTestId("photo").evaluateAll((imgs) =>
+      imgs.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0));
+    expect(loaded).toEqual([true, true]);
+    await snap(page, info, "vendor-photos");
+
+    // The manager's open drawer showed them without a reload.
+    await expect(pm.page.getByTestId("drawer").getByTestId("photo")).toHaveCount(2);
+    await expect(pm.page.getByTestId("drawer").getByTestId("note")).toContainText("Water damage");
+    await pm.context.close();
+
+    // Another vendor cannot fetch them, nor can anyone signed out.
+    const photo = psql(`SELECT id FROM turn_photos WHERE turn_id = '${turnUuid}' ORDER BY bytes LIMIT 1`);
+    const rival = await browser.newContext();
+    await logInAs(await rival.newPage(), "vendor2@turns.demo");
+    expect((await rival.request.get(`/api/photos/${photo}`)).status()).toBe(404);
+    expect((await rival.request.get(`/api/photos/${photo}/thumb`)).status()).toBe(404);
+    await rival.close();
+    const nobody = await browser.newContext();
+    expect((await nobody.request.get(`/api/photos/${photo}/thumb`)).status()).toBe(401);
+    await nobody.close();
   });
 });
 

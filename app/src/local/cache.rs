@@ -35,7 +35,7 @@ fn local_key(user: Uuid, name: &str) -> String {
 }
 
 /// The request's result, once it succeeds.
-async fn done(request: &IdbRequest) -> Result<JsValue, JsValue> {
+pub(super) async fn done(request: &IdbRequest) -> Result<JsValue, JsValue> {
     let promise = js_sys::Promise::new(&mut |resolve, reject| {
         let ok = request.clone();
         request.set_onsuccess(Some(

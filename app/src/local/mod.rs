@@ -29,10 +29,13 @@ mod net;
 mod reference;
 #[cfg(feature = "hydrate")]
 mod storage;
+#[cfg(feature = "hydrate")]
+pub mod uploads;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use turns::field::{Note, Photo};
 use turns::line_items::{self, CostTemplate, LineItem};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, NewProperty, Rejection, TurnEdit};
@@ -41,6 +44,37 @@ use turns::rows::PropertyRow;
 use turns::rules;
 use turns::ApprovalStatus;
 use uuid::Uuid;
+
+/// A photo taken on this device, kept (in IndexedDB, see `uploads`) from the moment it is taken
+/// until the turn's `photos` shape shows it: offline, across reloads, through failed uploads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedPhoto {
+    pub id: Uuid,
+    pub turn: Uuid,
+    pub caption: Option<String>,
+    /// When it was taken, by the device's clock.
+    pub taken_at: chrono::DateTime<chrono::Utc>,
+    pub bytes: usize,
+    /// Why the server will not take it (shown until the user discards it).
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// The server attached it; it leaves the queue when the `photos` shape shows it.
+    #[serde(default)]
+    pub attached: bool,
+    /// This page's object URL for the photo, shown until the server's thumbnail is there.
+    #[serde(skip)]
+    pub preview: String,
+    /// Chunks sent of all, while it uploads.
+    #[serde(skip)]
+    pub sending: Option<(usize, usize)>,
+}
+
+impl QueuedPhoto {
+    /// Still to be sent (neither attached nor refused).
+    pub fn waiting(&self) -> bool {
+        !self.attached && self.refused.is_none()
+    }
+}
 
 /// A mutation waiting in the outbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +192,12 @@ pub struct Local {
     pub templates: RwSignal<Vec<CostTemplate>>,
     /// What inspectors check, per stage (the `qc_items` shape).
     pub qc_items: RwSignal<Vec<QcItem>>,
+    /// Notes on the user's turns (the `notes` shape).
+    pub notes: RwSignal<Vec<Note>>,
+    /// Photos on the user's turns (the `photos` shape): their rows; the bytes are fetched by URL.
+    pub photos: RwSignal<Vec<Photo>>,
+    /// Photos taken on this device that the `photos` shape does not show yet.
+    pub photo_queue: RwSignal<Vec<QueuedPhoto>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
@@ -186,6 +226,9 @@ impl Local {
             line_items: RwSignal::new(Vec::new()),
             templates: RwSignal::new(Vec::new()),
             qc_items: RwSignal::new(Vec::new()),
+            notes: RwSignal::new(Vec::new()),
+            photos: RwSignal::new(Vec::new()),
+            photo_queue: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
@@ -289,6 +332,46 @@ impl Local {
             .with(|o| o.iter().filter(|p| p.sent.is_none()).count())
     }
 
+    /// Photos taken on this device that have not reached the server yet.
+    pub fn photos_waiting(&self) -> usize {
+        self.photo_queue
+            .with(|q| q.iter().filter(|p| p.waiting()).count())
+    }
+
+    /// A turn's notes as this device shows them: the server's, then those still in the outbox
+    /// (`true`: not saved yet), in the order they were written.
+    pub fn notes_of(&self, turn: Uuid) -> Vec<(Note, bool)> {
+        let saved = self.notes.with(|n| turns::field::notes_of(n, turn));
+        let unsaved: Vec<(Note, bool)> = self.outbox.with(|o| {
+            o.iter()
+                .filter_map(|p| match &p.mutation.change {
+                    Change::AddNote {
+                        turn: t,
+                        note,
+                        body,
+                    } if *t == turn && !saved.iter().any(|n| n.id == *note) => Some((
+                        Note {
+                            id: *note,
+                            turn_id: turn,
+                            body: body.trim().to_string(),
+                            author_id: self.user.get_untracked().unwrap_or_default(),
+                            author_name: "You".into(),
+                            device_time: Some(p.mutation.device_time),
+                            created_at: None,
+                        },
+                        true,
+                    )),
+                    _ => None,
+                })
+                .collect()
+        });
+        saved
+            .into_iter()
+            .map(|n| (n, false))
+            .chain(unsaved)
+            .collect()
+    }
+
     /// Stop syncing for this store's user, for good, and tell the other tabs. After a session
     /// ends the unsent outbox stays in storage (sent when the user logs in again on this device)
     /// but the cached board is deleted; after a logout nothing is written again and the tab goes
@@ -322,6 +405,8 @@ impl Local {
         self.line_items.set(Vec::new());
         self.templates.set(Vec::new());
         self.qc_items.set(Vec::new());
+        self.notes.set(Vec::new());
+        self.photos.set(Vec::new());
         self.synced_at.set(None);
         self.first_sync.set(None);
         if why == Ended::LoggedOut {

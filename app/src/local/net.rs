@@ -8,6 +8,7 @@
 use super::cache;
 use super::reference;
 use super::storage::{self, Snapshot};
+use super::uploads;
 use super::{now_ms, Ended, Failed, Local, Pending, Sent};
 use crate::api::MAX_BATCH;
 use futures::channel::mpsc;
@@ -194,6 +195,7 @@ pub fn start(local: Local) {
     let mine = storage::prefix(user);
     let signal = storage::signal_key(user);
     let cache_changed = cache::changed_key(user);
+    let photos_changed = uploads::changed_key(user);
     window_event_listener(leptos::ev::storage, move |ev| {
         if !ev
             .key()
@@ -214,6 +216,9 @@ pub fn start(local: Local) {
         }
         local.outbox.set(storage::load_outbox(user));
         local.failed.set(storage::load_failed(user));
+        if ev.key().as_deref() == Some(photos_changed.as_str()) {
+            spawn_local(uploads::reload(local, user));
+        }
         if !local.leader.get_untracked() && ev.key().as_deref() == Some(cache_changed.as_str()) {
             spawn_local(load_caches(local, user));
         }
@@ -232,6 +237,7 @@ pub fn start(local: Local) {
     spawn_local(async move {
         // What this device kept of the board: shown before anything else happens.
         load_caches(local, user).await;
+        uploads::reload(local, user).await;
         while local.ended.get_untracked().is_none() {
             let now = now_ms();
             let lease = storage::leader(user);
@@ -260,6 +266,7 @@ pub fn start(local: Local) {
                         _ => None,
                     };
                     spawn_local(send_loop(local, user));
+                    spawn_local(uploads::upload_loop(local, user));
                     spawn_local(reference::follow(local, user));
                     spawn_local(shape_loop(local, user, position));
                 }
@@ -318,7 +325,7 @@ enum Reply<T> {
 }
 
 /// Why a 401 came: the server says when another user's session is the valid one.
-fn ended_by(response: &Response) -> Ended {
+pub(super) fn ended_by(response: &Response) -> Ended {
     match response.headers().get(SESSION_HEADER).as_deref() {
         Some("other-user") => Ended::OtherUser,
         _ => Ended::Session,
@@ -463,6 +470,8 @@ fn carried_by(change: &Change) -> &'static str {
         Change::AddLineItems { .. }
         | Change::EditLineItem { .. }
         | Change::RemoveLineItem { .. } => "line_items",
+        Change::AddNote { .. } => "notes",
+        Change::AddPhoto { .. } => "photos",
         _ => "turns",
     }
 }

@@ -15,6 +15,7 @@ use gloo_net::http::Request;
 use leptos::prelude::*;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
+use turns::field::{Note, Photo};
 use turns::line_items::{CostTemplate, LineItem};
 use turns::model::Named;
 use turns::qc::QcItem;
@@ -143,6 +144,8 @@ async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
             .await
             .boxed(),
         Table::kept(user, "qc_items", show_qc_items).await.boxed(),
+        Table::kept(user, "notes", show_notes).await.boxed(),
+        Table::kept(user, "photos", show_photos).await.boxed(),
     ]
 }
 
@@ -317,4 +320,18 @@ fn show_templates(local: Local, rows: &ShapeRows<CostTemplate>) {
 
 fn show_qc_items(local: Local, rows: &ShapeRows<QcItem>) {
     local.qc_items.set(rows.rows().into_values().collect());
+}
+
+fn show_notes(local: Local, rows: &ShapeRows<Note>) {
+    local.notes.set(rows.rows().into_values().collect());
+}
+
+fn show_photos(local: Local, rows: &ShapeRows<Photo>) {
+    let photos: Vec<Photo> = rows.rows().into_values().collect();
+    // Photos taken here that the server now shows leave the device.
+    if let Some(user) = local.user.get_untracked() {
+        let shown: HashSet<Uuid> = photos.iter().map(|p| p.id).collect();
+        super::uploads::delivered(local, user, &shown);
+    }
+    local.photos.set(photos);
 }
