@@ -149,29 +149,54 @@ impl ShapeServer {
         Ok(stored_after(&self.pool, after.lsn, limit).await?)
     }
 
-    /// Transactions at or below `lsn` that were in progress when `snapshot` was taken.
+    /// Transactions at or below `lsn` that `snapshot` does not show: those in progress when it
+    /// was taken (its `xip`), and those at or past its `xmax`. The second kind is easy to miss:
+    /// a transaction that has written its commit record (at or below `lsn`, read before the
+    /// snapshot) but has not yet become visible has an xid at or past `xmax` when no transaction
+    /// completed after it was assigned, and `xip` lists only xids below `xmax`. Without it such a
+    /// transaction was in neither the snapshot nor the log a client read after it: its rows were
+    /// lost to that shape for good (seen under load in the failover test).
     pub(super) async fn in_progress_at(
         &self,
         snapshot: &Snapshot,
         lsn: u64,
     ) -> Result<Vec<Arc<Tx>>, ShapeError> {
-        if snapshot.xip.is_empty() {
-            return Ok(Vec::new());
-        }
         let xids: Vec<i64> = snapshot
             .xip
             .iter()
             .map(|x| (x & 0xFFFF_FFFF) as i64)
             .collect();
+        // The log keeps 32-bit xids: "at or past xmax" is the wraparound-aware distance from it.
+        let xmax = (snapshot.xmax & 0xFFFF_FFFF) as i64;
         let rows = sqlx::query_as(
             "SELECT lsn, op, xid, relation, operation, new_row, old_row FROM sync_log
-              WHERE lsn <= $1 AND xid = ANY($2) ORDER BY lsn, op",
+              WHERE lsn <= $1
+                AND (xid = ANY($2) OR ((xid - $3) % 4294967296 + 4294967296) % 4294967296 < 2147483648)
+              ORDER BY lsn, op",
         )
         .bind(lsn as i64)
         .bind(xids)
+        .bind(xmax)
         .fetch_all(&self.pool)
         .await?;
-        Ok(group_log_rows(rows))
+        let mut txs: Vec<Arc<Tx>> = group_log_rows(rows)
+            .into_iter()
+            .filter(|tx| !snapshot.contains(tx.xid))
+            .collect();
+        // The leader keeps a transaction in its tail (and serves it) before `sync_log` has it.
+        {
+            let tail = self.tail.read().unwrap_or_else(|e| e.into_inner());
+            let stored: std::collections::HashSet<u64> = txs.iter().map(|t| t.lsn).collect();
+            txs.extend(
+                tail.iter()
+                    .filter(|t| {
+                        t.lsn <= lsn && !stored.contains(&t.lsn) && !snapshot.contains(t.xid)
+                    })
+                    .cloned(),
+            );
+        }
+        txs.sort_by_key(|t| t.lsn);
+        Ok(txs)
     }
 }
 
