@@ -1016,14 +1016,16 @@ async fn one_request_waits_for_any_of_the_user_s_shapes() {
     assert_eq!(moved(&r), vec!["properties".to_string()]);
 
     let p = format!("{}:{}", s1.handle, s1.offset);
-    let nine: Vec<String> = (0..9).map(|i| format!("s{i}={p}")).collect();
+    let too_many: Vec<String> = (0..=turns::shape_watch::MAX_SHAPES)
+        .map(|i| format!("s{i}={p}"))
+        .collect();
     for (url, cookie, status) in [
         (format!("{PATH}?stages={p}"), None, 401),
         (format!("{PATH}?users={p}"), Some(&pm), 403),
         (format!("{PATH}?nothing={p}"), Some(&pm), 404),
         (format!("{PATH}?stages=h-1"), Some(&pm), 400),
         (format!("{PATH}?stages={p}&stages={p}"), Some(&pm), 400),
-        (format!("{PATH}?{}", nine.join("&")), Some(&pm), 400),
+        (format!("{PATH}?{}", too_many.join("&")), Some(&pm), 400),
         (PATH.to_string(), Some(&pm), 400),
     ] {
         let r = send(&router, "GET", &url, cookie.map(String::as_str), None).await;

@@ -145,6 +145,16 @@ pub async fn reload(local: Local, user: Uuid) {
         }
     }
     kept.sort_by_key(|p| (p.taken_at, p.id));
+    // Those the `photos` shape shows already are done (it may have shown them before this read).
+    let shown: HashSet<Uuid> = local
+        .photos
+        .with_untracked(|p| p.iter().map(|p| p.id).collect());
+    let (done, kept): (Vec<QueuedPhoto>, Vec<QueuedPhoto>) =
+        kept.into_iter().partition(|p| shown.contains(&p.id));
+    for photo in done {
+        let _ = web_sys::Url::revoke_object_url(&photo.preview);
+        forget(user, photo.id).await;
+    }
     let gone: Vec<String> = local.photo_queue.with_untracked(|q| {
         q.iter()
             .filter(|p| !kept.iter().any(|k| k.id == p.id))
@@ -290,9 +300,13 @@ pub(super) async fn upload_loop(local: Local, user: Uuid) {
             Step::Done => {
                 backoff.reset();
                 attached_at.push((photo.id, now_ms()));
-                update(local, user, photo.id, |p| {
-                    p.attached = true;
-                    p.sending = None;
+                // In memory only: written back, it could outlive its deletion once the shape
+                // shows the photo (after a reload the server says again that it has it).
+                local.photo_queue.update(|q| {
+                    if let Some(p) = q.iter_mut().find(|p| p.id == photo.id) {
+                        p.attached = true;
+                        p.sending = None;
+                    }
                 });
             }
             Step::Refused(why) => update(local, user, photo.id, |p| {
@@ -308,7 +322,8 @@ pub(super) async fn upload_loop(local: Local, user: Uuid) {
     }
 }
 
-/// Change a queued photo here and on the device.
+/// Change a queued photo here and on the device (only while it waits: a photo that leaves the
+/// queue is never written back).
 fn update(local: Local, user: Uuid, id: Uuid, change: impl FnOnce(&mut QueuedPhoto)) {
     let mut changed = None;
     local.photo_queue.update(|q| {
