@@ -4,6 +4,23 @@
 // server functions and shapes are not cached. Page loads use navigation preload, so the request
 // to the server does not wait for this worker to start.
 const CACHE = "turns-shell-v1";
+// Photo thumbnails the user has seen, for a drawer opened with no signal. A thumbnail never
+// changes under its URL, so the kept one is served first. Cleared with the shell (a logout, or
+// the login page: whoever signs in next never gets the previous user's photos from here).
+const THUMBS = "turns-thumbs-v1";
+const THUMB = /^\/api\/photos\/[0-9a-f-]{36}\/thumb$/;
+
+async function keptThumb(event) {
+  const cache = await caches.open(THUMBS);
+  const hit = await cache.match(event.request);
+  if (hit) return hit;
+  const res = await fetch(event.request);
+  if (res.ok && res.type === "basic") {
+    const copy = res.clone();
+    event.waitUntil(cache.put(event.request, copy));
+  }
+  return res;
+}
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) =>
@@ -30,12 +47,18 @@ self.addEventListener("fetch", (event) => {
   const req = event.request;
   const url = new URL(req.url);
   if (req.method !== "GET" || url.origin !== self.location.origin) return;
+  if (THUMB.test(url.pathname)) {
+    event.respondWith(keptThumb(event));
+    return;
+  }
   if (/^\/(api|v1|auth|metrics)(\/|$)/.test(url.pathname)) return;
   const page = req.mode === "navigate";
   if (page && url.pathname === "/login") {
     // After a logout: no signed-in page of the previous user stays on the device.
     event.respondWith(
-      caches.delete(CACHE).then(async () => (await event.preloadResponse) || fetch(req)),
+      Promise.all([caches.delete(CACHE), caches.delete(THUMBS)]).then(
+        async () => (await event.preloadResponse) || fetch(req),
+      ),
     );
     return;
   }

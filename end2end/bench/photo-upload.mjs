@@ -47,6 +47,7 @@ const photo = Buffer.from(await page.evaluate(async () => {
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(s);
 }), "base64");
+if (process.env.PHOTO_OUT) (await import("node:fs")).writeFileSync(process.env.PHOTO_OUT, photo);
 
 let wire = null;
 page.on("requestfinished", async (r) => {
@@ -58,8 +59,12 @@ page.on("requestfinished", async (r) => {
   wire.up += s.requestHeadersSize + body;
   wire[thumb ? "thumbDown" : "down"] += s.responseHeadersSize + s.responseBodySize;
   if (r.method() === "PUT") wire.chunks += 1;
-  const m = r.url().match(/\/api\/turns\/([^/]+)\/photos\//);
-  if (m) wire.turn = m[1];
+  if (r.method() === "POST") {
+    const t = r.timing();
+    wire.finish = t.responseEnd - t.requestStart;
+  }
+  const m = r.url().match(/\/api\/turns\/([^/]+)\/photos\/([^/]+)/);
+  if (m) [wire.turn, wire.photo] = [m[1], m[2]];
 });
 
 const app = [];
@@ -69,20 +74,29 @@ const sizes = [];
 for (let i = 0; i < runs + 1; i++) {
   await page.locator("[data-testid=turn-card]").first().getByTestId("open-turn").click();
   const drawer = page.getByTestId("drawer");
-  const before = await drawer.getByTestId("photo").count();
   await context.setOffline(true);
   await page.getByTestId("add-photos").setInputFiles([{ name: "room.jpg", mimeType: "image/jpeg", buffer: photo }]);
   await drawer.getByTestId("queued-photo").waitFor();
-  wire = { up: 0, down: 0, thumbDown: 0, chunks: 0, turn: null };
+  wire = { up: 0, down: 0, thumbDown: 0, chunks: 0, turn: null, finish: 0 };
   const start = Date.now();
   await context.setOffline(false);
   await page.waitForFunction(() => !document.querySelector("[data-testid=photos-waiting]"), null, { timeout: 120_000 });
   const attached = Date.now() - start;
-  await page.waitForFunction((n) => {
-    const imgs = [...document.querySelectorAll("[data-testid=drawer] [data-testid=photo]")];
-    return imgs.length === n && imgs.every((i) => i.complete && i.naturalWidth > 0)
-      && !document.querySelector("[data-testid=queued-photo]");
-  }, before + 1, { timeout: 120_000 });
+  // The server's thumbnail of this photo, shown from the photos shape (scrolled to: thumbnails
+  // load lazily), loaded.
+  const thumb = page.locator(`[data-testid=drawer] img[src="/api/photos/${wire.photo}/thumb"]`);
+  await thumb.waitFor({ state: "attached", timeout: 120_000 });
+  await thumb.scrollIntoViewIfNeeded();
+  await page.waitForFunction((id) => {
+    const img = document.querySelector(`[data-testid=drawer] img[src="/api/photos/${id}/thumb"]`);
+    return img && img.complete && img.naturalWidth > 0 && !document.querySelector("[data-testid=queued-photo]");
+  }, wire.photo, { timeout: 120_000 }).catch(async (e) => {
+    console.error("stuck on", wire.photo, await page.evaluate(() => ({
+      queued: [...document.querySelectorAll("[data-testid=queued-photo-status]")].map((q) => q.textContent),
+      photos: [...document.querySelectorAll("[data-testid=drawer] [data-testid=photo]")].map((i) => i.getAttribute("src") + " " + i.complete + " " + i.naturalWidth),
+    })));
+    throw e;
+  });
   const took = Date.now() - start;
   await page.waitForTimeout(300); // let the last sizes arrive
   const w = wire;
@@ -129,4 +143,5 @@ console.log(JSON.stringify({
   down_bytes: median(sizes.map((s) => s.down)),
   thumb_bytes: median(sizes.map((s) => s.thumbDown)),
   chunk_puts: median(sizes.map((s) => s.chunks)),
+  finish_ms: Math.round(median(sizes.map((s) => s.finish))),
 }));

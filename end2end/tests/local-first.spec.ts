@@ -687,8 +687,9 @@ test.describe("desktop", () => {
     // The cached board in IndexedDB goes with the user's database.
     await expect.poll(() => page.evaluate(async (name) =>
       (await indexedDB.databases()).some((d) => d.name === name), `turns-${id}`)).toBe(false);
-    // The signed-in page the service worker kept is gone too.
+    // The signed-in page the service worker kept is gone too, and the photo thumbnails.
     expect(await page.evaluate(async () => (await caches.match("/board")) === undefined)).toBe(true);
+    expect(await page.evaluate(() => caches.has("turns-thumbs-v1"))).toBe(false);
   });
 
   test("with local storage full, the board is still kept, edits are still sent, and the user is told", async ({ page }) => {
@@ -900,6 +901,18 @@ test.describe("vendor photos on a phone", () => {
       imgs.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0));
     expect(loaded).toEqual([true, true]);
     await snap(page, info, "vendor-photos");
+
+    // Back in the vacant home with no signal: the photos it has seen still show.
+    await context.setOffline(true);
+    await page.reload();
+    await board.hydrated();
+    await board.open(turn);
+    await expect(drawer.getByTestId("photo")).toHaveCount(2);
+    for (const img of await drawer.getByTestId("photo").all()) {
+      await img.scrollIntoViewIfNeeded();
+      await expect.poll(() => img.evaluate((i) => (i as HTMLImageElement).naturalWidth)).toBeGreaterThan(0);
+    }
+    await context.setOffline(false);
 
     // The manager's open drawer showed them without a reload.
     await expect(pm.page.getByTestId("drawer").getByTestId("photo")).toHaveCount(2);

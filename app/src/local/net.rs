@@ -40,6 +40,8 @@ const USER_HEADER: &str = "X-Turns-User";
 const SESSION_HEADER: &str = "X-Turns-Session";
 /// The service worker's cache of signed-in pages (see `public/sw.js`).
 const SHELL_CACHE: &str = "turns-shell-v1";
+/// The service worker's cache of photo thumbnails.
+const THUMB_CACHE: &str = "turns-thumbs-v1";
 
 thread_local! {
     static WAKERS: RefCell<Vec<mpsc::UnboundedSender<()>>> = const { RefCell::new(Vec::new()) };
@@ -122,8 +124,10 @@ pub fn watch(local: Local, user: Uuid) {
 /// (so the other tabs hear it from us), not from another tab.
 pub fn ended(local: Local, why: Ended, announce: bool) {
     wake();
-    // The signed-in pages the service worker kept hold this user's board.
+    // The signed-in pages the service worker kept hold this user's board, and the thumbnails
+    // their photos.
     let _ = delete_cache(SHELL_CACHE);
+    let _ = delete_cache(THUMB_CACHE);
     let user = local.user.get_untracked().or_else(|| {
         local
             .account

@@ -227,4 +227,6 @@ pub fn clear_user(user: Uuid) {
         LocalStorage::delete(k);
     }
     cache::delete(user);
+    // The user was asked before: photos not uploaded go with the rest.
+    super::uploads::delete(user);
 }

@@ -39,6 +39,13 @@ pub fn changed_key(user: Uuid) -> String {
     format!("{}photos", storage::prefix(user))
 }
 
+/// The user logged out: their queue goes (they were asked first, if it held anything).
+pub(super) fn delete(user: Uuid) {
+    if let Some(factory) = web_sys::window().and_then(|w| w.indexed_db().ok().flatten()) {
+        let _ = factory.delete_database(&db_name(user));
+    }
+}
+
 async fn open(user: Uuid) -> Result<IdbDatabase, JsValue> {
     let factory = web_sys::window()
         .ok_or("no window")?
