@@ -5,6 +5,7 @@
 
 pub mod approval;
 pub mod field;
+pub mod inbox;
 pub mod line_items;
 pub mod model;
 pub mod mutation;

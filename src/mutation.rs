@@ -98,6 +98,10 @@ pub enum Change {
         photo: Uuid,
         caption: Option<String>,
     },
+    /// The user read these notifications (their own).
+    MarkRead {
+        notifications: Vec<Uuid>,
+    },
     DecideApproval {
         turn: Uuid,
         approve: bool,
@@ -126,6 +130,7 @@ impl Change {
             Change::RecordQc { .. } => "record_qc",
             Change::AddNote { .. } => "add_note",
             Change::AddPhoto { .. } => "add_photo",
+            Change::MarkRead { .. } => "mark_read",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
         }
@@ -147,7 +152,9 @@ impl Change {
             | Change::AddNote { turn, .. }
             | Change::AddPhoto { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
-            Change::CreateProperty(_) | Change::UpdateProperty { .. } => None,
+            Change::CreateProperty(_) | Change::UpdateProperty { .. } | Change::MarkRead { .. } => {
+                None
+            }
         }
     }
 
@@ -192,6 +199,14 @@ impl Change {
             Change::RemoveLineItem { .. } => {}
             Change::RecordQc { results, .. } => crate::qc::validate(results, &mut errors),
             Change::AddNote { body, .. } => crate::field::validate_note(body, &mut errors),
+            Change::MarkRead { notifications } => {
+                if notifications.is_empty() || notifications.len() > 500 {
+                    errors.push(FieldError::new(
+                        "notifications",
+                        "Mark between 1 and 500 notifications at a time.",
+                    ));
+                }
+            }
             Change::AddPhoto { caption, .. } => {
                 crate::field::validate_caption(caption.as_deref(), &mut errors)
             }

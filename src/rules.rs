@@ -154,6 +154,7 @@ impl TurnRules<'_> {
             Change::RecordQc { .. }
             | Change::AddNote { .. }
             | Change::AddPhoto { .. }
+            | Change::MarkRead { .. }
             | Change::AddLineItems { .. }
             | Change::EditLineItem { .. }
             | Change::RemoveLineItem { .. }

@@ -13,7 +13,7 @@ use crate::shape_protocol::{HandleId, Offset};
 use serde::{Deserialize, Serialize};
 
 pub const PATH: &str = "/api/shapes";
-/// The most shapes one request may watch (the app follows 9 tables beside its turns).
+/// The most shapes one request may watch (the app follows 10 tables beside its turns).
 pub const MAX_SHAPES: usize = 16;
 
 /// The answer.

@@ -111,7 +111,9 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             .with(|m| m.as_ref().map(|m| m.stages.clone()).unwrap_or_default())
     });
     let cards = local.view();
-    let selected = RwSignal::new(None::<Uuid>);
+    // `/board?turn=<id>` opens that turn (the inbox links to it).
+    let opened = use_query_map().with_untracked(|q| q.get("turn").and_then(|t| t.parse().ok()));
+    let selected = RwSignal::new(opened);
     let dragging = RwSignal::new(None::<Uuid>);
     let manages = !matches!(
         role,

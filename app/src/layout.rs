@@ -22,6 +22,17 @@ pub fn Frame(children: Children) -> impl IntoView {
                 <a href="/board">"Board"</a>
                 <a href="/properties">"Properties"</a>
                 <a href="/history">"History"</a>
+                // What waits for this user, on every screen, live.
+                <a href="/inbox" data-testid="inbox-link">
+                    "Inbox"
+                    {move || match local.unread() {
+                        0 => None,
+                        n => Some(view! {
+                            <span class="badge unread" data-testid="inbox-count"
+                                aria-label=format!("{n} unread")>{n}</span>
+                        }),
+                    }}
+                </a>
             </nav>
             // Photos taken on this device and not uploaded yet, on every screen.
             {move || match local.photos_waiting() {

@@ -6,6 +6,7 @@ mod board;
 mod drawer;
 mod field_notes;
 mod history;
+mod inbox;
 mod layout;
 pub mod local;
 mod login;
@@ -23,7 +24,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
-pub const PROTECTED_PAGES: [&str; 3] = ["/board", "/properties", "/history"];
+pub const PROTECTED_PAGES: [&str; 4] = ["/board", "/properties", "/history", "/inbox"];
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -65,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/board") view=board::BoardPage ssr=SsrMode::Async/>
                     <Route path=path!("/properties") view=properties::PropertiesPage ssr=SsrMode::Async/>
                     <Route path=path!("/history") view=history::HistoryPage ssr=SsrMode::Async/>
+                    <Route path=path!("/inbox") view=inbox::InboxPage/>
                 </Routes>
             </Router>
         </div>

@@ -47,6 +47,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A misconfigured file store stops the server now, not at the first photo.
     state.files.check().await?;
     let state = state.start_shapes(&db.url).await?;
+    turns_server::inbox::spawn(
+        state.pool.clone(),
+        turns_server::inbox::Jobs {
+            remind_every: state.config.remind_every,
+            smtp_url: state.config.smtp_url.clone(),
+            mail_from: state.config.mail_from.clone(),
+        },
+    )?;
     let shapes = state.shapes.clone();
     let live = state.live.clone();
     let app = router(state, leptos_options);

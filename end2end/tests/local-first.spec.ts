@@ -932,12 +932,65 @@ test.describe("vendor photos on a phone", () => {
   });
 });
 
+test.describe("inbox", () => {
+  onlyOn("phone");
+
+  test("a job given on the desktop shows in the vendor's inbox live; a tap opens it and reads it", async ({ browser, page }, info) => {
+    const turn = makeTurn("LF-INBOX-1", { stage: "Scope & bid", amount: 900 });
+    // A vendor no other test gives work to through the app. Their inbox may hold reminders
+    // (overdue demo turns): the count starts from what the server has for them.
+    const unread = () => Number(psql(`SELECT count(*) FROM notifications n JOIN users u ON u.id = n.user_id
+      WHERE u.email = 'vendor4@turns.demo' AND n.read_at IS NULL`));
+    const before = unread();
+    const board = await logInAs(page, "vendor4@turns.demo");
+    await board.synced();
+    const count = page.getByTestId("inbox-count");
+    if (before > 0) await expect(count).toHaveText(String(before));
+
+    // The manager gives the job, on a desktop.
+    const pm = await newUser(browser, "pm@turns.demo", { width: 1440, height: 900 });
+    await pm.board.open(turn);
+    await pm.page.getByTestId("edit-vendor").selectOption({ label: "Handy Fix Maintenance" });
+    await pm.page.getByTestId("save-turn").click();
+    await expect(pm.board.pending()).toHaveText("All changes saved");
+    await pm.context.close();
+
+    // The vendor's header counts it without a reload.
+    await expect(count).toHaveText(String(before + 1));
+    await page.getByTestId("inbox-link").click();
+    await expect(page).toHaveURL(/\/inbox/);
+    const item = page.getByTestId("notification").filter({ hasText: turn });
+    await expect(item).toContainText("a new job for you");
+    await expect(item).toHaveClass(/unread/);
+    await snap(page, info, "vendor-inbox");
+    await item.getByRole("link").click();
+    await expect(page).toHaveURL(new RegExp(`/board\\?turn=`));
+    await expect(page.getByTestId("drawer-title")).toContainText(turn);
+    if (before === 0) await expect(count).toHaveCount(0);
+    else await expect(count).toHaveText(String(before));
+    await expect.poll(() => psql(`SELECT count(*) FROM notifications n JOIN turns t ON t.id = n.turn_id
+      JOIN users u ON u.id = n.user_id WHERE t.turn_id = '${turn}' AND u.email = 'vendor4@turns.demo' AND n.read_at IS NOT NULL`)).toBe("1");
+  });
+});
+
 test.describe("approver on a tablet", () => {
   onlyOn("tablet");
 
-  test("sees the scope's lines and their total before deciding, read-only", async ({ page }) => {
+  test("sees the scope's lines, their total and the photos before deciding, read-only", async ({ browser, page }) => {
     const turn = psql(`SELECT t.turn_id FROM turns t WHERE t.approval_status = 'DFO_APPROVAL_NEEDED' AND t.is_active
                          AND EXISTS (SELECT 1 FROM turn_line_items l WHERE l.turn_id = t.id) ORDER BY t.turn_id LIMIT 1`);
+    // A photo of the damage, uploaded by an admin through the same endpoints a phone uses.
+    const turnUuid = psql(`SELECT id FROM turns WHERE turn_id = '${turn}'`);
+    const admin = await browser.newContext();
+    const adminPage = await admin.newPage();
+    await logInAs(adminPage, "admin@turns.demo");
+    const jpeg = await adminPage.screenshot({ type: "jpeg" });
+    const photo = crypto.randomUUID();
+    const base = `/api/turns/${turnUuid}/photos/${photo}`;
+    expect((await admin.request.put(`${base}/chunks/0`, { data: jpeg, headers: { "content-type": "application/octet-stream" } })).status()).toBe(204);
+    const done = await admin.request.post(base, { data: { chunks: 1, caption: "Water damage, kitchen", taken_at: new Date().toISOString() } });
+    expect(done.status()).toBe(200);
+    await admin.close();
     const lines = psql(`SELECT count(*) FROM turn_line_items l JOIN turns t ON t.id = l.turn_id WHERE t.turn_id = '${turn}'`);
     const board = await logInAs(page, "dfo@turns.demo");
     await board.synced();
@@ -949,6 +1002,10 @@ test.describe("approver on a tablet", () => {
     await expect(scope.getByTestId("scope-total")).toHaveText(usd);
     await expect(scope.getByTestId("add-line-form")).toHaveCount(0);
     await expect(scope.getByTestId("edit-line")).toHaveCount(0);
+    const photos = page.getByTestId("field-notes");
+    await expect(photos.getByAltText("Water damage, kitchen")).toBeVisible();
+    await expect(photos.getByTestId("add-photos")).toHaveCount(0);
+    expect((await page.request.get(`/api/photos/${photo}/thumb`)).status()).toBe(200);
   });
 
   test("an inspector fails a turn's QC with a note, then passes it; the gate holds until then", async ({ browser, page }, info) => {

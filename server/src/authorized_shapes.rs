@@ -271,6 +271,23 @@ fn fixed_definition(
             synced_since,
             PHOTO_COLUMNS,
         ),
+        // Each user's own notifications.
+        "inbox" => def(
+            "notifications",
+            Some("user_id = $1"),
+            vec![actor.user_id.to_string()],
+            Some(&[
+                "id",
+                "user_id",
+                "turn_id",
+                "kind",
+                "message",
+                "created_at",
+                "read_at",
+                "version",
+                "updated_at",
+            ]),
+        ),
         // Templates carry costs: not for vendors.
         "cost_templates" => match scope {
             Scope::Vendor(_) | Scope::Nothing => def("cost_templates", Some("false"), vec![], None),

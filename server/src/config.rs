@@ -30,6 +30,13 @@ pub struct Config {
     pub sync_completed_days: u32,
     /// Where photos are kept (`s3://bucket/prefix` or `file:///dir`); unset, `data_dir/files`.
     pub file_store: Option<String>,
+    /// Notification emails go through this SMTP server (`smtp://host:port`,
+    /// `smtps://user:pass@host`); unset, no email (the inbox still works).
+    pub smtp_url: Option<String>,
+    /// The sender of notification emails.
+    pub mail_from: String,
+    /// How often the inbox looks for approvals that wait and turns that are late.
+    pub remind_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,13 @@ impl Config {
             )?),
             sync_completed_days: parse(var("SYNC_COMPLETED_DAYS"), "SYNC_COMPLETED_DAYS", 90)?,
             file_store: var("FILE_STORE"),
+            smtp_url: var("SMTP_URL"),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| "Turns <turns@localhost>".into()),
+            remind_every: Duration::from_secs(parse(
+                var("REMIND_EVERY_SECS"),
+                "REMIND_EVERY_SECS",
+                300,
+            )?),
         })
     }
 
@@ -90,6 +104,9 @@ impl Config {
                 "file://{}",
                 std::env::temp_dir().join("turns-test-files").display()
             )),
+            smtp_url: None,
+            mail_from: "Turns <turns@localhost>".into(),
+            remind_every: Duration::from_secs(300),
         }
     }
 }

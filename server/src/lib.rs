@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod generate;
 pub mod http;
+pub mod inbox;
 pub mod live_sessions;
 pub mod mutations;
 pub mod pg;

@@ -254,6 +254,7 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         | Change::RemoveLineItem { turn, .. } => rescope(conn, actor, m, *turn).await,
         Change::RecordQc { turn, results } => inspect(conn, actor, m, *turn, results).await,
         Change::AddNote { turn, note, body } => add_note(conn, actor, m, *turn, *note, body).await,
+        Change::MarkRead { notifications } => mark_read(conn, actor, notifications).await,
         Change::AddPhoto {
             turn,
             photo,
@@ -549,7 +550,18 @@ async fn write_turn(
         ),
         None => ("AND $16::int IS NULL", ""),
     };
-    let txid: Option<String> = sqlx::query_scalar(&format!(
+    // Whose turn it now is is told in the same statement (the inbox).
+    let notices = turns::inbox::on_turn_change(before, t);
+    let notify = if notices.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", t AS (SELECT (row ->> 'property_id')::uuid AS property_id FROM after),
+             notified AS ({})",
+            crate::inbox::insert_for_turn("$1", "$22", "$11")
+        )
+    };
+    let sql = format!(
         "WITH after AS (
            UPDATE turns SET stage_id = $2, vendor_id = $3, turn_amount = $4,
                   approved_turn_amount = $5, approval_status = $6, wo_number = $7,
@@ -560,35 +572,40 @@ async fn write_turn(
                   qc_passed_at = CASE WHEN $20 THEN coalesce(qc_passed_at, now()) END,
                   qc_failures = $21
             WHERE id = $1 {check}
-        RETURNING to_jsonb(turns.*) AS row){receipt}
+        RETURNING to_jsonb(turns.*) AS row){receipt}{notify}
          INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
                                  client_mutation_id)
          SELECT $11, $12, 'turns', $1, $13, after.row, $14, $15 FROM after
       RETURNING pg_current_xact_id()::xid::text"
-    ))
-    .bind(t.id)
-    .bind(t.stage_id)
-    .bind(t.vendor_id)
-    .bind(t.turn_amount)
-    .bind(t.approved_turn_amount)
-    .bind(t.approval_status.unwrap_or(ApprovalStatus::Pending))
-    .bind(&t.wo_number)
-    .bind(t.move_out_date)
-    .bind(t.expected_completion_date)
-    .bind(t.turn_completion_date)
-    .bind(actor.user_id)
-    .bind(m.change.action())
-    .bind(before)
-    .bind(device_time(m))
-    .bind(m.id)
-    .bind(if_version)
-    .bind(t.vendor_accepted)
-    .bind(t.declined_vendor_id)
-    .bind(&t.decline_reason)
-    .bind(t.qc_passed)
-    .bind(&t.qc_failures)
-    .fetch_optional(&mut *conn)
-    .await?;
+    );
+    let query = sqlx::query_scalar(&sql)
+        .bind(t.id)
+        .bind(t.stage_id)
+        .bind(t.vendor_id)
+        .bind(t.turn_amount)
+        .bind(t.approved_turn_amount)
+        .bind(t.approval_status.unwrap_or(ApprovalStatus::Pending))
+        .bind(&t.wo_number)
+        .bind(t.move_out_date)
+        .bind(t.expected_completion_date)
+        .bind(t.turn_completion_date)
+        .bind(actor.user_id)
+        .bind(m.change.action())
+        .bind(before)
+        .bind(device_time(m))
+        .bind(m.id)
+        .bind(if_version)
+        .bind(t.vendor_accepted)
+        .bind(t.declined_vendor_id)
+        .bind(&t.decline_reason)
+        .bind(t.qc_passed)
+        .bind(&t.qc_failures);
+    let query = if notices.is_empty() {
+        query
+    } else {
+        query.bind(crate::inbox::recipients(&notices))
+    };
+    let txid: Option<String> = query.fetch_optional(&mut *conn).await?;
     Ok(txid)
 }
 
@@ -930,6 +947,22 @@ async fn field_turn(
         .into());
     }
     Ok(turn)
+}
+
+/// The user read these notifications (only their own are marked; already read ones stay as
+/// they were). Not audited: reading is not a change to the work.
+async fn mark_read(conn: &mut PgConnection, actor: &Actor, ids: &[Uuid]) -> Step<Option<String>> {
+    let txid: Option<String> = sqlx::query_scalar(
+        "WITH read AS (
+           UPDATE notifications SET read_at = now()
+            WHERE id = ANY($1) AND user_id = $2 AND read_at IS NULL RETURNING id)
+         SELECT pg_current_xact_id()::xid::text FROM read LIMIT 1",
+    )
+    .bind(ids)
+    .bind(actor.user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(txid)
 }
 
 /// The author's name as rows keep it (shapes cannot join users).

@@ -551,6 +551,7 @@ fn change() -> impl Strategy<Value = Change> {
         ),
         1 => (uuid(), uuid(), text())
             .prop_map(|(turn, note, body)| Change::AddNote { turn, note, body }),
+        1 => vec(uuid(), 0..3).prop_map(|notifications| Change::MarkRead { notifications }),
         1 => (uuid(), uuid(), option::of(text()))
             .prop_map(|(turn, photo, caption)| Change::AddPhoto { turn, photo, caption }),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
@@ -665,6 +666,7 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
         }
         Change::AcceptWork { .. } | Change::RemoveLineItem { .. } => {}
         Change::AddNote { body, .. } => refuse("body", text_bad(body, 2000, true)),
+        Change::MarkRead { notifications } => refuse("notifications", notifications.is_empty()),
         Change::AddPhoto { caption, .. } => refuse("caption", opt_text_bad(caption, 200)),
         Change::RecordQc { results, .. } => {
             refuse("results", results.is_empty());

@@ -530,6 +530,7 @@ fn expected_sql(shape: &str, role: &str) -> Option<String> {
             _ => "SELECT id FROM properties WHERE $1::uuid IS NOT NULL",
         },
         "stages" => "SELECT id FROM turn_stages WHERE is_active AND $1::uuid IS NOT NULL",
+        "inbox" => "SELECT id FROM notifications WHERE user_id = $1",
         "qc_items" => "SELECT id FROM qc_checklist_items WHERE is_active AND $1::uuid IS NOT NULL",
         "vendors" if admin => "SELECT id FROM vendors WHERE $1::uuid IS NOT NULL",
         "vendors" => "SELECT id FROM vendors WHERE is_active AND is_approved AND $1::uuid IS NOT NULL",
@@ -564,6 +565,14 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
         .await
         .expect("notes and photos");
     }
+    // A notification for every user.
+    sqlx::query(
+        "INSERT INTO notifications (user_id, kind, message)
+         SELECT id, 'assigned', 'oracle' FROM users",
+    )
+    .execute(pool)
+    .await
+    .expect("notifications");
     // History beyond the sync bound: a turn of every manager's, completed long ago.
     sqlx::query(
         "UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
@@ -601,6 +610,7 @@ async fn every_role_s_authorized_shapes_hold_exactly_what_sql_says() {
             "qc_items",
             "notes",
             "photos",
+            "inbox",
         ] {
             let url = format!("/api/shapes/{shape}?");
             let Some(sql) = expected_sql(shape, &role) else {

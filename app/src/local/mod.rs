@@ -36,6 +36,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use turns::field::{Note, Photo};
+use turns::inbox::Notification;
 use turns::line_items::{self, CostTemplate, LineItem};
 use turns::model::{Board, TurnCard};
 use turns::mutation::{Change, Mutation, NewProperty, Rejection, TurnEdit};
@@ -198,6 +199,8 @@ pub struct Local {
     pub photos: RwSignal<Vec<Photo>>,
     /// Photos taken on this device that the `photos` shape does not show yet.
     pub photo_queue: RwSignal<Vec<QueuedPhoto>>,
+    /// The user's notifications (the `inbox` shape).
+    pub inbox: RwSignal<Vec<Notification>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
@@ -229,6 +232,7 @@ impl Local {
             notes: RwSignal::new(Vec::new()),
             photos: RwSignal::new(Vec::new()),
             photo_queue: RwSignal::new(Vec::new()),
+            inbox: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
@@ -332,6 +336,32 @@ impl Local {
             .with(|o| o.iter().filter(|p| p.sent.is_none()).count())
     }
 
+    /// The user's notifications, newest first, as this device shows them: `true` for unread
+    /// (read on the device counts at once, before the server has it).
+    pub fn notifications(&self) -> Vec<(Notification, bool)> {
+        let read_here: HashSet<Uuid> = self.outbox.with(|o| {
+            o.iter()
+                .filter_map(|p| match &p.mutation.change {
+                    Change::MarkRead { notifications } => Some(notifications.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        });
+        turns::inbox::newest_first(self.inbox.get())
+            .into_iter()
+            .map(|n| {
+                let unread = n.read_at.is_none() && !read_here.contains(&n.id);
+                (n, unread)
+            })
+            .collect()
+    }
+
+    /// How many notifications the user has not read.
+    pub fn unread(&self) -> usize {
+        self.notifications().iter().filter(|(_, u)| *u).count()
+    }
+
     /// Photos taken on this device that have not reached the server yet.
     pub fn photos_waiting(&self) -> usize {
         self.photo_queue
@@ -407,6 +437,7 @@ impl Local {
         self.qc_items.set(Vec::new());
         self.notes.set(Vec::new());
         self.photos.set(Vec::new());
+        self.inbox.set(Vec::new());
         self.synced_at.set(None);
         self.first_sync.set(None);
         if why == Ended::LoggedOut {

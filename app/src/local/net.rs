@@ -476,6 +476,7 @@ fn carried_by(change: &Change) -> &'static str {
         | Change::RemoveLineItem { .. } => "line_items",
         Change::AddNote { .. } => "notes",
         Change::AddPhoto { .. } => "photos",
+        Change::MarkRead { .. } => "inbox",
         _ => "turns",
     }
 }

@@ -16,6 +16,7 @@ use leptos::prelude::*;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use turns::field::{Note, Photo};
+use turns::inbox::Notification;
 use turns::line_items::{CostTemplate, LineItem};
 use turns::model::Named;
 use turns::qc::QcItem;
@@ -131,7 +132,7 @@ impl<T: DeserializeOwned> Followed for Table<T> {
 
 /// How many tables `tables` follows. One watch request names them all: a list the server
 /// refuses would leave every table waiting out a backoff between reads (it did, at 9 of 8).
-const FOLLOWED: usize = 9;
+const FOLLOWED: usize = 10;
 const _: () = assert!(FOLLOWED <= turns::shape_watch::MAX_SHAPES);
 
 async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
@@ -151,6 +152,7 @@ async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
         Table::kept(user, "qc_items", show_qc_items).await.boxed(),
         Table::kept(user, "notes", show_notes).await.boxed(),
         Table::kept(user, "photos", show_photos).await.boxed(),
+        Table::kept(user, "inbox", show_inbox).await.boxed(),
     ];
     debug_assert_eq!(tables.len(), FOLLOWED);
     tables
@@ -341,4 +343,8 @@ fn show_photos(local: Local, rows: &ShapeRows<Photo>) {
         super::uploads::delivered(local, user, &shown);
     }
     local.photos.set(photos);
+}
+
+fn show_inbox(local: Local, rows: &ShapeRows<Notification>) {
+    local.inbox.set(rows.rows().into_values().collect());
 }
