@@ -7,7 +7,8 @@ import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
-import { makeTurn, psql, receiptsFor, turnField, writesTo } from "./db";
+import { startTurn } from "./api";
+import { psql, receiptsFor, turnField, writesTo } from "./db";
 import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached, snap } from "./pages";
 
 const onlyOn = (project: string) =>
@@ -33,7 +34,7 @@ test.describe("desktop", () => {
   onlyOn("desktop");
 
   test("offline edits survive a reload and land exactly once; others see them live", async ({ browser }, info) => {
-    const turn = makeTurn("LF-OFF-1");
+    const turn = await startTurn("LF-OFF-1");
     const pm = await newUser(browser, "pm@turns.demo");
     await pm.board.live();
     const senior = await newUser(browser, "srpm@turns.demo");
@@ -325,7 +326,7 @@ test.describe("desktop", () => {
   });
 
   test("disjoint edits merge; the same field raises a conflict and each choice does what it says", async ({ browser }) => {
-    const turn = makeTurn("LF-CONFLICT-1");
+    const turn = await startTurn("LF-CONFLICT-1");
     const pm = await newUser(browser, "pm@turns.demo");
     const offlineEdit = async (wo: string, theirs: string) => {
       await pm.context.setOffline(true);
@@ -395,7 +396,7 @@ test.describe("desktop", () => {
   });
 
   test("two tabs share the store: one sends, both show the edits", async ({ browser }) => {
-    const turn = makeTurn("LF-TABS-1");
+    const turn = await startTurn("LF-TABS-1");
     const context = await browser.newContext();
     const first = await context.newPage();
     const board1 = await logInAs(first, "pm@turns.demo");
@@ -430,7 +431,8 @@ test.describe("desktop", () => {
   });
 
   test("a home reassigned or renamed, a stage recoloured and a vendor approved show on an open board without a reload", async ({ browser }) => {
-    // Rows of this test's own (pm2's board is not counted elsewhere); the stage's colour is put back.
+    // Rows of this test's own, written as an import from another system would (pm2's board is not
+    // counted elsewhere); the stage's colour is put back.
     psql(`INSERT INTO properties (property_id, name, street_address) VALUES ('P-LIVE-REF', 'Live Ref Home', '1 Live St')`);
     psql(`INSERT INTO turns (turn_id, property_id, stage_id, move_out_date)
           SELECT 'LF-REF-1', p.id, s.id, current_date - 2 FROM properties p, turn_stages s
@@ -509,7 +511,7 @@ test.describe("desktop", () => {
   });
 
   test("a board cached by the previous version (local storage, string offsets) moves to IndexedDB and starts offline", async ({ page, context }) => {
-    const turn = makeTurn("LF-UPGRADE-1", { pm: "pm2@turns.demo" });
+    const turn = await startTurn("LF-UPGRADE-1", { pm: "pm2@turns.demo" });
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
     const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
@@ -545,7 +547,7 @@ test.describe("desktop", () => {
   });
 
   test("cards stored in an older form are shown offline, then the stream starts from a snapshot", async ({ page, context }) => {
-    const turn = makeTurn("LF-FORMAT-1", { pm: "pm2@turns.demo" });
+    const turn = await startTurn("LF-FORMAT-1", { pm: "pm2@turns.demo" });
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
     const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
@@ -571,7 +573,7 @@ test.describe("desktop", () => {
   });
 
   test("an edit queued by the previous version (older dialect) is upgraded and sent once", async ({ page }) => {
-    const turn = makeTurn("LF-V1-OUTBOX-1", { pm: "pm2@turns.demo" });
+    const turn = await startTurn("LF-V1-OUTBOX-1", { pm: "pm2@turns.demo" });
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
     const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
@@ -605,10 +607,10 @@ test.describe("desktop", () => {
 
   test("history beyond the sync bound stays on the server and is read on demand", async ({ page }) => {
     // Completed 200 days ago: older than what devices keep (90 days, moved back to a Monday).
-    const old = makeTurn("LF-HIST-1", { pm: "pm2@turns.demo", stage: "Rent ready" });
+    const old = await startTurn("LF-HIST-1", { pm: "pm2@turns.demo", stage: "Rent ready", amount: 900, vendor: "Brightline Painting" });
     psql(`UPDATE turns SET move_out_date = current_date - 230, turn_completion_date = current_date - 200
            WHERE turn_id = '${old}'`);
-    const open = makeTurn("LF-HIST-2", { pm: "pm2@turns.demo" });
+    const open = await startTurn("LF-HIST-2", { pm: "pm2@turns.demo" });
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
     const id = psql("SELECT replace(id::text, '-', '') FROM users WHERE email = 'pm2@turns.demo'");
@@ -623,8 +625,8 @@ test.describe("desktop", () => {
 
   test("a 20,000-turn portfolio syncs within the bound and the board stays responsive", async ({ page }) => {
     test.setTimeout(120_000);
-    // A manager of their own (no senior PM: no other test's board sees these rows), 500 homes,
-    // 20,000 turns: 300 open, the rest completed a year or more ago (beyond the sync bound).
+    // Imported from another system: a manager of their own (no senior PM: no other test's board
+    // sees these rows), 500 homes, 20,000 turns: 300 open, the rest completed a year or more ago (beyond the sync bound).
     psql(`WITH u AS (INSERT INTO users (email, first_name, last_name, role, email_verified)
                      VALUES ('big-pm@turns.demo', 'Big', 'Portfolio', 'PROPERTY_MANAGER', true) RETURNING id)
           INSERT INTO user_credentials (user_id, password_hash)
@@ -658,7 +660,7 @@ test.describe("desktop", () => {
   });
 
   test("without IndexedDB the board still works and the user is told it is not kept offline", async ({ browser }) => {
-    const turn = makeTurn("LF-NO-IDB-1", { pm: "pm2@turns.demo" });
+    const turn = await startTurn("LF-NO-IDB-1", { pm: "pm2@turns.demo" });
     const context = await browser.newContext();
     // As in browsers where IndexedDB is switched off: opening a database fails.
     await context.addInitScript(() => {
@@ -693,7 +695,7 @@ test.describe("desktop", () => {
   });
 
   test("with local storage full, the board is still kept, edits are still sent, and the user is told", async ({ page }) => {
-    const [mine, theirs] = ["LF-QUOTA-1", "LF-QUOTA-2"].map((t) => makeTurn(t, { pm: "pm2@turns.demo" }));
+    const [mine, theirs] = [await startTurn("LF-QUOTA-1", { pm: "pm2@turns.demo" }), await startTurn("LF-QUOTA-2", { pm: "pm2@turns.demo" })];
     const board = await logInAs(page, "pm2@turns.demo");
     await board.live();
     // Fill the origin's storage to the last byte.
@@ -718,7 +720,7 @@ test.describe("desktop", () => {
   });
 
   test("cards move by drag and drop and by the arrow buttons; gates refuse with a reason", async ({ page }) => {
-    const turn = makeTurn("LF-MOVE-1");
+    const turn = await startTurn("LF-MOVE-1");
     const board = await logInAs(page, "pm@turns.demo");
     await board.live();
     // HTML5 drag and drop, as the browser dispatches it.
@@ -748,8 +750,8 @@ test.describe("vendor on a phone", () => {
 
   test("accepts one job and declines another with a reason, offline too; the manager sees why", async ({ browser, page, context }, info) => {
     // Given by the PM (as the PM's board would: another user, simulated).
-    const take = makeTurn("LF-ANSWER-1", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
-    const pass = makeTurn("LF-ANSWER-2", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
+    const take = await startTurn("LF-ANSWER-1", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
+    const pass = await startTurn("LF-ANSWER-2", { pm: "pm2@turns.demo", stage: "Scope & bid", vendor: "Brightline Painting" });
     const board = await logInAs(page, "vendor@turns.demo");
     await board.synced();
     await board.open(take);
@@ -797,8 +799,8 @@ test.describe("vendor on a phone", () => {
   });
 
   test("records progress and completion; an edit the server refuses rolls back with its reason", async ({ page, context }, info) => {
-    const mine = makeTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
-    const moved = makeTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const mine = await startTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const moved = await startTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const board = await logInAs(page, "vendor@turns.demo");
     await board.synced();
     await board.open(mine);
@@ -844,7 +846,7 @@ test.describe("vendor photos on a phone", () => {
   onlyOn("phone");
 
   test("notes and two photos taken offline survive a reload, upload once when the signal returns, and the manager sees them live", async ({ browser, page, context }, info) => {
-    const turn = makeTurn("LF-PHOTO-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const turn = await startTurn("LF-PHOTO-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const turnUuid = psql(`SELECT id FROM turns WHERE turn_id = '${turn}'`);
     // The manager has the turn open on a desktop, to see the photos arrive.
     const pm = await newUser(browser, "pm@turns.demo", { width: 1440, height: 900 });
@@ -936,7 +938,7 @@ test.describe("inbox", () => {
   onlyOn("phone");
 
   test("a job given on the desktop shows in the vendor's inbox live; a tap opens it and reads it", async ({ browser, page }, info) => {
-    const turn = makeTurn("LF-INBOX-1", { stage: "Scope & bid", amount: 900 });
+    const turn = await startTurn("LF-INBOX-1", { stage: "Scope & bid", amount: 900 });
     // A vendor no other test gives work to through the app. Their inbox may hold reminders
     // (overdue demo turns): the count starts from what the server has for them.
     const unread = () => Number(psql(`SELECT count(*) FROM notifications n JOIN users u ON u.id = n.user_id
@@ -1009,8 +1011,7 @@ test.describe("approver on a tablet", () => {
   });
 
   test("an inspector fails a turn's QC with a note, then passes it; the gate holds until then", async ({ browser, page }, info) => {
-    const turn = makeTurn("LF-QC-1", { stage: "QC inspection", amount: 900, vendor: "Brightline Painting" });
-    psql(`UPDATE turns SET approved_turn_amount = 900 WHERE turn_id = '${turn}'`);
+    const turn = await startTurn("LF-QC-1", { stage: "QC inspection", amount: 900, vendor: "Brightline Painting" });
     const board = await logInAs(page, "inspector@turns.demo");
     await board.synced();
     await board.open(turn);
@@ -1060,8 +1061,8 @@ test.describe("approver on a tablet", () => {
   });
 
   test("approves a lower amount and rejects with a reason from the queue", async ({ page }, info) => {
-    const approve = makeTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
-    const reject = makeTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });
+    const approve = await startTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
+    const reject = await startTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });
     const board = await logInAs(page, "dfo@turns.demo");
     await board.live();
     await board.open(approve);
@@ -1123,7 +1124,8 @@ test.describe("server restarts", () => {
 
   test("killed and restarted while the outbox drains: nothing lost, nothing doubled", async ({ browser }) => {
     test.setTimeout(180_000);
-    const turnsToEdit = Array.from({ length: 12 }, (_, i) => makeTurn(`LF-KILL-${i}`, {}, dbUrl()));
+    const turnsToEdit: string[] = [];
+    for (let i = 0; i < 12; i++) turnsToEdit.push(await startTurn(`LF-KILL-${i}`, {}, base, dbUrl()));
     const context = await browser.newContext({ baseURL: base });
     const page = await context.newPage();
     const board = await logInAs(page, "pm@turns.demo");
@@ -1150,7 +1152,7 @@ test.describe("server restarts", () => {
   });
 
   test("a rotated shape log (409) makes the client refetch; nothing queued is lost", async ({ browser }) => {
-    const turn = makeTurn("LF-ROTATE-1", {}, dbUrl());
+    const turn = await startTurn("LF-ROTATE-1", {}, base, dbUrl());
     const context = await browser.newContext({ baseURL: base });
     const page = await context.newPage();
     const board = await logInAs(page, "pm@turns.demo");
@@ -1159,7 +1161,7 @@ test.describe("server restarts", () => {
     await editWo(page, board, turn, "WO-ROTATED");
     // TRUNCATE cannot be followed row by row: the server starts a new log epoch, every handle 409s.
     psql("BEGIN; TRUNCATE approval_thresholds; INSERT INTO approval_thresholds DEFAULT VALUES; COMMIT;", dbUrl());
-    makeTurn("LF-ROTATE-2", {}, dbUrl());
+    await startTurn("LF-ROTATE-2", {}, base, dbUrl());
     await context.setOffline(false);
     await expect(board.card("LF-ROTATE-2")).toBeVisible();
     await expect(board.pending()).toHaveText("All changes saved");

@@ -86,8 +86,10 @@ export class BoardPage {
 export class PropertiesPage {
   constructor(private page: Page) {}
 
+  /** Opened and hydrated: a click before hydration does nothing, and offline it never will. */
   async open() {
-    return this.page.goto("/properties");
+    await this.page.goto("/properties");
+    await expect(this.page.locator("#app")).toHaveAttribute("data-hydrated", "true");
   }
   rows() {
     return this.page.getByTestId("property-row");

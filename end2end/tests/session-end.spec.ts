@@ -3,8 +3,9 @@
 // signed in on this device — cookies are shared by every tab) sends nothing and follows nothing:
 // it stops, deletes the cached board, keeps the unsent edits for that user's next login and says
 // so. A logout in one tab ends the user's other tabs. Each test makes its own turns with psql.
+import { startTurn } from "./api";
 import { CDPSession, expect, Page, test } from "@playwright/test";
-import { makeTurn, psql, turnField, writesTo } from "./db";
+import { psql, turnField, writesTo } from "./db";
 import { BoardPage, cachedNames, LoginPage, logInAs } from "./pages";
 
 test.beforeEach(({}, info) => test.skip(info.project.name !== "desktop", "runs on desktop"));
@@ -25,7 +26,7 @@ async function setTabOffline(cdp: CDPSession, offline: boolean) {
 }
 
 test("a stale tab never sends its edits under another user's session; they land when its user logs in again", async ({ browser }) => {
-  const turn = makeTurn("SE-OTHER-USER-1");
+  const turn = await startTurn("SE-OTHER-USER-1");
   const pm = prefixOf("pm@turns.demo");
   const context = await browser.newContext();
   const tab1 = await context.newPage();
@@ -78,7 +79,7 @@ test("a stale tab never sends its edits under another user's session; they land 
 });
 
 test("an expired session keeps the unsent edit, drops the cached board, and asks the user to log in", async ({ browser }) => {
-  const turn = makeTurn("SE-EXPIRED-1", { pm: "pm3@turns.demo" });
+  const turn = await startTurn("SE-EXPIRED-1", { pm: "pm3@turns.demo" });
   const pm3 = prefixOf("pm3@turns.demo");
   const context = await browser.newContext();
   const page = await context.newPage();
