@@ -43,6 +43,9 @@ pub struct Photo {
     pub turn_id: Uuid,
     #[serde(default)]
     pub caption: Option<String>,
+    /// The QC checklist item it was taken for.
+    #[serde(default)]
+    pub qc_item_id: Option<Uuid>,
     pub author_name: String,
     #[serde(default, with = "pg_text::opt_timestamp")]
     pub device_time: Option<DateTime<Utc>>,

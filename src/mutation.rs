@@ -97,6 +97,9 @@ pub enum Change {
         turn: Uuid,
         photo: Uuid,
         caption: Option<String>,
+        /// The QC checklist item it shows, when taken for one (absent from older devices).
+        #[serde(default)]
+        qc_item: Option<Uuid>,
     },
     /// The user read these notifications (their own).
     MarkRead {

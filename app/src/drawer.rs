@@ -542,11 +542,12 @@ fn qc_form(
         let checklist = local
             .qc_items
             .with(|items| turns::qc::checklist(items, stage));
-        qc_checklist(checklist, turn, version, submit)
+        qc_checklist(local, checklist, turn, version, submit)
     }
 }
 
 fn qc_checklist(
+    local: Local,
     checklist: Vec<turns::qc::QcItem>,
     turn: Uuid,
     version: i32,
@@ -597,6 +598,7 @@ fn qc_checklist(
                         <input type="text" aria-label=format!("Note on {}", item.label) data-testid="qc-note"
                             placeholder=move || if passed.get() { "Note (optional)" } else { "What is wrong?" }
                             prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+                        {qc_item_photos(local, turn, item.id)}
                     </fieldset>
                 }
             }).collect_view()}
@@ -606,6 +608,20 @@ fn qc_checklist(
         </form>
     }
     .into_any()
+}
+
+/// The photos taken for one checklist item (what failed, or proof it passed), and a button to
+/// take more: kept on the device and uploaded like any photo.
+fn qc_item_photos(local: Local, turn: Uuid, item: Uuid) -> impl IntoView {
+    let (photos, queued) = crate::field_notes::turn_photos(local, turn, Some(item));
+    let problem = RwSignal::new(None::<String>);
+    view! {
+        <ul class="photo-grid small" data-testid="qc-photos">
+            {crate::field_notes::photo_list(local, photos, queued)}
+        </ul>
+        {crate::field_notes::photo_picker(local, turn, Some(item), problem, "Photo", "qc-photo")}
+        {move || problem.get().map(|p| view! { <p class="failure" role="alert">{p}</p> })}
+    }
 }
 
 fn approver_form(

@@ -12,15 +12,7 @@ use uuid::Uuid;
 #[component]
 pub fn FieldNotes(local: Local, turn: Uuid, writes: bool) -> impl IntoView {
     let notes = Memo::new(move |_| local.notes_of(turn));
-    let photos = Memo::new(move |_| local.photos.with(|p| field::photos_of(p, turn)));
-    let queued = Memo::new(move |_| {
-        local.photo_queue.with(|q| {
-            q.iter()
-                .filter(|p| p.turn == turn)
-                .cloned()
-                .collect::<Vec<QueuedPhoto>>()
-        })
-    });
+    let (photos, queued) = turn_photos(local, turn, None);
     let empty = move || {
         notes.with(Vec::is_empty) && photos.with(Vec::is_empty) && queued.with(Vec::is_empty)
     };
@@ -28,14 +20,7 @@ pub fn FieldNotes(local: Local, turn: Uuid, writes: bool) -> impl IntoView {
         <section class="field-notes" data-testid="field-notes">
             <h3>"Notes and photos"</h3>
             {move || (empty() && !writes).then(|| view! { <p class="muted">"Nothing yet."</p> })}
-            <ul class="photo-grid" data-testid="photos">
-                <For each=move || photos.get() key=|p| p.id let:photo>
-                    {saved_photo(photo)}
-                </For>
-                <For each=move || queued.get() key=|p| (p.id, p.attached, p.refused.clone(), p.sending) let:photo>
-                    {queued_photo(local, photo)}
-                </For>
-            </ul>
+            <ul class="photo-grid" data-testid="photos">{photo_list(local, photos, queued)}</ul>
             <ul class="notes">
                 <For each=move || notes.get() key=|(n, pending)| (n.id, *pending) let:note>
                     {note_item(local, note.0, note.1)}
@@ -46,18 +31,66 @@ pub fn FieldNotes(local: Local, turn: Uuid, writes: bool) -> impl IntoView {
     }
 }
 
-fn saved_photo(photo: Photo) -> impl IntoView {
+/// A turn's photos, saved and still on this device: all of them, or those taken for one QC
+/// checklist item.
+pub fn turn_photos(
+    local: Local,
+    turn: Uuid,
+    item: Option<Uuid>,
+) -> (Memo<Vec<Photo>>, Memo<Vec<QueuedPhoto>>) {
+    let wanted = move |of: Option<Uuid>| item.is_none() || of == item;
+    let photos = Memo::new(move |_| {
+        let mut list = local.photos.with(|p| field::photos_of(p, turn));
+        list.retain(|p| wanted(p.qc_item_id));
+        list
+    });
+    let queued = Memo::new(move |_| {
+        local.photo_queue.with(|q| {
+            q.iter()
+                .filter(|p| p.turn == turn && wanted(p.qc_item))
+                .cloned()
+                .collect()
+        })
+    });
+    (photos, queued)
+}
+
+/// The items of a photo grid: the saved photos, then those waiting on this device.
+pub fn photo_list(
+    local: Local,
+    photos: Memo<Vec<Photo>>,
+    queued: Memo<Vec<QueuedPhoto>>,
+) -> impl IntoView {
+    view! {
+        <For each=move || photos.get() key=|p| p.id let:photo>
+            {saved_photo(local, photo)}
+        </For>
+        <For each=move || queued.get() key=|p| (p.id, p.attached, p.refused.clone(), p.sending) let:photo>
+            {queued_photo(local, photo)}
+        </For>
+    }
+}
+
+fn saved_photo(local: Local, photo: Photo) -> impl IntoView {
     let alt = photo
         .caption
         .clone()
         .unwrap_or_else(|| format!("Photo by {}", photo.author_name));
     let taken = photo.taken_at().map(when).unwrap_or_default();
+    // Taken for a QC checklist item: say which.
+    let item = photo.qc_item_id.and_then(|id| {
+        local
+            .qc_items
+            .with_untracked(|items| items.iter().find(|i| i.id == id).map(|i| i.label.clone()))
+    });
     view! {
         <li>
             <a href=field::photo_url(photo.id) target="_blank" rel="noopener">
                 <img src=field::thumb_url(photo.id) alt=alt loading="lazy" data-testid="photo"/>
             </a>
-            <span class="muted small">{photo.author_name} " · " {taken}</span>
+            <span class="muted small">
+                {item.map(|label| format!("QC: {label} · "))}{photo.author_name} " · " {taken}
+            </span>
         </li>
     }
 }
@@ -131,25 +164,6 @@ fn add_form(local: Local, turn: Uuid) -> impl IntoView {
             }
         }
     };
-    let pick = move |ev: leptos::ev::Event| {
-        problem.set(None);
-        #[cfg(feature = "hydrate")]
-        {
-            use wasm_bindgen::JsCast;
-            let input = ev
-                .target()
-                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok());
-            if let Some(input) = input {
-                if let Some(files) = input.files() {
-                    crate::local::uploads::take(local, turn, files, problem);
-                }
-                // The same photo may be picked again.
-                input.set_value("");
-            }
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (ev, local, turn);
-    };
     view! {
         <form class="drawer-form note-form" on:submit=add_note>
             <label>
@@ -161,14 +175,47 @@ fn add_form(local: Local, turn: Uuid) -> impl IntoView {
             </label>
             <div class="actions">
                 <button type="submit" data-testid="add-note">"Add note"</button>
-                // On a phone `capture` opens the camera; elsewhere it picks files.
-                <label class="button file-button">
-                    "Add photos"
-                    <input type="file" accept="image/jpeg,image/png,image/webp" capture="environment"
-                        multiple data-testid="add-photos" on:change=pick/>
-                </label>
+                {photo_picker(local, turn, None, problem, "Add photos", "add-photos")}
             </div>
             {move || problem.get().map(|p| view! { <p class="failure" role="alert">{p}</p> })}
         </form>
+    }
+}
+
+/// A button that opens the camera on a phone (`capture`) and files elsewhere; what is picked is
+/// kept on the device and queued (`uploads::take`), for the turn or one QC checklist item.
+pub fn photo_picker(
+    local: Local,
+    turn: Uuid,
+    qc_item: Option<Uuid>,
+    problem: RwSignal<Option<String>>,
+    text: &'static str,
+    test_id: &'static str,
+) -> impl IntoView {
+    let pick = move |ev: leptos::ev::Event| {
+        problem.set(None);
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let input = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok());
+            if let Some(input) = input {
+                if let Some(files) = input.files() {
+                    crate::local::uploads::take(local, turn, qc_item, files, problem);
+                }
+                // The same photo may be picked again.
+                input.set_value("");
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, local, turn, qc_item);
+    };
+    view! {
+        <label class="button file-button">
+            {text}
+            <input type="file" accept="image/jpeg,image/png,image/webp" capture="environment"
+                multiple data-testid=test_id on:change=pick/>
+        </label>
     }
 }

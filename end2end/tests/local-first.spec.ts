@@ -1022,6 +1022,11 @@ test.describe("approver on a tablet", () => {
     await form.getByTestId("record-qc").click();
     await expect(page.getByTestId("field-errors")).toContainText("Say what failed");
     await floors.getByTestId("qc-note").fill("Stains in the bedroom carpet");
+    // A photo of the stain, for that item (a screenshot is a real JPEG).
+    const stain = await page.screenshot({ type: "jpeg", quality: 70, clip: { x: 0, y: 0, width: 320, height: 240 } });
+    await floors.getByTestId("qc-photo").setInputFiles([{ name: "stain.jpg", mimeType: "image/jpeg", buffer: stain }]);
+    await expect(floors.getByTestId("photo")).toBeVisible();
+    await expect(form.getByTestId("qc-photos").locator("li")).toHaveCount(1);
     await snap(page, info, "qc-form");
     await form.getByTestId("record-qc").click();
     // Back to the work at once, with what failed.
@@ -1037,6 +1042,9 @@ test.describe("approver on a tablet", () => {
     await pm.synced();
     await pm.open(turn);
     await expect(pmPage.getByTestId("qc-failures")).toHaveText("QC failed: Floors clean and undamaged: Stains in the bedroom carpet");
+    await expect(pmPage.getByTestId("field-notes").getByText("QC: Floors clean and undamaged")).toBeVisible();
+    expect(psql(`SELECT q.label FROM turn_photos p JOIN qc_checklist_items q ON q.id = p.qc_item_id
+                   JOIN turns t ON t.id = p.turn_id WHERE t.turn_id = '${turn}'`)).toBe("Floors clean and undamaged");
     await pmPage.getByTestId("edit-stage").selectOption({ label: "Rent ready" });
     await pmPage.getByTestId("save-turn").click();
     await expect(pmPage.getByTestId("rejected")).toContainText("Pass QC before moving it to Rent ready.");

@@ -104,6 +104,7 @@ const PHOTO_COLUMNS: &[&str] = &[
     "id",
     "turn_id",
     "caption",
+    "qc_item_id",
     "author_id",
     "author_name",
     "device_time",

@@ -259,7 +259,8 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
             turn,
             photo,
             caption,
-        } => add_photo(conn, actor, m, *turn, *photo, caption.as_deref()).await,
+            qc_item,
+        } => add_photo(conn, actor, m, *turn, *photo, caption.as_deref(), *qc_item).await,
         Change::CreateTurn(t) => create_turn(conn, actor, m, t).await,
         Change::CreateProperty(p) => create_property(conn, actor, m, p).await,
         Change::UpdateProperty { property, edits } => {
@@ -1004,7 +1005,8 @@ async fn add_note(
         .map(Some)
 }
 
-/// Attach an uploaded photo (`photo_uploads`: stored and checked, by this user, for this turn).
+/// Attach an uploaded photo (`photo_uploads`: stored and checked, by this user, for this turn),
+/// to a QC checklist item when it was taken for one.
 async fn add_photo(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -1012,14 +1014,29 @@ async fn add_photo(
     turn: Uuid,
     photo: Uuid,
     caption: Option<&str>,
+    qc_item: Option<Uuid>,
 ) -> Step<Option<String>> {
     field_turn(conn, actor, turn, false).await?;
+    if let Some(item) = qc_item {
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM qc_checklist_items WHERE id = $1)")
+                .bind(item)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !known {
+            return Err(Rejection::invalid_field(
+                "qc_item",
+                "That QC checklist item does not exist.",
+            )
+            .into());
+        }
+    }
     let author = author_name(conn, actor).await?;
     let row: Option<Value> = sqlx::query_scalar(
         "INSERT INTO turn_photos (id, turn_id, caption, content_type, bytes, width, height,
-                                  author_id, author_name, device_time)
+                                  author_id, author_name, device_time, qc_item_id)
          SELECT u.id, u.turn_id, nullif(btrim($4), ''), u.content_type, u.bytes, u.width,
-                u.height, u.uploaded_by, $5, $6
+                u.height, u.uploaded_by, $5, $6, $7
            FROM photo_uploads u WHERE u.id = $1 AND u.turn_id = $2 AND u.uploaded_by = $3
       RETURNING to_jsonb(turn_photos.*)",
     )
@@ -1029,6 +1046,7 @@ async fn add_photo(
     .bind(caption)
     .bind(author)
     .bind(device_time(m))
+    .bind(qc_item)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {

@@ -193,6 +193,9 @@ pub struct Finish {
     /// How many chunks the photo was sent in.
     pub chunks: usize,
     pub caption: Option<String>,
+    /// The QC checklist item it was taken for.
+    #[serde(default)]
+    pub qc_item: Option<Uuid>,
     /// When it was taken, by the device's clock.
     pub taken_at: DateTime<Utc>,
 }
@@ -226,6 +229,7 @@ async fn finish(
             turn,
             photo,
             caption: done.caption,
+            qc_item: done.qc_item,
         },
     };
     let outcome = match mutations::apply(&state.pool, &actor, &m).await {

@@ -552,8 +552,9 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (uuid(), uuid(), text())
             .prop_map(|(turn, note, body)| Change::AddNote { turn, note, body }),
         1 => vec(uuid(), 0..3).prop_map(|notifications| Change::MarkRead { notifications }),
-        1 => (uuid(), uuid(), option::of(text()))
-            .prop_map(|(turn, photo, caption)| Change::AddPhoto { turn, photo, caption }),
+        1 => (uuid(), uuid(), option::of(text()), option::of(uuid())).prop_map(
+            |(turn, photo, caption, qc_item)| Change::AddPhoto { turn, photo, caption, qc_item }
+        ),
         1 => (uuid(), any::<bool>(), option::of(amount()), option::of(text())).prop_map(
             |(turn, approve, amount, reason)| Change::DecideApproval {
                 turn,

@@ -315,6 +315,7 @@ async fn what_is_not_a_photo_or_too_big_is_refused_and_attaching_needs_an_upload
             turn,
             photo: Uuid::new_v4(),
             caption: None,
+            qc_item: None,
         },
     };
     let outcome = apply(&pool, &who, &m).await.expect("ran");
@@ -387,4 +388,75 @@ async fn a_note_is_kept_with_its_author_and_the_time_it_was_written() {
         panic!("a blank note is refused");
     };
     assert_eq!(r.message(), "Note is required.");
+}
+
+/// Upload one small photo in a single chunk and finish it with `finish` (JSON).
+async fn upload_small(
+    router: &axum::Router,
+    cookie: &str,
+    turn: Uuid,
+    finish: serde_json::Value,
+) -> (Uuid, Outcome) {
+    let id = Uuid::new_v4();
+    let base = format!("/api/turns/{turn}/photos/{id}");
+    let status = put(router, &format!("{base}/chunks/0"), cookie, photo(64, 48)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let done = send(
+        router,
+        "POST",
+        &base,
+        Some(cookie),
+        Some(("application/json", finish.to_string())),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    (id, serde_json::from_str(&done.body).expect("outcome"))
+}
+
+#[tokio::test]
+async fn a_qc_photo_says_which_checklist_item_it_shows() {
+    let state = demo_state().await;
+    let pool = state.pool.clone();
+    let router = plain_router(state);
+    let inspector = login(&router, "inspector@turns.demo").await;
+    let turn = vendor_turn(&pool).await;
+    let item: Uuid =
+        sqlx::query_scalar("SELECT id FROM qc_checklist_items ORDER BY position LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .expect("a checklist item");
+
+    let (id, outcome) = upload_small(
+        &router,
+        &inspector,
+        turn,
+        serde_json::json!({"chunks": 1, "caption": "Stain", "qc_item": item, "taken_at": Utc::now()}),
+    )
+    .await;
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+    let kept: Option<Uuid> = sqlx::query_scalar("SELECT qc_item_id FROM turn_photos WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("attached");
+    assert_eq!(kept, Some(item));
+
+    // An item that does not exist is refused by name, and nothing is attached.
+    let (id, outcome) = upload_small(
+        &router,
+        &inspector,
+        turn,
+        serde_json::json!({"chunks": 1, "qc_item": Uuid::new_v4(), "taken_at": Utc::now()}),
+    )
+    .await;
+    let Outcome::Rejected(turns::mutation::Rejection::Invalid { fields, .. }) = &outcome else {
+        panic!("refused: {outcome:?}");
+    };
+    assert_eq!(fields[0].field, "qc_item", "{fields:?}");
+    let attached: i64 = sqlx::query_scalar("SELECT count(*) FROM turn_photos WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(attached, 0);
 }

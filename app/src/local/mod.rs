@@ -53,6 +53,9 @@ pub struct QueuedPhoto {
     pub id: Uuid,
     pub turn: Uuid,
     pub caption: Option<String>,
+    /// The QC checklist item it was taken for.
+    #[serde(default)]
+    pub qc_item: Option<Uuid>,
     /// When it was taken, by the device's clock.
     pub taken_at: chrono::DateTime<chrono::Utc>,
     pub bytes: usize,

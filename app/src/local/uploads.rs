@@ -177,7 +177,13 @@ pub async fn reload(local: Local, user: Uuid) {
 
 /// Photos picked or taken for `turn`: each is kept on the device first, then queued. A file
 /// that is not a photo or too large is refused here, with the reason in `refused`.
-pub fn take(local: Local, turn: Uuid, files: web_sys::FileList, refused: RwSignal<Option<String>>) {
+pub fn take(
+    local: Local,
+    turn: Uuid,
+    qc_item: Option<Uuid>,
+    files: web_sys::FileList,
+    refused: RwSignal<Option<String>>,
+) {
     let Some(user) = local.user.get_untracked() else {
         return;
     };
@@ -206,6 +212,7 @@ pub fn take(local: Local, turn: Uuid, files: web_sys::FileList, refused: RwSigna
                 id: Uuid::new_v4(),
                 turn,
                 caption: None,
+                qc_item,
                 taken_at: chrono::DateTime::from_timestamp_millis(taken_ms).unwrap_or_default(),
                 bytes,
                 refused: None,
@@ -437,6 +444,7 @@ async fn send(local: Local, user: Uuid, photo: &QueuedPhoto) -> Result<Step, Ste
     let finish = serde_json::json!({
         "chunks": count,
         "caption": photo.caption,
+        "qc_item": photo.qc_item,
         "taken_at": photo.taken_at,
     });
     let outcome: Outcome = answer(
