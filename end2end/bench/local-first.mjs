@@ -6,7 +6,8 @@
 //   changed: the frame that paints it);
 // - offline: reload with the network off → the board rendered from local storage (the sync bar
 //   shows the stored sync time), from navigation start;
-// - turns: how many turns the local store holds (cards rendered are capped at 100 per column).
+// - turns: how many turns the local store holds (cards rendered are capped at 100 per column);
+// - drawer: the notes and photos the device shows offline in the moved card's drawer.
 import { launch, logIn } from "./browser.mjs";
 
 const [base, email, runsArg = "31"] = process.argv.slice(2);
@@ -72,9 +73,18 @@ for (let i = 0; i < Math.min(runs, 7) + 1; i++) {
   turns = Number((t.count ?? "").split(" of ")[1]?.split(" ")[0] ?? 0);
   if (i > 0) offline.push(t.ready - t.start);
 }
+// What the device holds beside the cards, read with the network still off: the notes and
+// photos of the moved card's turn, in its drawer (0 when the portfolio has none).
+await page.locator(`[data-turn="${turn}"] [data-testid=open-turn]`).first().click();
+await page.waitForSelector("[data-testid=field-notes]");
+const drawer = await page.evaluate(() => ({
+  photos: document.querySelectorAll("[data-testid=field-notes] [data-testid=photo]").length,
+  notes: document.querySelectorAll("[data-testid=field-notes] [data-testid=note]").length,
+}));
 await browser.close();
 const stat = (v) => {
   const s = [...v].sort((a, b) => a - b);
   return { median: s[Math.floor(s.length / 2)], p95: s[Math.min(s.length - 1, Math.ceil(s.length * 0.95) - 1)] };
 };
-console.log(JSON.stringify({ click: stat(click), offline: stat(offline), turns }));
+const samples = (v) => [...v].sort((a, b) => a - b).map((x) => Math.round(x * 10) / 10);
+console.log(JSON.stringify({ click: { ...stat(click), samples: samples(click) }, offline: stat(offline), turns, drawer }));
