@@ -116,6 +116,9 @@ pub struct TurnCard {
     /// What failed at the last QC, until it passes.
     #[serde(default)]
     pub qc_failures: Option<String>,
+    /// Why the approver rejected the amount, until it is submitted again.
+    #[serde(default)]
+    pub rejection_reason: Option<String>,
 }
 
 impl TurnCard {

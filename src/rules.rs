@@ -144,9 +144,14 @@ impl TurnRules<'_> {
             Change::AcceptWork { .. } => accept(before),
             Change::DeclineWork { reason, .. } => decline(before, reason).map(Some),
             Change::DecideApproval {
-                approve, amount, ..
+                approve,
+                amount,
+                reason,
+                ..
             } => match before.approval_status.and_then(ApprovalStatus::awaiting) {
-                Some(level) => self.decide(before, level, *approve, *amount).map(Some),
+                Some(level) => self
+                    .decide(before, level, *approve, *amount, reason.as_deref())
+                    .map(Some),
                 None => Ok(None),
             },
             // The amount follows the scope (`rescope`); QC needs the checklist (`inspect`);
@@ -304,19 +309,26 @@ impl TurnRules<'_> {
     }
 
     /// The turn after the level it waits for decides: approved (`amount`, or the turn's amount)
-    /// goes on to head office when what will be spent needs it; rejected stops.
+    /// goes on to head office when what will be spent needs it; rejected stops, with the
+    /// approver's reason on the turn until it is submitted again.
     pub fn decide(
         &self,
         before: &TurnCard,
         level: ApprovalLevel,
         approve: bool,
         amount: Option<Decimal>,
+        reason: Option<&str>,
     ) -> Result<TurnCard, Rejection> {
         let mut after = before.clone();
         if !approve {
             after.approval_status = Some(ApprovalStatus::Rejected);
+            after.rejection_reason = reason
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string);
             return Ok(after);
         }
+        after.rejection_reason = None;
         let Some(a) = amount.or(after.turn_amount) else {
             return Err(Rejection::invalid_field(
                 "amount",
@@ -348,6 +360,8 @@ impl TurnRules<'_> {
         let Some(amount) = card.turn_amount else {
             return;
         };
+        // A new request: the last rejection's reason was answered by it.
+        card.rejection_reason = None;
         match self.thresholds.required_level(amount, self.is_core) {
             None => {
                 card.approved_turn_amount = Some(amount);
@@ -678,7 +692,7 @@ mod tests {
             ..TurnCard::default()
         };
         let after = rules
-            .decide(&card, ApprovalLevel::Dfo, true, None)
+            .decide(&card, ApprovalLevel::Dfo, true, None, None)
             .expect("decided");
         assert_eq!(
             after.approval_status,
@@ -686,9 +700,40 @@ mod tests {
         );
         assert_eq!(after.approved_turn_amount, Some(d(9000)));
         let after = rules
-            .decide(&after, ApprovalLevel::Ho, true, Some(d(8000)))
+            .decide(&after, ApprovalLevel::Ho, true, Some(d(8000)), None)
             .expect("decided");
         assert_eq!(after.approval_status, Some(ApprovalStatus::HoApproved));
+    }
+
+    #[test]
+    fn a_rejection_s_reason_stays_on_the_turn_until_it_is_submitted_again() {
+        let (limits, stages) = (Thresholds::default(), stages());
+        let rules = core_rules(&limits, &stages);
+        let card = TurnCard {
+            turn_amount: Some(d(3000)),
+            approval_status: Some(ApprovalStatus::DfoApprovalNeeded),
+            ..TurnCard::default()
+        };
+        let rejected = rules
+            .decide(
+                &card,
+                ApprovalLevel::Dfo,
+                false,
+                None,
+                Some("  Owner upgrades "),
+            )
+            .expect("decided");
+        assert_eq!(rejected.approval_status, Some(ApprovalStatus::Rejected));
+        assert_eq!(rejected.rejection_reason.as_deref(), Some("Owner upgrades"));
+        let again = rules
+            .submit(&rejected)
+            .expect("submitted")
+            .expect("changed");
+        assert_eq!(again.rejection_reason, None);
+        assert_eq!(
+            again.approval_status,
+            Some(ApprovalStatus::DfoApprovalNeeded)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::local::{use_local, Local, SyncState, ViewCard};
 use crate::new_turn::NewTurnButton;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use std::collections::HashMap;
 use turns::model::{format_usd, Board, Stage, TurnCard};
 use turns::mutation::{Change, Edit, TurnEdit};
@@ -111,8 +111,18 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             .with(|m| m.as_ref().map(|m| m.stages.clone()).unwrap_or_default())
     });
     let cards = local.view();
-    // `/board?turn=<id>` opens that turn (the inbox links to it).
-    let opened = use_query_map().with_untracked(|q| q.get("turn").and_then(|t| t.parse().ok()));
+    // `/turns/<turn id or uuid>` opens that turn (the inbox links to it), as does `/board?turn=<uuid>`.
+    let by_path = use_params_map().with_untracked(|p| p.get("id"));
+    let opened = use_query_map()
+        .with_untracked(|q| q.get("turn").and_then(|t| t.parse().ok()))
+        .or_else(|| {
+            let wanted = by_path?;
+            cards.with_untracked(|cs| {
+                cs.iter()
+                    .find(|c| c.card.turn_id == wanted || c.card.id.to_string() == wanted)
+                    .map(|c| c.card.id)
+            })
+        });
     let selected = RwSignal::new(opened);
     let dragging = RwSignal::new(None::<Uuid>);
     let manages = !matches!(
@@ -337,13 +347,7 @@ fn Card(
         };
         view! { <span class=class data-testid="approval-status">{label}</span> }
     });
-    let sync_badge = match sync {
-        SyncState::Synced => None,
-        SyncState::Pending => Some(("Saving…", "badge sync-pending")),
-        SyncState::Conflict => Some(("Conflict", "badge sync-conflict")),
-        SyncState::Error => Some(("Not saved", "badge sync-error")),
-    }
-    .map(|(label, class)| view! { <span class=class data-testid="sync-badge">{label}</span> });
+    let sync_badge = sync_badge(use_local(), sync);
     // The vendor's answer: accepted, or declined with why (until another vendor is given it).
     let accepted = (turn.vendor_id.is_some() && turn.vendor_accepted).then(
         || view! { <span class="badge accepted" data-testid="accepted-badge">"Accepted"</span> },
@@ -359,6 +363,11 @@ fn Card(
         .clone()
         .filter(|_| turn.vendor_id.is_none())
         .map(|why| view! { <p class="declined" data-testid="declined">{format!("Declined by the vendor: {why}")}</p> });
+    let rejected = turn
+        .rejection_reason
+        .clone()
+        .filter(|_| turn.approval_status == Some(ApprovalStatus::Rejected))
+        .map(|why| view! { <p class="declined" data-testid="rejection-reason">{format!("Rejected: {why}")}</p> });
     let id = turn.id;
     view! {
         <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()
@@ -393,7 +402,29 @@ fn Card(
                 {overdue.then(|| view! { <span class="badge overdue-badge" data-testid="overdue">"Overdue"</span> })}
             </div>
             {declined}
+            {rejected}
             {mover}
         </li>
     }
+}
+
+/// A card's unsaved state, as it is: saving, waiting for signal (offline nothing is being
+/// saved), in conflict, or refused.
+pub fn sync_badge(local: Local, sync: SyncState) -> Option<impl IntoView> {
+    let (label, class): (Signal<&'static str>, &'static str) = match sync {
+        SyncState::Synced => return None,
+        SyncState::Pending => (
+            Signal::derive(move || {
+                if local.online.get() {
+                    "Saving…"
+                } else {
+                    "Waiting for signal"
+                }
+            }),
+            "badge sync-pending",
+        ),
+        SyncState::Conflict => (Signal::stored("Conflict"), "badge sync-conflict"),
+        SyncState::Error => (Signal::stored("Not saved"), "badge sync-error"),
+    };
+    Some(view! { <span class=class data-testid="sync-badge">{label}</span> })
 }

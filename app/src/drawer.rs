@@ -4,12 +4,12 @@
 //! carry the values the user saw when the drawer opened, so the server can merge them with other
 //! people's changes or report a conflict.
 use crate::field_notes::FieldNotes;
-use crate::local::{ended_notice, now_ms, Ended, Failed, Local, SyncState, ViewCard};
+use crate::local::{ended_notice, now_ms, Ended, Failed, Local, ViewCard};
 use crate::scope::TurnScope;
 use crate::timeline::TurnTimeline;
 use leptos::prelude::*;
 use turns::model::{format_usd, TurnCard};
-use turns::mutation::{Change, Edit, FieldError, Rejection, TurnEdit};
+use turns::mutation::{field_label, Change, Edit, FieldError, Rejection, TurnEdit};
 use turns::{ApprovalStatus, Decimal, Role};
 use uuid::Uuid;
 
@@ -69,24 +69,160 @@ fn today() -> chrono::NaiveDate {
         .date_naive()
 }
 
+/// The open turn's panel. It is a dialog: focus moves into it and stays there (Tab wraps),
+/// Escape closes it, and focus goes back to the card that opened it. Its turn has a URL
+/// (`/turns/<turn id>`): the address bar shows it while it is open, and the board's own
+/// address again when it closes.
 #[component]
 pub fn TurnDrawer(
     local: Local,
     selected: RwSignal<Option<Uuid>>,
     cards: Memo<Vec<ViewCard>>,
 ) -> impl IntoView {
+    let turn_id = move |id: Uuid| {
+        cards.with_untracked(|cs| {
+            cs.iter()
+                .find(|c| c.card.id == id)
+                .map(|c| c.card.turn_id.clone())
+        })
+    };
+    // Effects run in the browser only.
+    Effect::new(move |was: Option<Option<Uuid>>| {
+        let now = selected.get();
+        match (was.flatten(), now) {
+            (_, Some(id)) => dialog::show_url(turn_id(id)),
+            (Some(closed), None) => {
+                dialog::show_url(None);
+                if let Some(t) = turn_id(closed) {
+                    dialog::focus_card(&t);
+                }
+            }
+            (None, None) => {}
+        }
+        now
+    });
     move || {
         selected.get().map(|id| {
             let close = move |_| selected.set(None);
+            let panel = NodeRef::<leptos::html::Aside>::new();
+            let first = NodeRef::<leptos::html::Button>::new();
+            Effect::new(move |_| {
+                if let Some(button) = first.get() {
+                    let _ = button.focus();
+                }
+            });
+            let keys = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+                "Escape" => selected.set(None),
+                "Tab" => {
+                    #[cfg(feature = "hydrate")]
+                    if let Some(panel) = panel.get_untracked() {
+                        dialog::keep_focus_in(&panel, &ev);
+                    }
+                }
+                _ => {}
+            };
             view! {
                 <div class="drawer-backdrop" on:click=close></div>
-                <aside class="drawer" role="dialog" aria-label="Turn details" data-testid="drawer">
-                    <button type="button" class="close" aria-label="Close" on:click=close>"×"</button>
+                <aside class="drawer" role="dialog" aria-modal="true" aria-label="Turn details"
+                    data-testid="drawer" node_ref=panel on:keydown=keys>
+                    <button type="button" class="close" aria-label="Close" node_ref=first on:click=close>"×"</button>
                     <DrawerBody local id selected cards/>
                 </aside>
             }
         })
     }
+}
+
+/// The browser side of the panel as a dialog: its URL, focus kept inside, focus given back.
+mod dialog {
+    #[cfg(feature = "hydrate")]
+    use wasm_bindgen::JsCast;
+
+    /// Show `/turns/<turn id>` in the address bar, or the board's address (kept from when the
+    /// panel opened) for `None`. Replaced, not pushed: Back leaves the board as it always did.
+    #[cfg(feature = "hydrate")]
+    pub fn show_url(turn: Option<String>) {
+        thread_local! {
+            static BOARD_URL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+        }
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let location = window.location();
+        let here = format!(
+            "{}{}",
+            location.pathname().unwrap_or_default(),
+            location.search().unwrap_or_default()
+        );
+        let to = match turn {
+            Some(t) => {
+                if !here.starts_with("/turns/") {
+                    BOARD_URL.with(|b| *b.borrow_mut() = Some(here.clone()));
+                }
+                format!("/turns/{}", js_sys::encode_uri_component(&t))
+            }
+            None if here.starts_with("/turns/") => BOARD_URL
+                .with(|b| b.borrow_mut().take())
+                .unwrap_or_else(|| "/board".into()),
+            None => return,
+        };
+        if to != here {
+            if let Ok(history) = window.history() {
+                let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&to));
+            }
+        }
+    }
+
+    /// Focus the open button of a turn's card (where the user was before the panel).
+    #[cfg(feature = "hydrate")]
+    pub fn focus_card(turn_id: &str) {
+        let selector = format!("[data-turn=\"{turn_id}\"] [data-testid=open-turn]");
+        let found = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(&selector).ok().flatten())
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(button) = found {
+            let _ = button.focus();
+        }
+    }
+
+    /// Tab from the panel's last control goes to its first, Shift+Tab from the first to the last.
+    #[cfg(feature = "hydrate")]
+    pub fn keep_focus_in(panel: &web_sys::HtmlElement, ev: &web_sys::KeyboardEvent) {
+        const FOCUSABLE: &str = "a[href], button:not([disabled]), input:not([disabled]), \
+                                 select:not([disabled]), textarea:not([disabled]), [tabindex=\"0\"]";
+        let Ok(list) = panel.query_selector_all(FOCUSABLE) else {
+            return;
+        };
+        let at = |i: u32| {
+            list.item(i)
+                .and_then(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
+        };
+        let (Some(first), Some(last)) = (at(0), at(list.length().saturating_sub(1))) else {
+            return;
+        };
+        let active = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.active_element());
+        let is = |e: &web_sys::HtmlElement| active.as_ref() == Some(e.unchecked_ref());
+        let wrap_to = if ev.shift_key() && is(&first) {
+            Some(last)
+        } else if !ev.shift_key() && is(&last) {
+            Some(first)
+        } else {
+            None
+        };
+        if let Some(target) = wrap_to {
+            ev.prevent_default();
+            let _ = target.focus();
+        }
+    }
+
+    #[cfg(not(feature = "hydrate"))]
+    pub fn show_url(_: Option<String>) {}
+
+    #[cfg(not(feature = "hydrate"))]
+    pub fn focus_card(_: &str) {}
 }
 
 #[component]
@@ -147,12 +283,17 @@ fn DrawerBody(
                     <span data-testid="drawer-stage">{stage_name(stage_id)}</span>
                     {approval_status.map(|s| view! { <span class="badge" data-testid="drawer-approval">{s.label()}</span> })}
                     {c.card.qc_passed.then(|| view! { <span class="badge accepted" data-testid="drawer-qc-passed">"QC passed"</span> })}
-                    {(c.sync == SyncState::Pending).then(|| view! { <span class="badge sync-pending">"Saving…"</span> })}
+                    {crate::board::sync_badge(local, c.sync)}
                 </p>
                 <p class="muted">{money}</p>
                 {c.card.qc_failures.clone().map(|f| view! {
                     <p class="failure" data-testid="qc-failures">{format!("QC failed: {f}")}</p>
                 })}
+                {c.card.rejection_reason.clone()
+                    .filter(|_| approval_status == Some(ApprovalStatus::Rejected))
+                    .map(|why| view! {
+                        <p class="failure" data-testid="drawer-rejection">{format!("Rejected by the approver: {why}")}</p>
+                    })}
             }
         })
     };
@@ -683,29 +824,48 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
             .with(|o| local.failed.with(|f| crate::local::held(o, f).len()))
     };
     let synced = move || {
-        local.synced_at.get().map(|ms| {
-            let secs = ms / 1000 % 86_400;
-            format!(
-                "Synced {:02}:{:02}:{:02} UTC",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60
-            )
-        })
+        local
+            .synced_at
+            .get()
+            .map(|ms| format!("Synced {}", crate::clock::time_of_day(ms)))
+    };
+    // Online as far as the browser knows, yet the server does not answer: since when.
+    let unanswered = move || {
+        local
+            .unanswered
+            .get()
+            .filter(|_| local.online.get() && local.ended.with(Option::is_none))
     };
     let failed = move || local.failed.get();
     view! {
         <div class="sync-bar" data-testid="sync-status" data-leader=move || local.leader.get().to_string()>
-            <span class="badge" class:offline=move || !local.online.get() data-testid="online-status">
-                {move || if local.online.get() { "Online" } else { "Offline" }}
-            </span>
-            <span data-testid="pending-count">
-                {move || match waiting() {
-                    0 => "All changes saved".to_string(),
-                    1 => "1 change waiting to sync".to_string(),
-                    n => format!("{n} changes waiting to sync"),
+            <span class="badge" class:offline=move || !local.online.get() || unanswered().is_some()
+                data-testid="online-status">
+                {move || match (local.online.get(), unanswered().is_some()) {
+                    (false, _) => "Offline",
+                    (true, true) => "No answer",
+                    (true, false) => "Online",
                 }}
             </span>
+            // Never "all saved" while a change waits or was refused.
+            <span data-testid="pending-count">
+                {move || match (waiting(), local.failed.with(Vec::len)) {
+                    (0, 0) => "All changes saved".to_string(),
+                    (0, 1) => "1 change not saved".to_string(),
+                    (0, n) => format!("{n} changes not saved"),
+                    (1, _) => "1 change waiting to sync".to_string(),
+                    (n, _) => format!("{n} changes waiting to sync"),
+                }}
+            </span>
+            {move || unanswered().map(|since| view! {
+                <span class="notice" role="alert" data-testid="server-notice">
+                    {format!(
+                        "The server has not answered since {}. Your changes are kept on this device \
+                         and sent when it answers.",
+                        crate::clock::time_of_day(since),
+                    )}
+                </span>
+            })}
             {move || match held() {
                 0 => None,
                 n => Some(view! {
@@ -737,10 +897,10 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
             <For each=failed key=|f| f.mutation.id let:f>
                 {
                     let id = f.mutation.id;
-                    let label = f.mutation.change.action().replace('_', " ");
+                    let label = refused_subject(local, &f);
                     view! {
                         <li data-testid="rejected">
-                            <strong>{format!("Not saved ({label}): ")}</strong>
+                            <strong>{format!("Not saved — {label}: ")}</strong>
                             {f.rejection.message().to_string()}
                             <button type="button" data-testid="retry" on:click=move |_| local.retry(id)>"Retry"</button>
                             <button type="button" data-testid="discard" on:click=move |_| local.discard(id)>"Discard"</button>
@@ -749,5 +909,41 @@ pub fn SyncStatus(local: Local) -> impl IntoView {
                 }
             </For>
         </ul>
+    }
+}
+
+/// What a refused change was, as the user knows it: the turn (or home) and the field, e.g.
+/// "T-20020, stage".
+fn refused_subject(local: Local, f: &Failed) -> String {
+    let change = &f.mutation.change;
+    let subject = match change {
+        Change::CreateTurn(t) => Some(format!("new turn {}", t.turn_id)),
+        Change::CreateProperty(p) => Some(format!("new home {}", p.property_id)),
+        _ => change.turn().and_then(|turn| {
+            local.base.with_untracked(|cards| {
+                cards
+                    .iter()
+                    .find(|c| c.id == turn)
+                    .map(|c| c.turn_id.clone())
+            })
+        }),
+    }
+    .unwrap_or_else(|| change.action().replace('_', " "));
+    let fields: Vec<String> = match (&f.rejection, change) {
+        (Rejection::Invalid { fields, .. }, _) if !fields.is_empty() => {
+            fields.iter().map(|e| field_label(&e.field)).collect()
+        }
+        (Rejection::Conflict { fields, .. }, _) if !fields.is_empty() => {
+            fields.iter().map(|name| field_label(name)).collect()
+        }
+        (_, Change::EditTurn { edits, .. }) => {
+            edits.iter().map(|e| field_label(e.column())).collect()
+        }
+        _ => Vec::new(),
+    };
+    if fields.is_empty() {
+        subject
+    } else {
+        format!("{subject}, {}", fields.join(", ").to_lowercase())
     }
 }

@@ -2,8 +2,8 @@
 //! and photographed in the home. Adding one works offline: a note is a mutation in the outbox, a
 //! photo is kept on the device (`local::uploads`) and uploaded when the signal returns; both show
 //! at once, marked until the server has them.
+use crate::clock::when;
 use crate::local::{Local, QueuedPhoto};
-use crate::timeline::when;
 use leptos::prelude::*;
 use turns::field::{self, Note, Photo};
 use turns::mutation::Change;

@@ -1,9 +1,9 @@
 //! The inbox: what waits for this user (work given to them, approvals to decide, decisions on
 //! their turns, reminders), newest first, from the device's copy (the `inbox` shape), live and
 //! offline. Tapping one marks it read and opens its turn on the board.
+use crate::clock::when;
 use crate::layout::Frame;
 use crate::local::{use_local, Local};
-use crate::timeline::when;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use turns::inbox::Notification;
@@ -58,7 +58,7 @@ pub fn InboxPage() -> impl IntoView {
 fn row(local: Local, n: Notification, unread: bool) -> impl IntoView {
     let href = n
         .turn_id
-        .map(|t| format!("/board?turn={t}"))
+        .map(|t| format!("/turns/{t}"))
         .unwrap_or_else(|| "/board".into());
     let id = n.id;
     let open = move |_| {

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod board;
+mod clock;
 mod drawer;
 mod field_notes;
 mod history;
@@ -24,7 +25,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
-pub const PROTECTED_PAGES: [&str; 4] = ["/board", "/properties", "/history", "/inbox"];
+pub const PROTECTED_PAGES: [&str; 5] = ["/board", "/turns", "/properties", "/history", "/inbox"];
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -64,6 +65,7 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page (and its status code) is ready before the first byte,
                     // so it works without JavaScript; streaming out of order needs a script.
                     <Route path=path!("/board") view=board::BoardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/turns/:id") view=board::BoardPage ssr=SsrMode::Async/>
                     <Route path=path!("/properties") view=properties::PropertiesPage ssr=SsrMode::Async/>
                     <Route path=path!("/history") view=history::HistoryPage ssr=SsrMode::Async/>
                     <Route path=path!("/inbox") view=inbox::InboxPage/>

@@ -2,6 +2,7 @@
 //! the server got it if that was later), and what changed. Read from the server on demand: the
 //! device keeps turns, not their history.
 use crate::api::turn_timeline;
+use crate::clock::when;
 use leptos::prelude::*;
 use turns::timeline::Entry;
 use uuid::Uuid;
@@ -38,12 +39,6 @@ fn Entries(turn: Uuid) -> impl IntoView {
         }
         .into_any(),
     }
-}
-
-/// As the sync bar says times. (Written by hand: chrono's formatter is large in the browser.)
-pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::Timelike;
-    format!("{} {:02}:{:02} UTC", t.date_naive(), t.hour(), t.minute())
 }
 
 fn entry(e: Entry) -> impl IntoView {

@@ -2,7 +2,7 @@
 // made offline survive a reload and land exactly once; stale edits merge or raise a conflict the
 // user resolves; refused edits roll back with their reason; tabs share one sender. Each test makes
 // its own turns with psql, so tests do not disturb each other or the demo data others count.
-import { Browser, expect, Page, Request, test } from "@playwright/test";
+import { Browser, expect, Page, Request, Route, test } from "@playwright/test";
 import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -738,10 +738,80 @@ test.describe("desktop", () => {
     // Scope & bid → Approval needs an amount: refused, rolled back, reason shown.
     await board.card(turn).getByTestId("move-forward").click();
     await expect(page.getByTestId("rejected")).toContainText("Set the turn amount before moving it to Approval");
+    // It names the turn and the field, and the bar does not claim everything was saved.
+    await expect(page.getByTestId("rejected")).toContainText(`Not saved — ${turn}, stage:`);
+    await expect(board.pending()).toHaveText("1 change not saved");
     await expect(board.column("Scope & bid").locator(`[data-turn="${turn}"]`)).toBeVisible();
     await page.getByTestId("rejected").getByTestId("discard").click();
     await expect(page.getByTestId("rejected")).toHaveCount(0);
+    await expect(board.pending()).toHaveText("All changes saved");
     expect(writesTo(turn)).toBe(2);
+  });
+
+  test("every turn has a URL that opens its panel; focus stays in it, Escape closes it and returns to the card", async ({ page }) => {
+    const turn = await startTurn("LF-URL-1");
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.synced();
+    await board.open(turn);
+    await expect(page).toHaveURL(new RegExp(`/turns/${turn}$`));
+    const drawer = page.getByTestId("drawer");
+    await expect(drawer.getByRole("button", { name: "Close" })).toBeFocused();
+    // Tab and Shift+Tab go round the panel's controls, never behind it.
+    const inDrawer = () => page.evaluate(() => !!document.activeElement?.closest("[data-testid=drawer]"));
+    for (let i = 0; i < 40; i++) {
+      await page.keyboard.press("Tab");
+      expect(await inDrawer()).toBe(true);
+    }
+    for (let i = 0; i < 5; i++) {
+      await page.keyboard.press("Shift+Tab");
+      expect(await inDrawer()).toBe(true);
+    }
+    await page.keyboard.press("Escape");
+    await expect(drawer).toHaveCount(0);
+    await expect(page).toHaveURL(/\/board$/);
+    await expect(board.card(turn).getByTestId("open-turn")).toBeFocused();
+    // The URL opens the turn by itself: a reload, a link sent to a colleague.
+    await page.goto(`/turns/${turn}`);
+    await expect(page.getByTestId("drawer-title")).toContainText(turn);
+    await board.hydrated();
+    await page.keyboard.press("Escape");
+    await expect(drawer).toHaveCount(0);
+    await expect(page).toHaveURL(/\/board$/);
+  });
+
+  test("a server that stops answering is reported within seconds; times are the user's own", async ({ browser }) => {
+    const turn = await startTurn("LF-HUNG-1");
+    const context = await browser.newContext({ timezoneId: "America/Chicago" });
+    const page = await context.newPage();
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.live();
+    // The sync time is Chicago's, not UTC.
+    const hour = new Intl.DateTimeFormat("en-GB", { timeZone: "America/Chicago", hour: "2-digit", hourCycle: "h23" })
+      .format(new Date());
+    await expect(page.getByTestId("last-synced")).toHaveText(new RegExp(`^Synced ${hour}:\\d\\d:\\d\\d$`));
+
+    // The server hangs: requests are accepted and never answered (the browser still says online).
+    const held: Route[] = [];
+    await page.route("**/api/**", (route) => { held.push(route); });
+    // (Requests already in flight would still be answered: a moment offline ends them.)
+    await context.setOffline(true);
+    await context.setOffline(false);
+    const started = Date.now();
+    await editWo(page, board, turn, "WO-HUNG");
+    await expect(page.getByTestId("server-notice")).toContainText("The server has not answered since", { timeout: 15_000 });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await expect(page.getByTestId("online-status")).toHaveText("No answer");
+    await expect(board.pending()).toHaveText("1 change waiting to sync");
+
+    // It answers again: what was held goes through, the notice goes, the edit lands once.
+    await page.unroute("**/api/**");
+    for (const route of held) await route.continue().catch(() => {});
+    await expect(board.pending()).toHaveText("All changes saved", { timeout: 30_000 });
+    await expect(page.getByTestId("server-notice")).toHaveCount(0);
+    await expect(page.getByTestId("online-status")).toHaveText("Online");
+    expect(turnField(turn, "wo_number")).toBe("WO-HUNG");
+    expect(writesTo(turn)).toBe(1);
+    await context.close();
   });
 });
 
@@ -966,7 +1036,7 @@ test.describe("inbox", () => {
     await expect(item).toHaveClass(/unread/);
     await snap(page, info, "vendor-inbox");
     await item.getByRole("link").click();
-    await expect(page).toHaveURL(new RegExp(`/board\\?turn=`));
+    await expect(page).toHaveURL(new RegExp(`/turns/${turn}$`));
     await expect(page.getByTestId("drawer-title")).toContainText(turn);
     if (before === 0) await expect(count).toHaveCount(0);
     else await expect(count).toHaveText(String(before));
@@ -1068,7 +1138,7 @@ test.describe("approver on a tablet", () => {
     await pmContext.close();
   });
 
-  test("approves a lower amount and rejects with a reason from the queue", async ({ page }, info) => {
+  test("approves a lower amount and rejects with a reason from the queue; the manager sees why", async ({ browser, page }, info) => {
     const approve = await startTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
     const reject = await startTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });
     const board = await logInAs(page, "dfo@turns.demo");
@@ -1093,6 +1163,13 @@ test.describe("approver on a tablet", () => {
     ).toBe("REJECTED:Scope includes owner upgrades");
     await expect(board.pending()).toHaveText("All changes saved");
     await snap(page, info, "dfo-after-decisions");
+
+    // The manager sees why, on the card and in the drawer.
+    const pm = await newUser(browser, "pm@turns.demo", { width: 1440, height: 900 });
+    await expect(pm.board.card(reject).getByTestId("rejection-reason")).toHaveText("Rejected: Scope includes owner upgrades");
+    await pm.board.open(reject);
+    await expect(pm.page.getByTestId("drawer-rejection")).toHaveText("Rejected by the approver: Scope includes owner upgrades");
+    await pm.context.close();
   });
 });
 

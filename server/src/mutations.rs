@@ -559,7 +559,7 @@ async fn write_turn(
         format!(
             ", t AS (SELECT (row ->> 'property_id')::uuid AS property_id FROM after),
              notified AS ({})",
-            crate::inbox::insert_for_turn("$1", "$22", "$11")
+            crate::inbox::insert_for_turn("$1", "$23", "$11")
         )
     };
     let sql = format!(
@@ -571,7 +571,7 @@ async fn write_turn(
                   vendor_accepted_at = CASE WHEN $17 THEN coalesce(vendor_accepted_at, now()) END,
                   declined_vendor_id = $18, decline_reason = $19,
                   qc_passed_at = CASE WHEN $20 THEN coalesce(qc_passed_at, now()) END,
-                  qc_failures = $21
+                  qc_failures = $21, rejection_reason = $22
             WHERE id = $1 {check}
         RETURNING to_jsonb(turns.*) AS row){receipt}{notify}
          INSERT INTO audit_logs (actor_id, action, table_name, row_id, before, after, device_time,
@@ -600,7 +600,8 @@ async fn write_turn(
         .bind(t.declined_vendor_id)
         .bind(&t.decline_reason)
         .bind(t.qc_passed)
-        .bind(&t.qc_failures);
+        .bind(&t.qc_failures)
+        .bind(&t.rejection_reason);
     let query = if notices.is_empty() {
         query
     } else {
@@ -732,7 +733,9 @@ async fn decide(
         return Err(conflict(actor, &locked.card, vec!["version".into()]).into());
     }
     let facts = Facts::read(conn, locked.is_core).await?;
-    let after = facts.rules().decide(&locked.card, level, approve, amount)?;
+    let after = facts
+        .rules()
+        .decide(&locked.card, level, approve, amount, reason)?;
     let decided_amount = if approve {
         after.approved_turn_amount
     } else {

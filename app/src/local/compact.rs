@@ -42,6 +42,8 @@ struct Row(
     // QC (format 2).
     #[serde(default)] bool,
     #[serde(default)] Option<String>,
+    // The approver's reason for a rejection (format 3).
+    #[serde(default)] Option<String>,
 );
 
 impl Cards {
@@ -88,6 +90,7 @@ impl Cards {
                 c.decline_reason.clone(),
                 c.qc_passed,
                 c.qc_failures.clone(),
+                c.rejection_reason.clone(),
             ));
         }
         out
@@ -129,6 +132,7 @@ impl Cards {
                     decline_reason: r.15.clone(),
                     qc_passed: r.16,
                     qc_failures: r.17.clone(),
+                    rejection_reason: r.18.clone(),
                 })
             })
             .collect()
@@ -164,6 +168,7 @@ mod tests {
             decline_reason: i.is_multiple_of(7).then(|| "Booked".into()),
             qc_passed: i.is_multiple_of(4),
             qc_failures: i.is_multiple_of(6).then(|| "Floors: stains".into()),
+            rejection_reason: i.is_multiple_of(8).then(|| "Quote too high".into()),
         }
     }
 

@@ -26,6 +26,8 @@ mod compact;
 #[cfg(feature = "hydrate")]
 mod net;
 #[cfg(feature = "hydrate")]
+mod reach;
+#[cfg(feature = "hydrate")]
 mod reference;
 #[cfg(feature = "hydrate")]
 mod storage;
@@ -207,6 +209,9 @@ pub struct Local {
     pub outbox: RwSignal<Vec<Pending>>,
     pub failed: RwSignal<Vec<Failed>>,
     pub online: RwSignal<bool>,
+    /// Since when (ms since the epoch) the server has not answered this tab's requests, while
+    /// the browser says it is online (see `reach`).
+    pub unanswered: RwSignal<Option<u64>>,
     /// When the stream was last up to date (ms since the epoch).
     pub synced_at: RwSignal<Option<u64>>,
     /// First sync of a large shape: rows received so far, of about this many.
@@ -239,6 +244,7 @@ impl Local {
             outbox: RwSignal::new(Vec::new()),
             failed: RwSignal::new(Vec::new()),
             online: RwSignal::new(true),
+            unanswered: RwSignal::new(None),
             synced_at: RwSignal::new(None),
             first_sync: RwSignal::new(None),
             leader: RwSignal::new(false),

@@ -6,6 +6,7 @@
 //! session is that user's. A 401 ends syncing in every tab of that user (`Local::end`): nothing is
 //! sent or followed under someone else's cookie.
 use super::cache;
+use super::reach::{self, Patience};
 use super::reference;
 use super::storage::{self, Snapshot};
 use super::uploads;
@@ -299,7 +300,7 @@ async fn probe(local: Local, user: Uuid) {
         if !local.online.get_untracked() {
             continue;
         }
-        match send_batch(user, Vec::new()).await {
+        match send_batch(local, user, Vec::new()).await {
             Reply::Ended(Ended::OtherUser) => local.end(Ended::OtherUser),
             Reply::Ended(_) => {
                 tries += 1;
@@ -337,11 +338,14 @@ pub(super) fn ended_by(response: &Response) -> Ended {
 }
 
 /// Send a request carrying the user header and read its JSON answer.
-async fn call<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> Reply<T> {
+async fn call<T: DeserializeOwned>(
+    local: Local,
+    request: Result<Request, gloo_net::Error>,
+) -> Reply<T> {
     let Ok(request) = request else {
         return Reply::Retry;
     };
-    let Ok(response) = request.send().await else {
+    let Ok(response) = reach::send(local, request, Patience::Quick).await else {
         return Reply::Retry;
     };
     match response.status() {
@@ -367,12 +371,13 @@ async fn call<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) ->
 /// `POST /api/mutate` (the `mutate` server function's fixed endpoint) for the user: called
 /// directly, not through the server function's client, to carry the user header and to tell a
 /// 401's reason apart.
-async fn send_batch(user: Uuid, batch: Vec<Mutation>) -> Reply<Vec<Outcome>> {
+async fn send_batch(local: Local, user: Uuid, batch: Vec<Mutation>) -> Reply<Vec<Outcome>> {
     #[derive(serde::Serialize)]
     struct Args {
         batch: Vec<Mutation>,
     }
     call(
+        local,
         Request::post("/api/mutate")
             .header(USER_HEADER, &user.to_string())
             .json(&Args { batch }),
@@ -406,7 +411,7 @@ async fn send_loop(local: Local, user: Uuid) {
             continue;
         }
         let mutations = batch.iter().map(|p| p.mutation.clone()).collect();
-        match send_batch(user, mutations).await {
+        match send_batch(local, user, mutations).await {
             Reply::Done(outcomes) => {
                 backoff.reset();
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
@@ -600,8 +605,16 @@ pub(super) enum Answer {
 }
 
 /// Send a GET made for `user`. A 401 ends syncing here: never follow another user's rows.
-pub(super) async fn get(local: Local, user: Uuid, request: RequestBuilder) -> Answer {
-    let answer = match request.header(USER_HEADER, &user.to_string()).send().await {
+pub(super) async fn get(
+    local: Local,
+    user: Uuid,
+    request: RequestBuilder,
+    patience: Patience,
+) -> Answer {
+    let Ok(request) = request.header(USER_HEADER, &user.to_string()).build() else {
+        return Answer::Failed;
+    };
+    let answer = match reach::send(local, request, patience).await {
         Ok(response) if response.status() == 401 => {
             if active(local) {
                 local.end(ended_by(&response));
@@ -643,7 +656,12 @@ pub(super) async fn shape_request(
         // browser may keep an answer for a minute (by its cache headers), so it asks the server.
         builder = builder.cache(web_sys::RequestCache::NoCache);
     }
-    let answer = match get(local, user, builder).await {
+    let patience = if request.live {
+        Patience::LongPoll
+    } else {
+        Patience::Quick
+    };
+    let answer = match get(local, user, builder, patience).await {
         Answer::Stop => return None,
         Answer::Failed => None,
         Answer::Got(response, body) => Some((response, body)),
@@ -686,7 +704,12 @@ async fn load_caches(local: Local, user: Uuid) {
     }
     if let Some(s) = snapshot {
         local.base.set(s.board.turns.clone());
-        local.synced_at.set(s.synced_at);
+        // The last poll's time when it is later than the rows' (it found nothing new); never
+        // earlier than what this page showed.
+        let stored = s.synced_at.max(storage::load_synced(user));
+        local
+            .synced_at
+            .update(|shown| *shown = (*shown).max(stored));
         if local.meta.get_untracked().is_none() {
             // A page without a board (Properties): names and stages as last seen.
             local.meta.set(Some(turns::model::Board {
@@ -759,7 +782,8 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
             commit(local, std::mem::take(&mut buffer), replace);
             replace = false;
             local.first_sync.set(None);
-            local.synced_at.set(Some(now_ms()));
+            let now = now_ms();
+            local.synced_at.set(Some(now));
             remember("turns", txids.drain());
             retire(local, user, was_snapshot.then_some(snapshot_asked_at));
             // Idle polls change nothing: do not rewrite the store (other tabs reread it).
@@ -768,6 +792,7 @@ async fn shape_loop(local: Local, user: Uuid, position: Option<Position>) {
                 persist(local, user, &position);
                 persisted = position;
             }
+            storage::save_synced(user, now);
         }
     }
 }
@@ -884,6 +909,7 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
             "decline_reason" => card.decline_reason = text.map(str::to_string),
             "qc_passed_at" => card.qc_passed = text.is_some(),
             "qc_failures" => card.qc_failures = text.map(str::to_string),
+            "rejection_reason" => card.rejection_reason = text.map(str::to_string),
             _ => {}
         }
     }

@@ -9,6 +9,7 @@
 use super::net::{
     active, get, nap, random, remember, retire, shape_request, storage_cleared, waker, Answer,
 };
+use super::reach::Patience;
 use super::storage;
 use super::{now_ms, Local};
 use gloo_net::http::Request;
@@ -202,7 +203,8 @@ pub(super) async fn follow(local: Local, user: Uuid) {
             shape_watch::query(positions.iter().map(|(name, p)| (*name, p)))
         );
         let asked_at = now_ms();
-        let moved = match get(local, user, Request::get(&url)).await {
+        // Held until one of the shapes moves.
+        let moved = match get(local, user, Request::get(&url), Patience::LongPoll).await {
             Answer::Stop => return,
             Answer::Got(response, body) if response.ok() => {
                 serde_json::from_str::<Moved>(&body).ok().map(|m| m.moved)

@@ -57,7 +57,8 @@ fn keys_with(prefix: &str) -> Vec<String> {
 /// again from a snapshot instead of resuming after them: their missing fields would stay empty
 /// until each row happened to change.
 /// 2: cards carry their QC state.
-const CARDS_FORMAT: u32 = 2;
+/// 3: cards carry the reason for a rejection.
+const CARDS_FORMAT: u32 = 3;
 
 /// The snapshot as stored: the board without its cards, and the cards in compact form.
 #[derive(Serialize, Deserialize)]
@@ -194,6 +195,17 @@ pub fn remove_failed(user: Uuid, id: Uuid) {
     LocalStorage::delete(key(user, &format!("failed.{id}")));
 }
 
+/// When the stream was last up to date. Kept apart from the snapshot (rewritten only when rows
+/// change) so that a reload shows the time of the last poll, not of the last change: an idle
+/// poll confirms the stored rows as much as a busy one.
+pub fn save_synced(user: Uuid, ms: u64) {
+    let _ = LocalStorage::set(key(user, "synced"), ms);
+}
+
+pub fn load_synced(user: Uuid) -> Option<u64> {
+    LocalStorage::get(key(user, "synced")).ok()
+}
+
 /// The leader lease: (tab id, valid until ms).
 pub fn leader(user: Uuid) -> Option<(String, u64)> {
     LocalStorage::get(key(user, "leader")).ok()
@@ -220,6 +232,7 @@ pub fn announce(user: Uuid, why: Ended) {
 /// changes stay (edits are never dropped; they go out when the user logs in again).
 pub fn forget_reads(user: Uuid) {
     cache::clear(user);
+    LocalStorage::delete(key(user, "synced"));
 }
 
 pub fn clear_user(user: Uuid) {
