@@ -62,5 +62,8 @@ self.addEventListener("fetch", (event) => {
     );
     return;
   }
-  event.respondWith(networkFirst(event, page ? url.pathname : req));
+  // A turn's URL is the board with that turn's panel open (opened after hydration): one page,
+  // kept once, so a turn opened offline or reloaded there still starts.
+  const key = page ? (url.pathname.startsWith("/turns/") ? "/board" : url.pathname) : req;
+  event.respondWith(networkFirst(event, key));
 });

@@ -7,8 +7,9 @@ use crate::{ApprovalLevel, ApprovalStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The turn columns a vendor's synced shape carries: the work, not the PM's scope amount, the
-/// approval state or the managers (the same line `sees_turn_financials` draws for read models).
+/// The turn columns a vendor's synced shape carries: the work, not its money (the scope amount,
+/// the approved amount), the approval state or the managers (the same line
+/// `sees_turn_financials` draws for read models).
 pub const VENDOR_TURN_COLUMNS: &[&str] = &[
     "id",
     "turn_id",
@@ -16,7 +17,6 @@ pub const VENDOR_TURN_COLUMNS: &[&str] = &[
     "stage_id",
     "wo_number",
     "move_out_date",
-    "approved_turn_amount",
     "vendor_id",
     "expected_completion_date",
     "turn_completion_date",
@@ -201,8 +201,8 @@ impl Actor {
             )
     }
 
-    /// Whether this role sees a turn's money and approval details. Vendors see only the approved
-    /// amount they work to, not the PM's scope amount nor the approval state.
+    /// Whether this role sees a turn's money and approval details. Vendors see the work, no
+    /// money: what the operator pays them is agreed outside the app, not on a shared phone.
     pub fn sees_turn_financials(&self) -> bool {
         self.role != Role::Vendor
     }

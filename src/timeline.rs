@@ -59,7 +59,7 @@ const SHOWN: &[&str] = &[
 ];
 
 /// Columns only those who see a turn's financials see (as `TurnCard::redact_for`).
-const FINANCIAL: &[&str] = &["turn_amount", "approval_status"];
+const FINANCIAL: &[&str] = &["turn_amount", "approved_turn_amount", "approval_status"];
 
 /// Whether a write shows in `viewer`'s timeline: approval steps only to those who see the turn's
 /// money (as `TurnCard::redact_for`), and to a vendor only what was done while the work was their

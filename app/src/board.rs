@@ -123,7 +123,14 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
                     .map(|c| c.card.id)
             })
         });
-    let selected = RwSignal::new(opened);
+    // Opened once hydrated: the page itself is the board's (the service worker keeps one copy
+    // of it for every turn's URL), so the server renders it closed.
+    let selected = RwSignal::new(None);
+    Effect::new(move |_| {
+        if opened.is_some() {
+            selected.set(opened);
+        }
+    });
     let dragging = RwSignal::new(None::<Uuid>);
     let manages = !matches!(
         role,
@@ -170,6 +177,7 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
         view! {
             <label class="filter">{label}
                 <select name=name data-testid=format!("filter-{name}")
+                    prop:value=move || signal.get()
                     on:change=move |ev| signal.set(event_target_value(&ev))>
                     <option value="">{all}</option>
                     {move || options().into_iter().map(|(id, n)| option(id, n, signal)).collect_view()}
@@ -201,6 +209,7 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     };
     let column = move |stage: Stage| {
         let id = stage.id;
+        let complete_stage = stage.is_complete_stage;
         let style = format!("--stage-color: {}", stage.color);
         let hidden = move || {
             filters
@@ -254,19 +263,19 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
                                             <button type="button" class="move back" data-testid="move-back"
                                                 aria-label=format!("Move {} back to {name}", back.turn_id)
                                                 title=format!("Back to {name}")
-                                                on:click=move |_| move_card(&back, s)>"◀"</button>
+                                                on:click=move |ev| { ev.stop_propagation(); move_card(&back, s) }>"◀"</button>
                                         })}
                                         {next.map(|(s, name)| view! {
                                             <button type="button" class="move forward" data-testid="move-forward"
                                                 aria-label=format!("Move {} to {name}", fwd.turn_id)
                                                 title=format!("On to {name}")
-                                                on:click=move |_| move_card(&fwd, s)>"▶"</button>
+                                                on:click=move |ev| { ev.stop_propagation(); move_card(&fwd, s) }>"▶"</button>
                                         })}
                                     </div>
                                 }
                                 .into_any()
                             });
-                            view! { <Card c today manages selected dragging mover/> }
+                            view! { <Card c today manages complete_stage selected dragging mover/> }
                         }
                     </For>
                 </ul>
@@ -308,6 +317,17 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
         </form>
         // After the session ended the board is empty on purpose (the sync bar says why).
         {move || (total() == 0 && local.ended.with(Option::is_none)).then(|| view! { <p class="empty">"Nothing here yet: no turns are in your scope."</p> })}
+        {move || (total() > 0 && shown() == 0).then(|| view! {
+            <p class="empty" data-testid="no-match">
+                "No turns match these filters. "
+                <a href="/board" on:click=move |ev| {
+                    ev.prevent_default();
+                    for f in [filters.search, filters.stage, filters.pm, filters.vendor] {
+                        f.set(String::new());
+                    }
+                }>"Show all turns"</a>
+            </p>
+        })}
         <div class="board">{columns}</div>
         <TurnDrawer local selected cards/>
     }
@@ -319,6 +339,8 @@ fn Card(
     c: ViewCard,
     today: chrono::NaiveDate,
     manages: bool,
+    /// The card is in the stage that completes a turn (its work is done by definition there).
+    complete_stage: bool,
     selected: RwSignal<Option<Uuid>>,
     dragging: RwSignal<Option<Uuid>>,
     mover: Option<AnyView>,
@@ -368,9 +390,15 @@ fn Card(
         .clone()
         .filter(|_| turn.approval_status == Some(ApprovalStatus::Rejected))
         .map(|why| view! { <p class="declined" data-testid="rejection-reason">{format!("Rejected: {why}")}</p> });
+    // The vendor marked the work complete: done, whatever stage the manager has it in.
+    let done = turn.turn_completion_date.filter(|_| !complete_stage).map(
+        |_| view! { <span class="badge accepted" data-testid="done-badge">"Work done"</span> },
+    );
     let id = turn.id;
     view! {
+        // The whole card opens the turn (a phone's thumb); its id button is the keyboard's way.
         <li class="card" class:overdue=overdue data-testid="turn-card" data-turn=turn.turn_id.clone()
+            on:click=move |_| selected.set(Some(id))
             data-sync=sync.as_str() draggable=if manages { "true" } else { "false" }
             on:dragstart=move |_ev: leptos::ev::DragEvent| {
                 #[cfg(feature = "hydrate")]
@@ -387,6 +415,7 @@ fn Card(
                 {status}
                 {accepted}
                 {qc}
+                {done}
                 {sync_badge}
             </div>
             <div class="prop">

@@ -315,8 +315,26 @@ fn DrawerBody(
         Role::User => ().into_any(),
         _ => manager_form(local, &seen, submit, errors).into_any(),
     };
+    // Where the work is (the vendor drives there): the home's address, from the device's copy.
+    let home = seen.property_id;
+    let address = move || {
+        local.properties.with(|homes| {
+            homes.iter().find(|p| p.id == home).map(|p| {
+                [
+                    Some(p.street_address.clone()),
+                    p.city.clone(),
+                    p.state.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            })
+        })
+    };
     view! {
         <h2 data-testid="drawer-title">{seen.turn_id.clone()} " · " {seen.property_name.clone()}</h2>
+        {move || address().map(|a| view! { <p class="muted address" data-testid="drawer-address">{a}</p> })}
         {status_line}
         <For each=failures key=|f| f.mutation.id let:f>
             <FailureBox local failed=f selected/>

@@ -20,7 +20,14 @@ pub fn Frame(children: Children) -> impl IntoView {
             <a class="brand" href="/board">"Turns"</a>
             <nav class="nav">
                 <a href="/board">"Board"</a>
-                <a href="/properties">"Properties"</a>
+                // Homes are the managers' list; a vendor's jobs carry their addresses.
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        me.await.ok().flatten()
+                            .filter(|u| u.role != turns::Role::Vendor)
+                            .map(|_| view! { <a href="/properties">"Properties"</a> })
+                    })}
+                </Suspense>
                 <a href="/history">"History"</a>
                 // What waits for this user, on every screen, live.
                 <a href="/inbox" data-testid="inbox-link">

@@ -748,6 +748,24 @@ test.describe("desktop", () => {
     expect(writesTo(turn)).toBe(2);
   });
 
+  test("at 1440 px every stage is on screen; a search with no match says so and one tap clears it", async ({ page }) => {
+    await page.setViewportSize({ width: 1440, height: 900 });
+    const board = await logInAs(page, "pm@turns.demo");
+    await board.synced();
+    const offScreen = () => page.locator("section.column:not(.hidden)").evaluateAll((columns) =>
+      columns.filter((c) => c.getBoundingClientRect().right > window.innerWidth).map((c) => (c as HTMLElement).dataset.stage));
+    expect(await offScreen()).toEqual([]);
+    await page.getByTestId("search").fill("no such turn anywhere");
+    await expect(page.getByTestId("no-match")).toBeVisible();
+    await page.getByTestId("no-match").getByRole("link", { name: "Show all turns" }).click();
+    await expect(page.getByTestId("no-match")).toHaveCount(0);
+    await expect(page.getByTestId("search")).toHaveValue("");
+    // One stage alone keeps a card's width.
+    await page.getByTestId("filter-stage").selectOption({ label: "Approval" });
+    const width = await page.locator("section.column:not(.hidden)").evaluate((c) => c.getBoundingClientRect().width);
+    expect(width).toBeLessThanOrEqual(420);
+  });
+
   test("every turn has a URL that opens its panel; focus stays in it, Escape closes it and returns to the card", async ({ page }) => {
     const turn = await startTurn("LF-URL-1");
     const board = await logInAs(page, "pm@turns.demo");
@@ -868,6 +886,31 @@ test.describe("vendor on a phone", () => {
     await snap(page, info, "vendor-scope");
   });
 
+  test("opens a job by tapping its card; every control is at least 44 px; no money, no list of homes", async ({ page }, info) => {
+    const job = await startTurn("LF-TAP-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
+    const street = psql(`SELECT p.street_address FROM properties p JOIN turns t ON t.property_id = p.id WHERE t.turn_id = '${job}'`);
+    const board = await logInAs(page, "vendor@turns.demo");
+    await board.synced();
+    await expect(page.getByRole("link", { name: "Properties" })).toHaveCount(0);
+    await expect(page.getByTestId("money")).toHaveCount(0);
+    // Every control on screen, measured where a thumb hits it (an input inside its label: the label).
+    const tooSmall = () => page.evaluate(() =>
+      [...document.querySelectorAll("a[href], button, input, select, textarea")].flatMap((el) => {
+        const r = (el.closest("label") ?? el).getBoundingClientRect();
+        const shown = r.width > 0 && r.height > 0;
+        return shown && (r.width < 44 || r.height < 44)
+          ? [`${el.tagName} ${el.getAttribute("data-testid") ?? el.textContent?.trim().slice(0, 24)}: ${Math.round(r.width)}×${Math.round(r.height)}`]
+          : [];
+      }));
+    expect(await tooSmall()).toEqual([]);
+    // The card itself opens the job, not only its id.
+    await board.card(job).locator(".prop").click();
+    await expect(page.getByTestId("drawer-title")).toContainText(job);
+    await expect(page.getByTestId("drawer-address")).toContainText(street);
+    expect(await tooSmall()).toEqual([]);
+    await snap(page, info, "vendor-job");
+  });
+
   test("records progress and completion; an edit the server refuses rolls back with its reason", async ({ page, context }, info) => {
     const mine = await startTurn("LF-VENDOR-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
     const moved = await startTurn("LF-VENDOR-2", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
@@ -880,6 +923,8 @@ test.describe("vendor on a phone", () => {
     await board.open(mine);
     await page.getByTestId("mark-complete").click();
     await expect(board.pending()).toHaveText("All changes saved");
+    // Done shows on the card, wherever the manager has the turn.
+    await expect(board.card(mine).getByTestId("done-badge")).toHaveText("Work done");
     expect(turnField(mine, "expected_completion_date")).toBe("2026-12-24");
     expect(turnField(mine, "turn_completion_date")).not.toBe("");
     await snap(page, info, "vendor-progress");
@@ -889,6 +934,8 @@ test.describe("vendor on a phone", () => {
     await board.open(moved);
     await page.getByTestId("mark-complete").click();
     await expect(board.card(moved)).toHaveAttribute("data-sync", "pending");
+    // Nothing is being saved with no signal: the card says what is true.
+    await expect(board.card(moved).getByTestId("sync-badge")).toHaveText("Waiting for signal");
     psql(`UPDATE turns SET vendor_id = (SELECT id FROM vendors WHERE name = 'FloorPro Flooring') WHERE turn_id = '${moved}'`);
     await context.setOffline(false);
     await expect(page.getByTestId("rejected")).toContainText("no longer yours");
@@ -944,11 +991,13 @@ test.describe("vendor photos on a phone", () => {
     await expect(page.getByTestId("photos-waiting")).toHaveText("2 photos waiting");
     await snap(page, info, "vendor-photos-offline");
 
-    // The phone reloads with no signal: the note and both photos are still on it.
+    // The phone reloads with no signal, on the turn's URL: the turn opens again, and the note and
+    // both photos are still on it.
+    await expect(page).toHaveURL(new RegExp(`/turns/${turn}$`));
     await page.reload();
     await board.hydrated();
     await expect(page.getByTestId("photos-waiting")).toHaveText("2 photos waiting");
-    await board.open(turn);
+    await expect(page.getByTestId("drawer-title")).toContainText(turn);
     await expect(drawer.getByTestId("queued-photo")).toHaveCount(2);
     await expect(drawer.getByTestId("note")).toContainText("Water damage");
     // A picked file that is not a photo is refused on the device, with the reason.
@@ -978,7 +1027,7 @@ test.describe("vendor photos on a phone", () => {
     await context.setOffline(true);
     await page.reload();
     await board.hydrated();
-    await board.open(turn);
+    await expect(page.getByTestId("drawer-title")).toContainText(turn);
     await expect(drawer.getByTestId("photo")).toHaveCount(2);
     for (const img of await drawer.getByTestId("photo").all()) {
       await img.scrollIntoViewIfNeeded();
