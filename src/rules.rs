@@ -14,6 +14,9 @@ use crate::role::Role;
 use crate::Decimal;
 use chrono::NaiveDate;
 
+/// How far ahead a move-out may be planned (further is a typo, or not a turn yet).
+const MOVE_OUT_AHEAD_DAYS: u64 = 365;
+
 /// The facts a turn's rules depend on.
 #[derive(Clone, Copy, Debug)]
 pub struct TurnRules<'a> {
@@ -199,7 +202,18 @@ impl TurnRules<'_> {
             self.enter_stage(&mut after)?;
         }
         // After the stage: entering the complete stage dates the turn today.
-        if let (Some(done), Some(out)) = (after.turn_completion_date, after.move_out_date) {
+        self.dates_in_order(before, &after)?;
+        Ok(after)
+    }
+
+    /// A turn's dates read in order (move-out, then expected completion, then completion) and
+    /// are plausible: checked when an edit changes them, so an old row's odd dates do not block
+    /// unrelated edits. (Completion is dated by the device's clock, which the page's `today`
+    /// may trail: it is not checked against `today`.)
+    fn dates_in_order(&self, before: &TurnCard, after: &TurnCard) -> Result<(), Rejection> {
+        let changed = |f: fn(&TurnCard) -> Option<NaiveDate>| f(after) != f(before);
+        let out = after.move_out_date;
+        if let (Some(done), Some(out)) = (after.turn_completion_date, out) {
             if done < out {
                 return Err(Rejection::invalid_field(
                     "turn_completion_date",
@@ -207,7 +221,25 @@ impl TurnRules<'_> {
                 ));
             }
         }
-        Ok(after)
+        if changed(|t| t.move_out_date) || changed(|t| t.expected_completion_date) {
+            if let (Some(expected), Some(out)) = (after.expected_completion_date, out) {
+                if expected < out {
+                    return Err(Rejection::invalid_field(
+                        "expected_completion_date",
+                        "Expected completion cannot be before the move-out date.",
+                    ));
+                }
+            }
+        }
+        if changed(|t| t.move_out_date)
+            && out.is_some_and(|d| d > self.today + chrono::Days::new(MOVE_OUT_AHEAD_DAYS))
+        {
+            return Err(Rejection::invalid_field(
+                "move_out_date",
+                "A move-out more than a year ahead is not a turn yet.",
+            ));
+        }
+        Ok(())
     }
 
     /// The turn after its scope changed (`scope`: its line items now): the amount is their sum,
@@ -734,6 +766,50 @@ mod tests {
             again.approval_status,
             Some(ApprovalStatus::DfoApprovalNeeded)
         );
+    }
+
+    #[test]
+    fn dates_must_read_in_order_when_an_edit_changes_them() {
+        let (limits, stages) = (Thresholds::default(), stages());
+        let rules = core_rules(&limits, &stages);
+        let date = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+        let card = TurnCard {
+            move_out_date: Some(date(10)),
+            ..TurnCard::default()
+        };
+        let expected = |d| {
+            TurnEdit::ExpectedCompletion(Edit {
+                from: None,
+                to: Some(d),
+            })
+        };
+        let field = |r: Rejection| match r {
+            Rejection::Invalid { fields, .. } => fields[0].field.clone(),
+            other => panic!("{other:?}"),
+        };
+        let refused = rules.edit(&card, &[expected(date(9))]).expect_err("early");
+        assert_eq!(field(refused), "expected_completion_date");
+        rules
+            .edit(&card, &[expected(date(10))])
+            .expect("the same day");
+        let far = TurnEdit::MoveOutDate(Edit {
+            from: card.move_out_date,
+            to: Some(rules.today + chrono::Days::new(400)),
+        });
+        assert_eq!(
+            field(rules.edit(&card, &[far]).expect_err("far")),
+            "move_out_date"
+        );
+        // An old row's odd dates do not block an edit of something else.
+        let odd = TurnCard {
+            expected_completion_date: Some(date(1)),
+            ..card.clone()
+        };
+        let wo = TurnEdit::WoNumber(Edit {
+            from: None,
+            to: Some("WO-1".into()),
+        });
+        rules.edit(&odd, &[wo]).expect("unrelated");
     }
 
     #[test]

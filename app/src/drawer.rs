@@ -252,7 +252,9 @@ fn DrawerBody(
             .unwrap_or_default()
     };
     let errors = RwSignal::new(Vec::<FieldError>::new());
-    // Every change is checked before any is made: a save is made whole or not at all.
+    // Every change is checked before any is made, by its fields and then by the turn's rules as
+    // this device knows the turn (the server's rules: dates in order, stage gates): a save is
+    // made whole or not at all, and what is wrong shows here, where it can be fixed.
     let submit = move |changes: Vec<Change>, version: Option<i32>| {
         let invalid: Vec<FieldError> = changes
             .iter()
@@ -261,6 +263,12 @@ fn DrawerBody(
             .collect();
         if !invalid.is_empty() {
             return errors.set(invalid);
+        }
+        if let Some(refused) = current().and_then(|c| refused_by_rules(local, c.card, &changes)) {
+            return errors.set(match refused {
+                Rejection::Invalid { fields, .. } if !fields.is_empty() => fields,
+                other => vec![FieldError::new("", other.message())],
+            });
         }
         for change in changes {
             local.make(change, version);
@@ -348,6 +356,25 @@ fn DrawerBody(
         <TurnTimeline turn=id/>
     }
     .into_any()
+}
+
+/// Why the core's rules would refuse `changes`, made in order to `card` with the facts the
+/// board has (`None`: they would be taken).
+fn refused_by_rules(local: Local, card: TurnCard, changes: &[Change]) -> Option<Rejection> {
+    let meta = local.meta.get_untracked()?;
+    let rules = turns::rules::TurnRules {
+        scoped: !local.scope_of(card.id).is_empty(),
+        ..meta.rules_for(&card)
+    };
+    let mut card = card;
+    for change in changes {
+        match rules.apply(&card, change) {
+            Ok(Some(after)) => card = after,
+            Ok(None) => {}
+            Err(refused) => return Some(refused),
+        }
+    }
+    None
 }
 
 /// A refused change, with what the user can do about it.

@@ -792,6 +792,11 @@ test.describe("desktop", () => {
     await page.goto(`/turns/${turn}`);
     await expect(page.getByTestId("drawer-title")).toContainText(turn);
     await board.hydrated();
+    // Dates read in order: the same rule in the browser as on the server.
+    await page.getByTestId("edit-expected").fill("2020-01-01");
+    await page.getByTestId("save-turn").click();
+    await expect(page.getByTestId("field-errors")).toContainText("Expected completion cannot be before the move-out date.");
+    await page.getByTestId("edit-expected").focus();
     await page.keyboard.press("Escape");
     await expect(drawer).toHaveCount(0);
     await expect(page).toHaveURL(/\/board$/);
@@ -918,14 +923,15 @@ test.describe("vendor on a phone", () => {
     await board.synced();
     await board.open(mine);
     await expect(page.getByTestId("edit-amount")).toHaveCount(0);
-    await page.getByTestId("edit-expected").fill("2026-12-24");
+    const planned = new Date(Date.now() + 21 * 86_400_000).toISOString().slice(0, 10);
+    await page.getByTestId("edit-expected").fill(planned);
     await page.getByTestId("save-progress").click();
     await board.open(mine);
     await page.getByTestId("mark-complete").click();
     await expect(board.pending()).toHaveText("All changes saved");
     // Done shows on the card, wherever the manager has the turn.
     await expect(board.card(mine).getByTestId("done-badge")).toHaveText("Work done");
-    expect(turnField(mine, "expected_completion_date")).toBe("2026-12-24");
+    expect(turnField(mine, "expected_completion_date")).toBe(planned);
     expect(turnField(mine, "turn_completion_date")).not.toBe("");
     await snap(page, info, "vendor-progress");
 
@@ -1166,9 +1172,9 @@ test.describe("approver on a tablet", () => {
                    JOIN turns t ON t.id = p.turn_id WHERE t.turn_id = '${turn}'`)).toBe("Floors clean and undamaged");
     await pmPage.getByTestId("edit-stage").selectOption({ label: "Rent ready" });
     await pmPage.getByTestId("save-turn").click();
-    await expect(pmPage.getByTestId("rejected")).toContainText("Pass QC before moving it to Rent ready.");
-    await pmPage.getByTestId("discard").first().click();
-    await pm.open(turn);
+    // Refused in the form by the same rules the server applies, before anything is queued.
+    await expect(pmPage.getByTestId("field-errors")).toContainText("Pass QC before moving it to Rent ready.");
+    await expect(pm.pending()).toHaveText("All changes saved");
     await pmPage.getByTestId("edit-stage").selectOption({ label: "QC inspection" });
     await pmPage.getByTestId("save-turn").click();
     await expect(pm.pending()).toHaveText("All changes saved");
