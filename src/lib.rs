@@ -4,6 +4,7 @@
 //! the server alike and its tests run in seconds. Database derives sit behind the `ssr` feature.
 
 pub mod approval;
+pub mod decision;
 pub mod field;
 pub mod inbox;
 pub mod line_items;

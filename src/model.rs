@@ -1,6 +1,6 @@
 //! Read models shared by the server (which fills them) and the browser (which renders them).
 use crate::{Actor, ApprovalStatus, Decimal, Role, Thresholds};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -119,6 +119,10 @@ pub struct TurnCard {
     /// Why the approver rejected the amount, until it is submitted again.
     #[serde(default)]
     pub rejection_reason: Option<String>,
+    /// Since when the turn waits for the approval level it is queued for (kept by the database:
+    /// `turns.awaiting_since`); `None` when it waits for no one.
+    #[serde(default)]
+    pub awaiting_since: Option<DateTime<Utc>>,
 }
 
 impl TurnCard {
@@ -145,6 +149,7 @@ impl TurnCard {
             self.turn_amount = None;
             self.approved_turn_amount = None;
             self.approval_status = None;
+            self.awaiting_since = None;
         }
         self
     }

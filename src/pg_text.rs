@@ -88,7 +88,15 @@ pub mod number {
     }
 }
 
-/// A nullable `timestamptz` column as Postgres writes it (`2026-12-01 10:00:00.5+00`).
+/// A `timestamptz` as Postgres writes it (`2026-12-01 10:00:00.5+00`), or in RFC 3339.
+pub fn timestamp(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+/// A nullable `timestamptz` column (see [`timestamp`]).
 pub mod opt_timestamp {
     use super::*;
     use chrono::{DateTime, Utc};
@@ -96,10 +104,7 @@ pub mod opt_timestamp {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|t| {
-                DateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f%#z")
-                    .or_else(|_| DateTime::parse_from_rfc3339(&t))
-                    .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| D::Error::custom(format!("not a timestamp: {t:?}")))
+                timestamp(&t).ok_or_else(|| D::Error::custom(format!("not a timestamp: {t:?}")))
             })
             .transpose()
     }

@@ -5,8 +5,8 @@
 //! The server renders the board from the board server function; in the browser the same cards
 //! come from the local store (`crate::local`), which keeps them offline, applies the user's edits
 //! at once and follows the server's stream. Managers move cards by dragging them or with the
-//! arrow buttons, and edit a turn in its drawer; approvers decide in the drawer; vendors record
-//! progress there.
+//! arrow buttons, and edit a turn in its drawer; vendors record progress there. An approver's
+//! board is their queue (`crate::approvals`).
 use crate::api::{turn_board, AppError};
 use crate::drawer::{SyncStatus, TurnDrawer};
 use crate::layout::{ErrorBox, Frame};
@@ -57,7 +57,6 @@ impl Filters {
 fn heading(role: Role) -> &'static str {
     match role {
         Role::Vendor => "My work orders",
-        Role::DfoApprover | Role::HoApprover => "Approval queue",
         _ => "Turn board",
     }
 }
@@ -131,6 +130,10 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             selected.set(opened);
         }
     });
+    // An approver's board is their queue, with room beside it to decide.
+    if turns::decision::level_of(role).is_some() {
+        return view! { <crate::approvals::ApprovalQueue local cards opened/> }.into_any();
+    }
     let dragging = RwSignal::new(None::<Uuid>);
     let manages = !matches!(
         role,

@@ -134,7 +134,7 @@ pub fn TurnDrawer(
 }
 
 /// The browser side of the panel as a dialog: its URL, focus kept inside, focus given back.
-mod dialog {
+pub(crate) mod dialog {
     #[cfg(feature = "hydrate")]
     use wasm_bindgen::JsCast;
 
@@ -318,7 +318,8 @@ fn DrawerBody(
     let field_notes = scopes || matches!(role, Role::Vendor | Role::Inspector);
     let form = match role {
         Role::Vendor => vendor_form(&seen, submit).into_any(),
-        Role::DfoApprover | Role::HoApprover => approver_form(&seen, submit, errors).into_any(),
+        // Approvers decide in their queue (`crate::approvals`), where the decision has room.
+        Role::DfoApprover | Role::HoApprover => ().into_any(),
         Role::Inspector => qc_form(local, &seen, submit).into_any(),
         Role::User => ().into_any(),
         _ => manager_form(local, &seen, submit, errors).into_any(),
@@ -360,7 +361,11 @@ fn DrawerBody(
 
 /// Why the core's rules would refuse `changes`, made in order to `card` with the facts the
 /// board has (`None`: they would be taken).
-fn refused_by_rules(local: Local, card: TurnCard, changes: &[Change]) -> Option<Rejection> {
+pub(crate) fn refused_by_rules(
+    local: Local,
+    card: TurnCard,
+    changes: &[Change],
+) -> Option<Rejection> {
     let meta = local.meta.get_untracked()?;
     let rules = turns::rules::TurnRules {
         scoped: !local.scope_of(card.id).is_empty(),
@@ -808,54 +813,6 @@ fn qc_item_photos(local: Local, turn: Uuid, item: Uuid) -> impl IntoView {
         {crate::field_notes::photo_picker(local, turn, Some(item), problem, "Photo", "qc-photo")}
         {move || problem.get().map(|p| view! { <p class="failure" role="alert">{p}</p> })}
     }
-}
-
-fn approver_form(
-    seen: &TurnCard,
-    submit: impl Fn(Vec<Change>, Option<i32>) + Copy + 'static,
-    errors: RwSignal<Vec<FieldError>>,
-) -> impl IntoView {
-    let amount = RwSignal::new(seen.turn_amount.map(|a| a.to_string()).unwrap_or_default());
-    let reason = RwSignal::new(String::new());
-    let s = StoredValue::new(seen.clone());
-    let waiting = seen
-        .approval_status
-        .and_then(ApprovalStatus::awaiting)
-        .is_some();
-    let decide = move |approve: bool| {
-        let s = s.get_value();
-        let amount = if approve {
-            match parse_money(&amount.get_untracked(), "turn_amount") {
-                Ok(a) => a,
-                Err(e) => return errors.set(vec![e]),
-            }
-        } else {
-            None
-        };
-        let reason = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
-        submit(
-            vec![Change::DecideApproval {
-                turn: s.id,
-                approve,
-                amount,
-                reason,
-            }],
-            Some(s.version),
-        );
-    };
-    waiting.then(|| view! {
-        <div class="drawer-form">
-            {field("Approve amount (USD)", "approve-amount", Input::Money, amount)}
-            <label>"Reason (required to reject)"
-                <textarea data-testid="reason" prop:value=move || reason.get()
-                    on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
-            </label>
-            <div class="actions">
-                <button type="button" class="primary" data-testid="approve" on:click=move |_| decide(true)>"Approve"</button>
-                <button type="button" class="danger" data-testid="reject" on:click=move |_| decide(false)>"Reject"</button>
-            </div>
-        </div>
-    })
 }
 
 /// Online state, unsent changes, last sync, first-sync progress, and refused changes.

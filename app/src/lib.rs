@@ -2,6 +2,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+mod approvals;
 mod board;
 mod clock;
 mod drawer;

@@ -8,8 +8,13 @@ use turns::timeline::Entry;
 use uuid::Uuid;
 
 #[component]
-pub fn TurnTimeline(turn: Uuid) -> impl IntoView {
-    let open = RwSignal::new(false);
+pub fn TurnTimeline(
+    turn: Uuid,
+    /// Shown at once (where the history is part of the decision), not on demand.
+    #[prop(optional)]
+    shown: bool,
+) -> impl IntoView {
+    let open = RwSignal::new(shown);
     view! {
         <section class="timeline" data-testid="timeline">
             {move || if open.get() {

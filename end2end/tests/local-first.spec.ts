@@ -9,7 +9,7 @@ import path from "node:path";
 import { databaseUrl } from "../playwright.config";
 import { startTurn } from "./api";
 import { psql, receiptsFor, turnField, writesTo } from "./db";
-import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached, snap } from "./pages";
+import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached, QueuePage, snap } from "./pages";
 
 const onlyOn = (project: string) =>
   test.beforeEach(({}, info) => test.skip(info.project.name !== project, `runs on ${project}`));
@@ -1121,7 +1121,7 @@ test.describe("approver on a tablet", () => {
     const lines = psql(`SELECT count(*) FROM turn_line_items l JOIN turns t ON t.id = l.turn_id WHERE t.turn_id = '${turn}'`);
     const board = await logInAs(page, "dfo@turns.demo");
     await board.synced();
-    await board.open(turn);
+    await new QueuePage(page).open(turn);
     const scope = page.getByTestId("scope");
     await expect(scope.getByTestId("line-item")).toHaveCount(Number(lines));
     const amount = Number(turnField(turn, "turn_amount"));
@@ -1193,29 +1193,95 @@ test.describe("approver on a tablet", () => {
     await pmContext.close();
   });
 
-  test("approves a lower amount and rejects with a reason from the queue; the manager sees why", async ({ browser, page }, info) => {
+  test("clears three turns from the queue by taps alone, oldest first, with an undo", async ({ page }, info) => {
+    const turns = {
+      small: await startTurn("LF-Q-SMALL", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" }),
+      quote: await startTurn("LF-Q-QUOTE", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" }),
+      big: await startTurn("LF-Q-BIG", { stage: "Approval", amount: 6200, status: "DFO_APPROVAL_NEEDED" }),
+    };
+    // Time passing, as no test can wait for it: they were asked 30, 20 and 10 days ago.
+    psql(`UPDATE turns SET awaiting_since = now() - CASE turn_id WHEN 'LF-Q-SMALL' THEN interval '30 days'
+            WHEN 'LF-Q-QUOTE' THEN interval '20 days' ELSE interval '10 days' END WHERE turn_id LIKE 'LF-Q-%'`);
+    const board = await logInAs(page, "dfo@turns.demo");
+    await board.live();
+    const queue = new QueuePage(page);
+    const first = await queue.items().evaluateAll((rows) => rows.slice(0, 3).map((r) => r.getAttribute("data-turn")));
+    expect(first).toEqual([turns.small, turns.quote, turns.big]);
+    await expect(queue.item(turns.small).getByTestId("waiting")).toHaveText("Waiting 30 days");
+    await expect(queue.item(turns.small).getByTestId("queue-amount")).toHaveText("$3,000.00");
+
+    await queue.open(turns.small);
+    const decision = queue.decision();
+    await expect(decision.getByTestId("requested")).toHaveText("$3,000.00");
+    await expect(decision.getByTestId("facts")).toContainText("Property manager");
+    await expect(decision.getByTestId("timeline-entry").filter({ hasText: "Submitted for approval" })).toBeVisible();
+    await expect(decision.getByTestId("caution")).toHaveCount(0);
+    await snap(page, info, "approver-decision");
+    await decision.getByTestId("approve").click();
+    await expect(queue.decided()).toHaveText(`Approved ${turns.small} for $3,000.00.Undo`);
+    // The next turn opens; the decided one has left the queue.
+    await expect(page.getByTestId("decision-title")).toContainText(turns.quote);
+    await expect(queue.item(turns.small)).toHaveCount(0);
+    // Taken back: nothing reaches the server, and the turn is there to decide again.
+    await queue.decided().getByTestId("undo").click();
+    await expect(page.getByTestId("decision-title")).toContainText(turns.small);
+    await expect(queue.item(turns.small)).toBeVisible();
+    await page.waitForTimeout(7_000); // longer than the undo window
+    expect(turnField(turns.small, "approval_status")).toBe("DFO_APPROVAL_NEEDED");
+    expect(writesTo(turns.small)).toBe(0);
+
+    await decision.getByTestId("approve").click();
+    await expect(page.getByTestId("decision-title")).toContainText(turns.quote);
+    await decision.getByTestId("reject").click();
+    await decision.getByTestId("reason-chip").filter({ hasText: "Get a second quote" }).click();
+    await decision.getByTestId("confirm-reject").click();
+    await expect(queue.decided()).toContainText(`Rejected ${turns.quote}.`);
+
+    // Above the DFO's level: said before the tap.
+    await expect(page.getByTestId("decision-title")).toContainText(turns.big);
+    await expect(decision.getByTestId("caution")).toHaveText(/Above your approval level/);
+    await decision.getByTestId("approve").click();
+
+    for (const t of Object.values(turns)) await expect(queue.item(t)).toHaveCount(0);
+    await expect.poll(() => turnField(turns.small, "approval_status"), { timeout: 20_000 }).toBe("DFO_APPROVED");
+    await expect.poll(() => turnField(turns.big, "approval_status"), { timeout: 20_000 }).toBe("HO_APPROVAL_NEEDED");
+    expect(turnField(turns.small, "approved_turn_amount")).toBe("3000.00");
+    expect(
+      psql(`SELECT d.decision || ':' || d.reason FROM approval_decisions d JOIN turns t ON t.id = d.turn_id
+             WHERE t.turn_id = '${turns.quote}'`),
+    ).toBe("REJECTED:Get a second quote");
+    await expect(board.pending()).toHaveText("All changes saved");
+  });
+
+  test("approves a lower amount, is warned above the request, and rejects with a reason; the manager sees why", async ({ browser, page }, info) => {
     const approve = await startTurn("LF-APPROVE-1", { stage: "Approval", amount: 3000, status: "DFO_APPROVAL_NEEDED" });
     const reject = await startTurn("LF-REJECT-1", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" });
     const board = await logInAs(page, "dfo@turns.demo");
     await board.live();
-    await board.open(approve);
-    await page.getByTestId("approve-amount").fill("2800");
-    await page.getByTestId("approve").click();
-    // Approved turns leave the DFO queue once the server has them.
-    await expect(board.card(approve)).toHaveCount(0);
-    expect(turnField(approve, "approval_status")).toBe("DFO_APPROVED");
+    const queue = new QueuePage(page);
+    await queue.open(approve);
+    const decision = queue.decision();
+    await decision.getByTestId("approve-other").click();
+    await decision.getByTestId("approve-amount").fill("9999");
+    await expect(decision.getByTestId("caution").first()).toHaveText("This is $6,999.00 more than the $3,000.00 requested.");
+    await decision.getByTestId("approve-amount").fill("2800");
+    await expect(decision.getByTestId("caution")).toHaveCount(0);
+    await decision.getByTestId("confirm-approve").click();
+    await expect(queue.decided()).toContainText(`Approved ${approve} for $2,800.00.`);
+    await expect.poll(() => turnField(approve, "approval_status"), { timeout: 20_000 }).toBe("DFO_APPROVED");
     expect(turnField(approve, "approved_turn_amount")).toBe("2800.00");
 
-    await board.open(reject);
-    await page.getByTestId("reject").click();
-    await expect(page.getByTestId("field-errors")).toContainText("Say why the turn is rejected");
-    await page.getByTestId("reason").fill("Scope includes owner upgrades");
-    await page.getByTestId("reject").click();
-    await expect(board.card(reject)).toHaveCount(0);
-    expect(
-      psql(`SELECT d.decision || ':' || d.reason FROM approval_decisions d JOIN turns t ON t.id = d.turn_id
-             WHERE t.turn_id = '${reject}'`),
-    ).toBe("REJECTED:Scope includes owner upgrades");
+    await queue.open(reject);
+    await decision.getByTestId("reject").click();
+    await decision.getByTestId("confirm-reject").click();
+    await expect(decision.getByTestId("field-errors")).toContainText("Say why the turn is rejected");
+    await decision.getByTestId("reason").fill("Scope includes owner upgrades");
+    await decision.getByTestId("confirm-reject").click();
+    await expect(queue.item(reject)).toHaveCount(0);
+    await expect
+      .poll(() => psql(`SELECT d.decision || ':' || d.reason FROM approval_decisions d JOIN turns t ON t.id = d.turn_id
+                         WHERE t.turn_id = '${reject}'`), { timeout: 20_000 })
+      .toBe("REJECTED:Scope includes owner upgrades");
     await expect(board.pending()).toHaveText("All changes saved");
     await snap(page, info, "dfo-after-decisions");
 

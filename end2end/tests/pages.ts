@@ -83,6 +83,30 @@ export class BoardPage {
   }
 }
 
+/** The approver's board: what waits for their decision, and the decision beside it. */
+export class QueuePage {
+  constructor(private page: Page) {}
+
+  items() {
+    return this.page.getByTestId("queue-item");
+  }
+  item(turnId: string) {
+    return this.page.locator(`[data-testid="queue-item"][data-turn="${turnId}"]`);
+  }
+  decision() {
+    return this.page.getByTestId("decision");
+  }
+  /** Tap a waiting turn: its decision view opens. */
+  async open(turnId: string) {
+    await this.item(turnId).getByTestId("open-turn").click();
+    await expect(this.page.getByTestId("decision-title")).toContainText(turnId);
+  }
+  /** The confirmation of the decision just taken, with its Undo. */
+  decided() {
+    return this.page.getByTestId("decided");
+  }
+}
+
 export class PropertiesPage {
   constructor(private page: Page) {}
 

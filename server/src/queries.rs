@@ -174,7 +174,8 @@ pub const CARD_COLUMNS: &str = "t.id, t.turn_id, t.property_id, p.property_id AS
      t.expected_completion_date, t.turn_completion_date, t.turn_amount,
      t.approved_turn_amount, t.approval_status, t.version,
      t.vendor_accepted_at IS NOT NULL AS vendor_accepted, t.declined_vendor_id, t.decline_reason,
-     t.qc_passed_at IS NOT NULL AS qc_passed, t.qc_failures, t.rejection_reason";
+     t.qc_passed_at IS NOT NULL AS qc_passed, t.qc_failures, t.rejection_reason,
+     t.awaiting_since";
 pub const CARD_FROM: &str = "FROM turns t
        JOIN properties p ON p.id = t.property_id
        JOIN turn_stages st ON st.id = t.stage_id

@@ -448,11 +448,18 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         let complete = STAGES[stage].5;
         let completion = complete.then(|| (move_out + Days::new(6 + i as u64 % 5)).min(today));
         let expected = (stage >= 3).then(|| move_out + Days::new(10 + i as u64 % 6));
+        // Asked a day or three after move-out, so the approvers' queues have an order to show.
+        let asked = status.awaiting().and_then(|_| {
+            let day = move_out + Days::new(1 + i as u64 % 3);
+            let at = day.and_hms_opt(9, 0, 0)?.and_utc();
+            Some(at.min(chrono::Utc::now()))
+        });
         let turn: Uuid = sqlx::query_scalar(
             "INSERT INTO turns (turn_id, property_id, stage_id, wo_number, move_out_date, turn_amount,
                  approved_turn_amount, vendor_id, expected_completion_date, turn_completion_date,
-                 approval_status, qc_passed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10::timestamptz) RETURNING id",
+                 approval_status, qc_passed_at, awaiting_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10::timestamptz, $12)
+             RETURNING id",
         )
         .bind(format!("T-{:05}", 20001 + i))
         .bind(property)
@@ -465,6 +472,7 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         .bind(expected)
         .bind(completion)
         .bind(status)
+        .bind(asked)
         .fetch_one(&mut **tx)
         .await?;
         if let Some(amount) = amount {

@@ -65,6 +65,14 @@ async fn row(pool: &PgPool, id: Uuid) -> Row {
 }
 
 /// A new turn on one of the PM's properties, in the first stage.
+async fn awaiting_since(pool: &PgPool, turn: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT awaiting_since FROM turns WHERE id = $1")
+        .bind(turn)
+        .fetch_one(pool)
+        .await
+        .expect("awaiting_since")
+}
+
 async fn new_turn(pool: &PgPool, pm: &Actor) -> Uuid {
     let property: Uuid = sqlx::query_scalar(
         "SELECT id FROM properties WHERE property_manager_id = $1 AND is_core ORDER BY property_id LIMIT 1",
@@ -460,6 +468,8 @@ async fn stage_gates_and_the_approval_flow() {
         row(pool, turn).await.approval_status,
         ApprovalStatus::DfoApprovalNeeded
     );
+    let asked_dfo = awaiting_since(pool, turn).await;
+    assert!(asked_dfo.is_some(), "the DFO's queue knows since when");
     // Work cannot start before approval.
     let early = run(pool, &pm, edit(turn, vec![move_to(approval, in_progress)])).await;
     assert!(matches!(rejected(&early), Rejection::Invalid { .. }));
@@ -501,6 +511,8 @@ async fn stage_gates_and_the_approval_flow() {
         row(pool, turn).await.approval_status,
         ApprovalStatus::HoApprovalNeeded
     );
+    // Head office's wait starts when the DFO approved, not when the DFO was asked.
+    assert!(awaiting_since(pool, turn).await > asked_dfo);
     // A second DFO decision (made offline before the first landed) is a conflict.
     let late = run(pool, &dfo, approve(None)).await;
     assert!(matches!(
@@ -515,6 +527,11 @@ async fn stage_gates_and_the_approval_flow() {
     assert_eq!(
         (r.approval_status, r.approved_turn_amount),
         (ApprovalStatus::HoApproved, usd(5500))
+    );
+    assert_eq!(
+        awaiting_since(pool, turn).await,
+        None,
+        "it waits for no one"
     );
     let decisions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM approval_decisions WHERE turn_id = $1")

@@ -44,6 +44,8 @@ struct Row(
     #[serde(default)] Option<String>,
     // The approver's reason for a rejection (format 3).
     #[serde(default)] Option<String>,
+    // Since when it waits for its approver (format 4).
+    #[serde(default)] Option<chrono::DateTime<chrono::Utc>>,
 );
 
 impl Cards {
@@ -91,6 +93,7 @@ impl Cards {
                 c.qc_passed,
                 c.qc_failures.clone(),
                 c.rejection_reason.clone(),
+                c.awaiting_since,
             ));
         }
         out
@@ -133,6 +136,7 @@ impl Cards {
                     qc_passed: r.16,
                     qc_failures: r.17.clone(),
                     rejection_reason: r.18.clone(),
+                    awaiting_since: r.19,
                 })
             })
             .collect()
@@ -169,6 +173,7 @@ mod tests {
             qc_passed: i.is_multiple_of(4),
             qc_failures: i.is_multiple_of(6).then(|| "Floors: stains".into()),
             rejection_reason: i.is_multiple_of(8).then(|| "Quote too high".into()),
+            awaiting_since: chrono::DateTime::from_timestamp(1_764_000_000 + i as i64, 0),
         }
     }
 

@@ -910,6 +910,7 @@ fn merge_row(card: &mut TurnCard, value: &Columns) {
             "qc_passed_at" => card.qc_passed = text.is_some(),
             "qc_failures" => card.qc_failures = text.map(str::to_string),
             "rejection_reason" => card.rejection_reason = text.map(str::to_string),
+            "awaiting_since" => card.awaiting_since = text.and_then(turns::pg_text::timestamp),
             _ => {}
         }
     }

@@ -58,7 +58,8 @@ fn keys_with(prefix: &str) -> Vec<String> {
 /// until each row happened to change.
 /// 2: cards carry their QC state.
 /// 3: cards carry the reason for a rejection.
-const CARDS_FORMAT: u32 = 3;
+/// 4: cards carry since when they wait for their approver.
+const CARDS_FORMAT: u32 = 4;
 
 /// The snapshot as stored: the board without its cards, and the cards in compact form.
 #[derive(Serialize, Deserialize)]
