@@ -184,6 +184,20 @@ pub struct Board {
     pub non_core_properties: Vec<Uuid>,
     /// The server's date, so "days vacant" agrees between server render and hydration.
     pub today: NaiveDate,
+    /// Whom to call about the board's homes: their property managers' work contacts (a vendor
+    /// on site calls the manager, not the office).
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
+/// A property manager's work contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
+pub struct Contact {
+    pub id: Uuid,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: String,
 }
 
 /// Format money as US dollars with thousands separators, e.g. `$12,345.50`.

@@ -387,6 +387,8 @@ pub enum PropertyEdit {
     Bedrooms(Edit<Option<Decimal>>),
     Bathrooms(Edit<Option<Decimal>>),
     AreaSqft(Edit<Option<i32>>),
+    /// How a vendor gets in (lockbox, gate code, pets).
+    AccessNotes(Edit<Option<String>>),
 }
 
 impl PropertyEdit {
@@ -403,6 +405,7 @@ impl PropertyEdit {
             PropertyEdit::Bedrooms(_) => "bedrooms",
             PropertyEdit::Bathrooms(_) => "bathrooms",
             PropertyEdit::AreaSqft(_) => "area_sqft",
+            PropertyEdit::AccessNotes(_) => "access_notes",
         }
     }
 
@@ -424,6 +427,9 @@ impl PropertyEdit {
             PropertyEdit::Bedrooms(e) => check_rooms("bedrooms", e.to, errors),
             PropertyEdit::Bathrooms(e) => check_rooms("bathrooms", e.to, errors),
             PropertyEdit::AreaSqft(e) => check_area(e.to, errors),
+            PropertyEdit::AccessNotes(Edit { to: Some(v), .. }) => {
+                check_text("access_notes", v, ACCESS_NOTES_MAX, false, errors)
+            }
             _ => {}
         }
     }
@@ -451,7 +457,12 @@ pub struct NewProperty {
     pub bathrooms: Option<Decimal>,
     #[serde(default)]
     pub area_sqft: Option<i32>,
+    #[serde(default)]
+    pub access_notes: Option<String>,
 }
+
+/// The longest access notes a home keeps (`properties_access_notes_length`).
+pub const ACCESS_NOTES_MAX: usize = 1000;
 
 impl NewProperty {
     /// Who manages the new home, by who adds it: a property manager adds homes for themselves; a
@@ -479,6 +490,7 @@ impl NewProperty {
             ("city", &self.city, 100),
             ("state", &self.state, 50),
             ("zip_code", &self.zip_code, 20),
+            ("access_notes", &self.access_notes, ACCESS_NOTES_MAX),
         ] {
             if let Some(v) = value {
                 check_text(field, v, max, false, errors);
@@ -713,6 +725,7 @@ pub fn field_label(field: &str) -> String {
         "turn_id" => "Turn ID".into(),
         "wo_number" => "Work order".into(),
         "zip_code" => "ZIP code".into(),
+        "access_notes" => "Access notes".into(),
         "stage_id" => "Stage".into(),
         "vendor_id" => "Vendor".into(),
         "turn_amount" => "Amount".into(),
@@ -800,6 +813,7 @@ mod tests {
             property_manager_id: None,
             bedrooms: Some(Decimal::new(25, 2)),
             bathrooms: Some(Decimal::new(15, 1)),
+            access_notes: Some("x".repeat(1001)),
             area_sqft: Some(0),
         };
         let messages: Vec<String> = Change::CreateProperty(blank)
@@ -815,6 +829,7 @@ mod tests {
                 "Name is required.",
                 "Keep street address under 255 characters.",
                 "ZIP code contains a character that cannot be saved.",
+                "Keep access notes under 1000 characters.",
                 "Enter bedrooms in halves or tenths, like 1.5.",
                 "Enter the area between 1 and 100,000 sq ft.",
             ]

@@ -105,6 +105,9 @@ pub struct PropertyRow {
     pub bathrooms: Option<crate::Decimal>,
     #[serde(default, with = "pg_text::opt_int")]
     pub area_sqft: Option<i32>,
+    /// How a vendor gets in.
+    #[serde(default)]
+    pub access_notes: Option<String>,
 }
 
 impl PropertyRow {
@@ -140,6 +143,7 @@ impl PropertyRow {
             bedrooms: p.bedrooms,
             bathrooms: p.bathrooms,
             area_sqft: p.area_sqft,
+            access_notes: some(&p.access_notes),
         }
     }
 
@@ -157,6 +161,7 @@ impl PropertyRow {
             PropertyEdit::Bedrooms(e) => self.bedrooms = e.to,
             PropertyEdit::Bathrooms(e) => self.bathrooms = e.to,
             PropertyEdit::AreaSqft(e) => self.area_sqft = e.to,
+            PropertyEdit::AccessNotes(e) => self.access_notes = e.to.clone(),
         }
     }
 }

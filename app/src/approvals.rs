@@ -3,7 +3,6 @@
 //! the vendor and work order, the turn's history and earlier decisions, the request against the
 //! cost template). Approve, approve a different amount, or reject with a reason; a decision
 //! waits a few seconds with an undo before it is made, and the next turn opens.
-use crate::clock::when;
 use crate::drawer::{dialog, parse_money, refused_by_rules};
 use crate::field_notes::FieldNotes;
 use crate::local::{Local, ViewCard};
@@ -122,7 +121,14 @@ pub fn ApprovalQueue(
             .collect::<Vec<_>>()
         })
     });
-    let selected = RwSignal::new(opened);
+    // Opened once hydrated, as the board's panel is: the page is the board's either way (the
+    // service worker keeps one copy of it for every turn's URL).
+    let selected = RwSignal::new(None);
+    Effect::new(move |_| {
+        if opened.is_some() {
+            selected.set(opened);
+        }
+    });
     // The address bar names the open turn (`/turns/<id>`), as the board's panel does.
     Effect::new(move |_| {
         let turn = selected.get().and_then(|id| {
@@ -263,7 +269,7 @@ fn Decision(
                 .and_then(|t| Some((t.name.clone(), t.total()?)))
         })
     });
-    let facts = facts(&turn, home.as_ref(), is_core, today);
+    let facts = crate::turn_facts::turn_facts(local, &turn, today);
     let versus = typical.map(|(name, total)| {
         let gap = requested.map(|r| compare(r, total)).unwrap_or_default();
         view! {
@@ -312,67 +318,6 @@ fn compare(requested: Decimal, typical: Decimal) -> String {
         p if p.is_zero() => " · the request is about the same".into(),
         p if p.is_sign_positive() => format!(" · the request is {p}% above"),
         p => format!(" · the request is {}% below", -p),
-    }
-}
-
-/// The turn's facts an approver weighs: the home, its manager, the vendor and work order, how
-/// long it has been vacant and has waited.
-fn facts(
-    turn: &TurnCard,
-    home: Option<&turns::rows::PropertyRow>,
-    is_core: bool,
-    today: chrono::NaiveDate,
-) -> impl IntoView {
-    let size = home
-        .map(|h| {
-            [
-                h.bedrooms.map(|b| format!("{} bd", b.normalize())),
-                h.bathrooms.map(|b| format!("{} ba", b.normalize())),
-                h.area_sqft.map(|a| format!("{a} sq ft")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" · ")
-        })
-        .filter(|s| !s.is_empty());
-    let vacant = match (turn.move_out_date, turn.days_vacant(today)) {
-        (Some(d), Some(n)) => Some(format!("{d} ({n} days vacant)")),
-        _ => None,
-    };
-    let rows: Vec<(&str, Option<String>)> = vec![
-        (
-            "Home",
-            Some(format!(
-                "{} · {}",
-                turn.property_code,
-                if is_core { "core" } else { "non-core" }
-            )),
-        ),
-        ("Size", size),
-        ("Property manager", turn.pm_name.clone()),
-        (
-            "Vendor",
-            Some(
-                turn.vendor_name
-                    .clone()
-                    .unwrap_or_else(|| "None yet".into()),
-            ),
-        ),
-        ("Work order", turn.wo_number.clone()),
-        ("Move-out", vacant),
-        (
-            "Expected completion",
-            turn.expected_completion_date.map(|d| d.to_string()),
-        ),
-        ("Waiting since", turn.awaiting_since.map(when)),
-    ];
-    view! {
-        <dl class="facts" data-testid="facts">
-            {rows.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).map(|(k, v)| view! {
-                <div><dt>{k}</dt><dd>{v}</dd></div>
-            }).collect_view()}
-        </dl>
     }
 }
 

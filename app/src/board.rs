@@ -307,6 +307,9 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             <label class="filter grow">"Search"
                 <input type="search" name="q" placeholder="Turn, property, WO, vendor…"
                     data-testid="search"
+                    // The attribute for the server's page (a search without JavaScript comes
+                    // back filled in), the property for typing after hydration.
+                    value=filters.search.get_untracked()
                     prop:value=move || filters.search.get()
                     on:input=move |ev| filters.search.set(event_target_value(&ev))/>
             </label>

@@ -345,6 +345,7 @@ fn DrawerBody(
         <h2 data-testid="drawer-title">{seen.turn_id.clone()} " · " {seen.property_name.clone()}</h2>
         {move || address().map(|a| view! { <p class="muted address" data-testid="drawer-address">{a}</p> })}
         {status_line}
+        {crate::turn_facts::turn_facts(local, &seen, meta.today)}
         <For each=failures key=|f| f.mutation.id let:f>
             <FailureBox local failed=f selected/>
         </For>

@@ -130,10 +130,12 @@ pub fn NotFound() -> impl IntoView {
     }
     view! {
         <Title text="Not found · Turns"/>
-        <main class="page narrow">
-            <h1>"Page not found"</h1>
-            <p>"There is nothing at this address. It may have moved, or the link may be wrong."</p>
-            <p><a href="/">"Back to your board"</a></p>
-        </main>
+        <Frame>
+            <div class="narrow">
+                <h1>"Page not found"</h1>
+                <p>"There is nothing at this address. It may have moved, or the link may be wrong."</p>
+                <p><a href="/board">"Back to your board"</a></p>
+            </div>
+        </Frame>
     }
 }

@@ -19,6 +19,7 @@ mod scope;
 #[cfg(feature = "ssr")]
 pub mod server;
 mod timeline;
+mod turn_facts;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -41,9 +42,19 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options/>
                 <script src="/offline.js" defer></script>
                 <MetaTags/>
+                // Without JavaScript nothing syncs: no sync status to claim otherwise.
+                <noscript><style>".sync-bar { display: none; }"</style></noscript>
             </head>
             <body>
                 <App/>
+                // Without JavaScript the page is the server's copy, as it was when it loaded.
+                // (After the app, which hydration walks from the body's first child.)
+                <noscript>
+                    <p class="noscript" data-testid="noscript">
+                        "JavaScript is off, so this page shows what the server had when it loaded. \
+                         Editing, live updates and working offline need JavaScript: turn it on and reload."
+                    </p>
+                </noscript>
             </body>
         </html>
     }

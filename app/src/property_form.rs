@@ -168,6 +168,10 @@ fn PropertyPanel(
                     {text_field("Bathrooms", "property-bathrooms", f.bathrooms)}
                     {text_field("Area (sq ft)", "property-area", f.area)}
                 </div>
+                <label>"Access notes (lockbox, gate or alarm code, pets) — vendors see these"
+                    <textarea data-testid="property-access" prop:value=move || f.access.get()
+                        on:input=move |ev| f.access.set(event_target_value(&ev))></textarea>
+                </label>
                 <label class="check">
                     <input type="checkbox" data-testid="property-core" prop:checked=move || f.core.get()
                         on:change=move |ev| f.core.set(event_target_checked(&ev))/>
@@ -223,6 +227,7 @@ struct Fields {
     bedrooms: RwSignal<String>,
     bathrooms: RwSignal<String>,
     area: RwSignal<String>,
+    access: RwSignal<String>,
 }
 
 /// A home's size as typed: bedrooms, bathrooms, area.
@@ -249,6 +254,7 @@ impl Fields {
             bedrooms: RwSignal::new(number_text(home.and_then(|h| h.bedrooms))),
             bathrooms: RwSignal::new(number_text(home.and_then(|h| h.bathrooms))),
             area: RwSignal::new(number_text(home.and_then(|h| h.area_sqft))),
+            access: text(home.and_then(|h| h.access_notes.as_deref())),
         }
     }
 
@@ -287,6 +293,8 @@ impl Fields {
         self.bedrooms.set(number_text(home.bedrooms));
         self.bathrooms.set(number_text(home.bathrooms));
         self.area.set(number_text(home.area_sqft));
+        self.access
+            .set(home.access_notes.clone().unwrap_or_default());
     }
 
     fn pm(&self) -> Option<Uuid> {
@@ -308,6 +316,7 @@ impl Fields {
             bedrooms,
             bathrooms,
             area_sqft,
+            access_notes: trimmed(self.access),
         }
     }
 
@@ -351,6 +360,12 @@ impl Fields {
             edits.push(PropertyEdit::City(Edit {
                 from: home.city.clone(),
                 to: trimmed(self.city),
+            }));
+        }
+        if trimmed(self.access) != home.access_notes {
+            edits.push(PropertyEdit::AccessNotes(Edit {
+                from: home.access_notes.clone(),
+                to: trimmed(self.access),
             }));
         }
         if trimmed(self.state) != home.state {

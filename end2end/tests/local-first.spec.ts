@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { databaseUrl } from "../playwright.config";
-import { startTurn } from "./api";
+import { mutate, startTurn } from "./api";
 import { psql, receiptsFor, turnField, writesTo } from "./db";
 import { BoardPage, cachedNames, cachedValue, logInAs, PropertiesPage, putCached, QueuePage, snap } from "./pages";
 
@@ -893,7 +893,12 @@ test.describe("vendor on a phone", () => {
 
   test("opens a job by tapping its card; every control is at least 44 px; no money, no list of homes", async ({ page }, info) => {
     const job = await startTurn("LF-TAP-1", { stage: "In progress", amount: 900, vendor: "Brightline Painting" });
-    const street = psql(`SELECT p.street_address FROM properties p JOIN turns t ON t.property_id = p.id WHERE t.turn_id = '${job}'`);
+    const [home, street, notes] = psql(`SELECT p.id || '|' || p.street_address || '|' || coalesce(p.access_notes, '')
+                                          FROM properties p JOIN turns t ON t.property_id = p.id WHERE t.turn_id = '${job}'`).split("|");
+    // The manager says how to get in, on the home (every turn of it shows it).
+    const access = "Lockbox 7301 on the back door; dog next door";
+    await mutate("pm@turns.demo", [{ update_property: { property: home, edits: [{ access_notes: { from: notes || null, to: access } }] } }]);
+    const phone = psql(`SELECT phone FROM users WHERE email = 'pm@turns.demo'`);
     const board = await logInAs(page, "vendor@turns.demo");
     await board.synced();
     await expect(page.getByRole("link", { name: "Properties" })).toHaveCount(0);
@@ -912,6 +917,11 @@ test.describe("vendor on a phone", () => {
     await board.card(job).locator(".prop").click();
     await expect(page.getByTestId("drawer-title")).toContainText(job);
     await expect(page.getByTestId("drawer-address")).toContainText(street);
+    // How to get in, and whom to call (one tap dials).
+    await expect(page.getByTestId("access-notes")).toContainText(access);
+    await expect(page.getByTestId("pm-contact")).toContainText("Pat Morgan");
+    await expect(page.getByTestId("pm-phone")).toHaveText(phone);
+    await expect(page.getByTestId("pm-phone")).toHaveAttribute("href", `tel:${phone.replace(/\D/g, "")}`);
     expect(await tooSmall()).toEqual([]);
     await snap(page, info, "vendor-job");
   });
@@ -1199,15 +1209,16 @@ test.describe("approver on a tablet", () => {
       quote: await startTurn("LF-Q-QUOTE", { stage: "Approval", amount: 2500, status: "DFO_APPROVAL_NEEDED" }),
       big: await startTurn("LF-Q-BIG", { stage: "Approval", amount: 6200, status: "DFO_APPROVAL_NEEDED" }),
     };
-    // Time passing, as no test can wait for it: they were asked 30, 20 and 10 days ago.
-    psql(`UPDATE turns SET awaiting_since = now() - CASE turn_id WHEN 'LF-Q-SMALL' THEN interval '30 days'
-            WHEN 'LF-Q-QUOTE' THEN interval '20 days' ELSE interval '10 days' END WHERE turn_id LIKE 'LF-Q-%'`);
+    // Time passing, as no test can wait for it: they were asked 60, 50 and 40 days ago (before
+    // any of the demo's requests).
+    psql(`UPDATE turns SET awaiting_since = now() - CASE turn_id WHEN 'LF-Q-SMALL' THEN interval '60 days'
+            WHEN 'LF-Q-QUOTE' THEN interval '50 days' ELSE interval '40 days' END WHERE turn_id LIKE 'LF-Q-%'`);
     const board = await logInAs(page, "dfo@turns.demo");
     await board.live();
     const queue = new QueuePage(page);
     const first = await queue.items().evaluateAll((rows) => rows.slice(0, 3).map((r) => r.getAttribute("data-turn")));
     expect(first).toEqual([turns.small, turns.quote, turns.big]);
-    await expect(queue.item(turns.small).getByTestId("waiting")).toHaveText("Waiting 30 days");
+    await expect(queue.item(turns.small).getByTestId("waiting")).toHaveText("Waiting 60 days");
     await expect(queue.item(turns.small).getByTestId("queue-amount")).toHaveText("$3,000.00");
 
     await queue.open(turns.small);

@@ -76,7 +76,7 @@ test("filters work in the browser after hydration, without a round trip", async 
   expect(requests).toBe(0);
 });
 
-test("the board renders filtered on the server without JavaScript", async ({ browser }) => {
+test("the board renders filtered on the server without JavaScript, and says what does not work", async ({ browser }, info) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   await new LoginPage(page).open();
@@ -86,7 +86,31 @@ test("the board renders filtered on the server without JavaScript", async ({ bro
   const first = (await board.cards().first().getAttribute("data-turn"))!;
   await page.goto(`/board?q=${encodeURIComponent(first)}`);
   await expect(board.cards()).toHaveCount(1);
+  // The search stays in its box; nothing claims to be saved or synced.
+  await expect(board.search()).toHaveValue(first);
+  await expect(page.getByTestId("noscript")).toContainText("JavaScript is off");
+  await expect(page.getByTestId("sync-status")).toBeHidden();
+  await snap(page, info, "no-javascript");
   await context.close();
+});
+
+test("a read-only user sees every fact of a turn and can change none of them", async ({ page }, info) => {
+  const board = await logInAs(page, "user@turns.demo");
+  await board.synced();
+  const turn = psql(`SELECT t.turn_id FROM turns t JOIN turn_stages s ON s.id = t.stage_id
+                      WHERE t.turn_id LIKE 'T-%' AND t.vendor_id IS NOT NULL AND t.wo_number IS NOT NULL
+                        AND NOT s.is_complete_stage ORDER BY t.turn_id LIMIT 1`);
+  const [code, vendor, wo, moveOut, pm] = psql(`SELECT p.property_id || '|' || v.name || '|' || t.wo_number || '|' || t.move_out_date
+                                                     || '|' || u.first_name || ' ' || u.last_name
+                                                FROM turns t JOIN properties p ON p.id = t.property_id JOIN vendors v ON v.id = t.vendor_id
+                                                JOIN users u ON u.id = p.property_manager_id WHERE t.turn_id = '${turn}'`).split("|");
+  await board.open(turn);
+  const facts = page.getByTestId("facts");
+  for (const fact of [code, vendor, wo, moveOut, pm]) await expect(facts).toContainText(fact);
+  const drawer = page.getByTestId("drawer");
+  await expect(drawer.locator("input, select, textarea")).toHaveCount(0);
+  await expect(drawer.getByRole("button", { name: /save|approve|record/i })).toHaveCount(0);
+  await snap(page, info, "user-turn");
 });
 
 test("wrong password, unknown page and logout each say what happened", async ({ page }) => {
@@ -100,6 +124,9 @@ test("wrong password, unknown page and logout each say what happened", async ({ 
   const missing = await page.goto("/no-such-page");
   expect(missing?.status()).toBe(404);
   await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+  // Still the app: its header, who is signed in, the way back.
+  await expect(page.getByTestId("user-name")).toBeVisible();
+  await expect(page.getByRole("link", { name: "Board", exact: true })).toBeVisible();
 
   await page.goto("/board");
   await board.logOut();

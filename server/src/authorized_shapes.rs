@@ -37,6 +37,7 @@ const VENDOR_PROPERTY_COLUMNS: &[&str] = &[
     "bedrooms",
     "bathrooms",
     "area_sqft",
+    "access_notes",
     "is_active",
     "property_manager_id",
     "version",

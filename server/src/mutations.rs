@@ -1172,9 +1172,11 @@ async fn create_property(
     let after: Value = sqlx::query_scalar(
         "INSERT INTO properties (id, property_id, name, street_address, city, state, zip_code,
                                  year_built, is_core, property_manager_id, sr_property_manager_id,
-                                 created_by, updated_by, bedrooms, bathrooms, area_sqft)
+                                 created_by, updated_by, bedrooms, bathrooms, area_sqft,
+                                 access_notes)
          VALUES ($1, btrim($2), btrim($3), btrim($4), nullif(btrim($5), ''), nullif(btrim($6), ''),
-                 nullif(btrim($7), ''), $8, $9, $10, $11, $12, $12, $13, $14, $15)
+                 nullif(btrim($7), ''), $8, $9, $10, $11, $12, $12, $13, $14, $15,
+                 nullif(btrim($16), ''))
       RETURNING to_jsonb(properties.*)",
     )
     .bind(p.id)
@@ -1192,6 +1194,7 @@ async fn create_property(
     .bind(p.bedrooms)
     .bind(p.bathrooms)
     .bind(p.area_sqft)
+    .bind(&p.access_notes)
     .fetch_one(&mut *conn)
     .await?;
     audit(conn, actor, m, "properties", p.id, None, Some(&after))
@@ -1237,7 +1240,10 @@ fn property_values(e: &PropertyEdit) -> (Value, Value) {
         PropertyEdit::Name(e) | PropertyEdit::StreetAddress(e) => {
             (json!(e.from), json!(e.to.trim()))
         }
-        PropertyEdit::City(e) | PropertyEdit::State(e) | PropertyEdit::ZipCode(e) => (
+        PropertyEdit::City(e)
+        | PropertyEdit::State(e)
+        | PropertyEdit::ZipCode(e)
+        | PropertyEdit::AccessNotes(e) => (
             json!(e.from),
             json!(e.to.as_deref().map(str::trim).filter(|v| !v.is_empty())),
         ),

@@ -4,7 +4,7 @@
 //! bound parameters, and the tests compare the results with the policy's own predicates.
 use chrono::NaiveDate;
 use sqlx::{PgExecutor, PgPool};
-use turns::model::{Board, Named, PropertySummary, Stage, TurnCard};
+use turns::model::{Board, Contact, Named, PropertySummary, Stage, TurnCard};
 use turns::policy::Scope;
 use turns::{Actor, ApprovalStatus, Decimal, Thresholds};
 use uuid::Uuid;
@@ -152,6 +152,15 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
     } else {
         (Thresholds::default(), Vec::new())
     };
+    let managing: Vec<Uuid> = managers.iter().map(|m| m.id).collect();
+    let contacts = sqlx::query_as::<_, Contact>(
+        "SELECT id, coalesce(nullif(concat_ws(' ', first_name, last_name), ''), email) AS name,
+                phone, email
+           FROM users WHERE id = ANY($1) AND is_active ORDER BY name, id",
+    )
+    .bind(&managing)
+    .fetch_all(pool)
+    .await?;
     Ok(Board {
         viewer: actor.user_id,
         role: actor.role,
@@ -163,6 +172,7 @@ pub async fn board(pool: &PgPool, actor: &Actor, today: NaiveDate) -> Result<Boa
         thresholds,
         non_core_properties,
         today,
+        contacts,
     })
 }
 

@@ -418,6 +418,25 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
             properties.push((id, is_core));
         }
     }
+    // How a vendor gets in, on some homes; and the managers' work phones (vendors call them).
+    sqlx::query(
+        "UPDATE properties SET access_notes = CASE n.k % 3
+             WHEN 0 THEN 'Lockbox on the back door, code 4411. Alarm panel by the garage: 2580.'
+             WHEN 1 THEN 'Key at the leasing office. Dog next door; keep the side gate shut.'
+             END
+           FROM (SELECT id, row_number() OVER (ORDER BY property_id) AS k FROM properties) n
+          WHERE n.id = properties.id",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET phone = '(704) 555-01' || lpad(n::text, 2, '0')
+           FROM (SELECT id, row_number() OVER (ORDER BY email) AS n FROM users
+                  WHERE role IN ('PROPERTY_MANAGER', 'SR_PROPERTY_MANAGER')) m
+          WHERE m.id = users.id",
+    )
+    .execute(&mut **tx)
+    .await?;
 
     let thresholds = Thresholds::default();
     let dfo = by_role[&Role::DfoApprover];

@@ -435,6 +435,7 @@ fn property_edit() -> impl Strategy<Value = PropertyEdit> {
         edit(|| option::of(amount())).prop_map(PropertyEdit::Bedrooms),
         edit(|| option::of(amount())).prop_map(PropertyEdit::Bathrooms),
         edit(|| option::of(any::<i32>())).prop_map(PropertyEdit::AreaSqft),
+        edit(|| option::of(text())).prop_map(PropertyEdit::AccessNotes),
     ]
 }
 
@@ -470,6 +471,7 @@ fn new_property() -> impl Strategy<Value = NewProperty> {
                 bedrooms,
                 bathrooms,
                 area_sqft,
+                access_notes: None,
             },
         )
 }
@@ -611,6 +613,7 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
             refuse("city", opt_text_bad(&p.city, 100));
             refuse("state", opt_text_bad(&p.state, 50));
             refuse("zip_code", opt_text_bad(&p.zip_code, 20));
+            refuse("access_notes", opt_text_bad(&p.access_notes, 1000));
             refuse(
                 "year_built",
                 p.year_built.is_some_and(|y| !(1700..=2200).contains(&y)),
@@ -633,6 +636,9 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
                     PropertyEdit::Bedrooms(e) => refuse("bedrooms", e.to.is_some_and(rooms_bad)),
                     PropertyEdit::Bathrooms(e) => refuse("bathrooms", e.to.is_some_and(rooms_bad)),
                     PropertyEdit::AreaSqft(e) => refuse("area_sqft", e.to.is_some_and(area_bad)),
+                    PropertyEdit::AccessNotes(e) => {
+                        refuse("access_notes", opt_text_bad(&e.to, 1000))
+                    }
                     PropertyEdit::IsCore(_)
                     | PropertyEdit::IsActive(_)
                     | PropertyEdit::PropertyManager(_) => {}

@@ -116,6 +116,7 @@ fn new_property_fields(property_id: &str, name: &str) -> NewProperty {
         bedrooms: None,
         bathrooms: None,
         area_sqft: None,
+        access_notes: None,
     }
 }
 
@@ -367,6 +368,7 @@ async fn every_role_writes_only_what_the_policy_allows() {
             bedrooms: Some(Decimal::new(3, 0)),
             bathrooms: Some(Decimal::new(15, 1)),
             area_sqft: Some(1200),
+            access_notes: Some(" Lockbox 4411, back door ".into()),
             ..new_property_fields("P-NEW-1", "Birch Court")
         }),
     )
@@ -382,6 +384,29 @@ async fn every_role_writes_only_what_the_policy_allows() {
         .expect("size")
     };
     assert_eq!(size().await, "3.0 1.5 1200");
+    let access = || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT access_notes FROM properties WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("access notes")
+    };
+    assert_eq!(access().await.as_deref(), Some("Lockbox 4411, back door"));
+    let gate = Change::UpdateProperty {
+        property: id,
+        edits: vec![PropertyEdit::AccessNotes(Edit {
+            from: Some("Lockbox 4411, back door".into()),
+            to: Some("Gate code 2580; dog in the yard".into()),
+        })],
+    };
+    assert!(matches!(
+        run(pool, &pm, gate).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        access().await.as_deref(),
+        Some("Gate code 2580; dog in the yard")
+    );
     // A size edit starts from the value the user saw, however JSON spells the number.
     let more_rooms = Change::UpdateProperty {
         property: id,

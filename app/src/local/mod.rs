@@ -1094,6 +1094,7 @@ mod tests {
                     bedrooms: None,
                     bathrooms: None,
                     area_sqft: None,
+                    access_notes: None,
                 }),
             ),
             rejection: Rejection::invalid_field("property_id", "Taken."),
