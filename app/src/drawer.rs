@@ -390,9 +390,11 @@ fn FailureBox(local: Local, failed: Failed, selected: RwSignal<Option<Uuid>>) ->
     let turn = failed.mutation.change.turn();
     let conflict = matches!(failed.rejection, Rejection::Conflict { .. });
     let message = failed.rejection.message().to_string();
+    let clashes = crate::conflict::clash_table(local, &failed);
     view! {
         <div class="failure" class:conflict=conflict data-testid=if conflict { "conflict" } else { "rejection" }>
             <p>{message}</p>
+            {clashes}
             {if conflict {
                 view! {
                     <div class="actions">

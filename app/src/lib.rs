@@ -5,6 +5,7 @@ pub mod api;
 mod approvals;
 mod board;
 mod clock;
+mod conflict;
 mod drawer;
 mod field_notes;
 mod history;

@@ -36,6 +36,11 @@ fn Entries(turn: Uuid) -> impl IntoView {
     move || match entries.get() {
         None => view! { <p class="muted">"Loading history…"</p> }.into_any(),
         Some(Err(e)) => view! { <p class="muted" role="alert">{e.to_string()}</p> }.into_any(),
+        Some(Ok(list)) if list.is_empty() => view! {
+            <h3>"History"</h3>
+            <p class="muted">"No changes recorded yet."</p>
+        }
+        .into_any(),
         Some(Ok(list)) => view! {
             <h3>"History"</h3>
             <ol class="entries">

@@ -347,6 +347,13 @@ test.describe("desktop", () => {
     await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
     await pm.board.open(turn);
     await expect(pm.page.getByTestId("conflict")).toContainText("Someone else changed this turn");
+    // Field by field: what I saw, mine, and what it is now.
+    const clash = pm.page.getByTestId("clash");
+    await expect(clash).toHaveCount(1);
+    await expect(clash.locator("th")).toHaveText("Work order");
+    await expect(clash.getByTestId("clash-saw")).toHaveText("WO-MINE");
+    await expect(clash.getByTestId("clash-mine")).toHaveText("WO-LOST");
+    await expect(clash.getByTestId("clash-theirs")).toHaveText("WO-THEIRS");
     await pm.page.getByTestId("take-theirs").click();
     await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
     await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-THEIRS");
@@ -385,6 +392,9 @@ test.describe("desktop", () => {
     await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "conflict");
     await expect.poll(() => turnField(turn, "expected_completion_date")).toBe("2031-01-15");
     await pm.board.open(turn);
+    // Only the field that clashed is shown.
+    await expect(pm.page.getByTestId("clash")).toHaveCount(1);
+    await expect(pm.page.getByTestId("clash-theirs")).toHaveText("WO-THEIRS-4");
     await pm.page.getByTestId("take-theirs").click();
     await expect(pm.board.card(turn)).toHaveAttribute("data-sync", "synced");
     await expect(pm.board.card(turn).getByTestId("wo")).toHaveText("WO-THEIRS-4");

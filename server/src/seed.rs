@@ -27,6 +27,9 @@ pub const DEMO_LOGINS: [(&str, Role); 9] = [
     ("user@turns.demo", Role::User),
 ];
 
+/// Why the demo's rejected turn was rejected (on the turn and in its decision).
+const REJECTION: &str = "Scope includes items the resident damage deposit should cover.";
+
 /// (name, colour, amount required, vendor required, requires approval, complete)
 pub const STAGES: [(&str, &str, bool, bool, bool, bool); 7] = [
     ("Notice", "#64748b", false, false, false, false),
@@ -476,8 +479,8 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         let turn: Uuid = sqlx::query_scalar(
             "INSERT INTO turns (turn_id, property_id, stage_id, wo_number, move_out_date, turn_amount,
                  approved_turn_amount, vendor_id, expected_completion_date, turn_completion_date,
-                 approval_status, qc_passed_at, awaiting_since)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10::timestamptz, $12)
+                 approval_status, qc_passed_at, awaiting_since, rejection_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10::timestamptz, $12, $13)
              RETURNING id",
         )
         .bind(format!("T-{:05}", 20001 + i))
@@ -492,6 +495,7 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
         .bind(completion)
         .bind(status)
         .bind(asked)
+        .bind((status == ApprovalStatus::Rejected).then_some(REJECTION))
         .fetch_one(&mut **tx)
         .await?;
         if let Some(amount) = amount {
@@ -517,7 +521,7 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
             .bind(level)
             .bind(decision)
             .bind(amount)
-            .bind((*decision == "REJECTED").then_some("Scope includes items the resident damage deposit should cover."))
+            .bind((*decision == "REJECTED").then_some(REJECTION))
             .bind(actor)
             .bind(role)
             .bind((move_out + Days::new(3)).and_hms_opt(15, 0, 0).map(|d| d.and_utc()))
