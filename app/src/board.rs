@@ -115,7 +115,7 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     let opened = use_query_map()
         .with_untracked(|q| q.get("turn").and_then(|t| t.parse().ok()))
         .or_else(|| {
-            let wanted = by_path?;
+            let wanted = by_path.clone()?;
             cards.with_untracked(|cs| {
                 cs.iter()
                     .find(|c| c.card.turn_id == wanted || c.card.id.to_string() == wanted)
@@ -125,14 +125,26 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
     // Opened once hydrated: the page itself is the board's (the service worker keeps one copy
     // of it for every turn's URL), so the server renders it closed.
     let selected = RwSignal::new(None);
+    // A turn's URL whose turn is not on this user's board: said, not silently ignored.
+    let not_found = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         if opened.is_some() {
             selected.set(opened);
+        } else if by_path.is_some() {
+            not_found.set(by_path.clone());
         }
     });
+    let missing = move || {
+        not_found.get().map(|id| view! {
+            <p class="failure" role="alert" data-testid="turn-not-found">
+                {format!("Turn {id} is not on your board: it may be finished, cancelled or no longer yours.")}
+            </p>
+        })
+    };
     // An approver's board is their queue, with room beside it to decide.
     if turns::decision::level_of(role).is_some() {
-        return view! { <crate::approvals::ApprovalQueue local cards opened/> }.into_any();
+        return view! { {missing} <crate::approvals::ApprovalQueue local cards opened/> }
+            .into_any();
     }
     let dragging = RwSignal::new(None::<Uuid>);
     let manages = !matches!(
@@ -303,6 +315,7 @@ fn BoardView(local: Local, filters: Filters) -> impl IntoView {
             {manages.then(|| view! { <NewTurnButton local selected/> })}
         </div>
         <SyncStatus local/>
+        {missing}
         <form class="filters" method="get" action="/board">
             <label class="filter grow">"Search"
                 <input type="search" name="q" placeholder="Turn, property, WO, vendor…"
