@@ -7,6 +7,7 @@ pub mod approval;
 pub mod decision;
 pub mod field;
 pub mod inbox;
+pub mod kpi;
 pub mod line_items;
 pub mod model;
 pub mod mutation;

@@ -130,6 +130,15 @@ impl Actor {
     }
 
     /// Admins and (senior) property managers: they open, scope and move turns.
+    /// The dashboard's numbers cover a portfolio: the whole of it (admins, inspectors, read-only
+    /// users) or a manager's. A vendor's jobs or an approver's queue are not one.
+    pub fn sees_dashboard(&self) -> bool {
+        matches!(
+            self.scope(),
+            Scope::All | Scope::ManagedBy(_) | Scope::OverseenBy(_)
+        )
+    }
+
     pub fn is_manager(&self) -> bool {
         self.role.is_admin() || matches!(self.role, Role::PropertyManager | Role::SrPropertyManager)
     }

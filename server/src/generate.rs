@@ -177,15 +177,18 @@ pub async fn generate(
         };
         let move_out = today - Days::new(days_ago);
         let amount = rng.gen_range(400..6000) * 100;
-        let (stage, completion, approved, status) = if open {
+        // A finished turn was planned to take a week or two and took 3-19 days; its approval
+        // was sometimes trimmed (the amount a little above what was approved).
+        let (stage, completion, expected, approved, status) = if open {
             open_turns += 1;
             let stage = open_stages[rng.gen_range(0..open_stages.len())];
-            (stage, None, None, "PENDING")
+            (stage, None, None, None, "PENDING")
         } else {
             (
                 complete_stage,
                 Some(move_out + Days::new(rng.gen_range(3..20))),
-                Some(amount),
+                Some(move_out + Days::new(rng.gen_range(7..18))),
+                Some(amount - rng.gen_range(0..4) * 2500),
                 "DFO_APPROVED",
             )
         };
@@ -206,11 +209,12 @@ pub async fn generate(
         );
         field(&mut turns, Some(vendors[n % vendors.len()]), false);
         field(&mut turns, completion, false);
+        field(&mut turns, expected, false);
         field(&mut turns, Some(status), true);
     }
     copy_rows(
         pool,
-        "COPY turns (id, turn_id, property_id, stage_id, move_out_date, turn_amount, approved_turn_amount, vendor_id, turn_completion_date, approval_status) FROM STDIN",
+        "COPY turns (id, turn_id, property_id, stage_id, move_out_date, turn_amount, approved_turn_amount, vendor_id, turn_completion_date, expected_completion_date, approval_status) FROM STDIN",
         turns,
     )
     .await?;

@@ -10,6 +10,7 @@ pub mod files;
 pub mod generate;
 pub mod http;
 pub mod inbox;
+pub mod kpi;
 pub mod live_sessions;
 pub mod mutations;
 pub mod pg;

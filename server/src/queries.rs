@@ -10,14 +10,14 @@ use turns::{Actor, ApprovalStatus, Decimal, Thresholds};
 use uuid::Uuid;
 
 /// A predicate on `turns t JOIN properties p` for a scope, using `$1` (uuid) and `$2` (status).
-struct ScopeSql {
-    turn_filter: &'static str,
-    property_filter: &'static str,
-    id: Option<Uuid>,
-    status: Option<ApprovalStatus>,
+pub(crate) struct ScopeSql {
+    pub turn_filter: &'static str,
+    pub property_filter: &'static str,
+    pub id: Option<Uuid>,
+    pub status: Option<ApprovalStatus>,
 }
 
-fn scope_sql(scope: Scope) -> ScopeSql {
+pub(crate) fn scope_sql(scope: Scope) -> ScopeSql {
     let (turn_filter, property_filter, id, status) = match scope {
         Scope::All => ("true", "true", None, None),
         Scope::ManagedBy(u) => ("p.property_manager_id = $1", "p.property_manager_id = $1", Some(u), None),

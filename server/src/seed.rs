@@ -512,10 +512,23 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
             ApprovalStatus::Rejected => &[("DFO", "REJECTED", dfo, Role::DfoApprover)],
             _ => &[],
         };
+        // The DFO is asked a day after move-out and decides two days later; head office is asked
+        // then and decides the next day (never in the future).
+        let at = |days: u64, hour: u32| {
+            (move_out + Days::new(days))
+                .and_hms_opt(hour, 0, 0)
+                .map(|t| t.and_utc().min(chrono::Utc::now()))
+        };
         for (level, decision, actor, role) in decisions {
+            let (asked, decided) = if *level == "DFO" {
+                (at(1, 9 + (i as u32 % 5)), at(3, 15))
+            } else {
+                (at(3, 15), at(4, 11 + (i as u32 % 3)))
+            };
             sqlx::query(
-                "INSERT INTO approval_decisions (turn_id, level, decision, amount, reason, actor_id, actor_role, decided_at)
-                 VALUES ($1, $2::approval_level, $3::approval_decision, $4, $5, $6, $7, $8)",
+                "INSERT INTO approval_decisions (turn_id, level, decision, amount, reason, actor_id,
+                                                 actor_role, decided_at, asked_at)
+                 VALUES ($1, $2::approval_level, $3::approval_decision, $4, $5, $6, $7, $8, $9)",
             )
             .bind(turn)
             .bind(level)
@@ -524,7 +537,8 @@ async fn seed(tx: &mut Transaction<'_, Postgres>, today: NaiveDate) -> Result<()
             .bind((*decision == "REJECTED").then_some(REJECTION))
             .bind(actor)
             .bind(role)
-            .bind((move_out + Days::new(3)).and_hms_opt(15, 0, 0).map(|d| d.and_utc()))
+            .bind(decided)
+            .bind(asked)
             .execute(&mut **tx)
             .await?;
         }
