@@ -226,3 +226,17 @@ pub async fn mutate(batch: Vec<Received>) -> Result<Vec<Answer>, AppError> {
         .map(|outcome| Answer { outcome, dialect })
         .collect())
 }
+
+/// The dashboard's numbers for the signed-in user's portfolio, narrowed by `filter`.
+#[server(endpoint = "dashboard", input = leptos::server_fn::codec::Json)]
+pub async fn kpi_dashboard(
+    filter: turns::kpi::KpiFilter,
+) -> Result<turns::kpi::Dashboard, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    let today = chrono::Utc::now().date_naive();
+    turns_server::kpi::dashboard(&state.pool, &user.actor(), filter, today)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::fail(AppError::Forbidden))
+}

@@ -28,6 +28,14 @@ pub fn Frame(children: Children) -> impl IntoView {
                             .map(|_| view! { <a href="/properties">"Properties"</a> })
                     })}
                 </Suspense>
+                // The numbers of a portfolio, for those who have one.
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        me.await.ok().flatten()
+                            .filter(|u| u.actor().sees_dashboard())
+                            .map(|_| view! { <a href="/dashboard">"Dashboard"</a> })
+                    })}
+                </Suspense>
                 <a href="/history">"History"</a>
                 // What waits for this user, on every screen, live.
                 <a href="/inbox" data-testid="inbox-link">

@@ -4,8 +4,10 @@
 pub mod api;
 mod approvals;
 mod board;
+mod charts;
 mod clock;
 mod conflict;
+mod dashboard;
 mod drawer;
 mod field_notes;
 mod history;
@@ -28,7 +30,14 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
-pub const PROTECTED_PAGES: [&str; 5] = ["/board", "/turns", "/properties", "/history", "/inbox"];
+pub const PROTECTED_PAGES: [&str; 6] = [
+    "/board",
+    "/turns",
+    "/properties",
+    "/history",
+    "/inbox",
+    "/dashboard",
+];
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -81,6 +90,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/turns/:id") view=board::BoardPage ssr=SsrMode::Async/>
                     <Route path=path!("/properties") view=properties::PropertiesPage ssr=SsrMode::Async/>
                     <Route path=path!("/history") view=history::HistoryPage ssr=SsrMode::Async/>
+                    <Route path=path!("/dashboard") view=dashboard::DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/inbox") view=inbox::InboxPage/>
                 </Routes>
             </Router>

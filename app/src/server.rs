@@ -33,6 +33,7 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
     let rest = Router::new()
         .merge(turns_server::http::routes().with_state(state.clone()))
         .merge(turns_server::photos::routes().with_state(state.clone()))
+        .merge(turns_server::export::routes().with_state(state.clone()))
         .merge(pages)
         .layer(from_fn(|req, next| {
             require_login_for_pages(req, next, &PROTECTED_PAGES)

@@ -53,6 +53,9 @@ test("the manager's board, turn, new turn, homes, history and inbox", async ({ p
   await page.goto("/history");
   await new BoardPage(page).hydrated();
   await check(page, info, "pm-history");
+  await page.goto("/dashboard");
+  await new BoardPage(page).hydrated();
+  await check(page, info, "pm-dashboard");
   await page.goto("/inbox");
   await new BoardPage(page).hydrated();
   await expect(page.getByTestId("notification").first().or(page.getByTestId("inbox-empty"))).toBeVisible();

@@ -57,6 +57,14 @@ pub fn session_of<B>(req: &axum::http::Request<B>) -> SessionState {
         .unwrap_or(SessionState::Anonymous)
 }
 
+/// The signed-in actor of a plain HTTP route, or 401.
+pub fn signed_in<B>(req: &axum::http::Request<B>) -> Result<turns::Actor, ApiError> {
+    match session_of(req) {
+        SessionState::Valid(user) => Ok(user.actor()),
+        _ => Err(ApiError::Unauthorized("Please log in to continue.".into())),
+    }
+}
+
 pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE)
 }

@@ -6,6 +6,7 @@ pub mod authorized_shapes;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod generate;
 pub mod http;

@@ -13,9 +13,8 @@
 //!
 //! Chunks are kept in the file store under the uploader (`uploads/<user>/<photo>/<index>`), so
 //! any instance can take any chunk, and nobody can add to another user's upload.
-use crate::auth::SessionState;
 use crate::error::ApiError;
-use crate::http::session_of;
+use crate::http::signed_in;
 use crate::mutations;
 use crate::AppState;
 use axum::extract::{Path, Request, State};
@@ -51,13 +50,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/photos/{photo}", get(original))
         .route("/api/photos/{photo}/thumb", get(thumbnail))
-}
-
-fn signed_in(req: &Request) -> Result<Actor, ApiError> {
-    match session_of(req) {
-        SessionState::Valid(user) => Ok(user.actor()),
-        _ => Err(ApiError::Unauthorized("Please log in to continue.".into())),
-    }
 }
 
 /// The refusal as an HTTP answer (a 404 does not say whether the turn exists).

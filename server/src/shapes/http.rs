@@ -580,6 +580,8 @@ fn sse(
             }
         }
     });
+    // Fused: a layer that polls once more after the end must not meet `unfold`'s panic.
+    let events = futures_util::StreamExt::fuse(events);
     let mut res = axum::body::Body::from_stream(events).into_response();
     let h = res.headers_mut();
     h.insert(

@@ -117,6 +117,7 @@ pub async fn demo_state() -> AppState {
 pub fn plain_router(state: AppState) -> axum::Router {
     let plain = crate::http::routes()
         .merge(crate::photos::routes())
+        .merge(crate::export::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::session_layer,
