@@ -112,12 +112,7 @@ fn DashboardView(d: Dashboard) -> impl IntoView {
             Bar::new(
                 v.vendor.clone(),
                 v.rate() * 100.0,
-                format!(
-                    "{:.0}% ({} of {})",
-                    v.rate() * 100.0,
-                    v.on_time,
-                    v.completed
-                ),
+                format!("{:.0}% · {}/{}", v.rate() * 100.0, v.on_time, v.completed),
             )
             .colored("#17653a")
         })
