@@ -3,6 +3,7 @@
 //! Pure code only — no Leptos, no sqlx queries, no tokio — so it builds for the browser (wasm) and
 //! the server alike and its tests run in seconds. Database derives sit behind the `ssr` feature.
 
+pub mod admin;
 pub mod approval;
 pub mod decision;
 pub mod field;

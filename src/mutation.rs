@@ -113,6 +113,24 @@ pub enum Change {
         /// Required to reject.
         reason: Option<String>,
     },
+    /// An admin adds a user (their first password is made by the server: `turns_server::admin`).
+    CreateUser(crate::admin::NewUser),
+    /// An admin deactivates a user (their sessions and live streams end at once) or brings them
+    /// back.
+    SetUserActive {
+        user: Uuid,
+        active: bool,
+    },
+    /// An admin adds a vendor company (not approved until an admin approves it).
+    CreateVendor(crate::admin::NewVendor),
+    /// An admin approves or deactivates a vendor company.
+    SetVendor {
+        vendor: Uuid,
+        approved: bool,
+        active: bool,
+    },
+    /// An admin sets the approval thresholds.
+    SetThresholds(crate::Thresholds),
 }
 
 impl Change {
@@ -136,6 +154,11 @@ impl Change {
             Change::MarkRead { .. } => "mark_read",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
+            Change::CreateUser(_) => "create_user",
+            Change::SetUserActive { .. } => "set_user_active",
+            Change::CreateVendor(_) => "create_vendor",
+            Change::SetVendor { .. } => "set_vendor",
+            Change::SetThresholds(_) => "set_thresholds",
         }
     }
 
@@ -155,9 +178,14 @@ impl Change {
             | Change::AddNote { turn, .. }
             | Change::AddPhoto { turn, .. }
             | Change::DecideApproval { turn, .. } => Some(*turn),
-            Change::CreateProperty(_) | Change::UpdateProperty { .. } | Change::MarkRead { .. } => {
-                None
-            }
+            Change::CreateProperty(_)
+            | Change::UpdateProperty { .. }
+            | Change::MarkRead { .. }
+            | Change::CreateUser(_)
+            | Change::SetUserActive { .. }
+            | Change::CreateVendor(_)
+            | Change::SetVendor { .. }
+            | Change::SetThresholds(_) => None,
         }
     }
 
@@ -236,6 +264,10 @@ impl Change {
                     check_text("reason", r, 2000, false, &mut errors);
                 }
             }
+            Change::CreateUser(u) => u.validate(&mut errors),
+            Change::CreateVendor(v) => v.validate(&mut errors),
+            Change::SetThresholds(t) => crate::admin::validate_thresholds(t, &mut errors),
+            Change::SetUserActive { .. } | Change::SetVendor { .. } => {}
         }
         if errors.is_empty() {
             Ok(())

@@ -168,7 +168,12 @@ impl TurnRules<'_> {
             | Change::RemoveLineItem { .. }
             | Change::CreateTurn(_)
             | Change::CreateProperty(_)
-            | Change::UpdateProperty { .. } => Ok(None),
+            | Change::UpdateProperty { .. }
+            | Change::CreateUser(_)
+            | Change::SetUserActive { .. }
+            | Change::CreateVendor(_)
+            | Change::SetVendor { .. }
+            | Change::SetThresholds(_) => Ok(None),
         }
     }
 

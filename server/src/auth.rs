@@ -62,6 +62,36 @@ fn dummy_hash() -> &'static str {
     })
 }
 
+/// A temporary password for `user`, made here and shown once to the admin who asked (only its
+/// hash is kept); the user's sessions end, so a reset locks out whoever had the old one.
+/// Letters and digits that read out without confusion, 16 of them (about 80 bits).
+pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<String, ApiError> {
+    use rand::Rng;
+    const READABLE: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let password: String = {
+        let mut rng = rand::thread_rng();
+        (0..16)
+            .map(|_| READABLE[rng.gen_range(0..READABLE.len())] as char)
+            .collect()
+    };
+    let hash = hash_password(&password).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()",
+    )
+    .bind(user)
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(password)
+}
+
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

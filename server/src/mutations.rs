@@ -23,6 +23,8 @@ use turns::rules::{self, TurnRules};
 use turns::{Actor, ApprovalStatus, Decimal, Role, Thresholds};
 use uuid::Uuid;
 
+mod admin;
+
 /// Why a change stopped: a rejection for the user, or a database failure for the logs.
 enum Stop {
     Reject(Rejection),
@@ -84,6 +86,9 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
         "properties_property_manager_id_fkey" => {
             ("property_manager_id", "Unknown property manager.")
         }
+        "users_email_idx" => ("email", "Another user already has this email."),
+        "users_pkey" | "vendors_pkey" => ("id", "This id is already in use; try again."),
+        "vendors_name_key" => ("name", "Another vendor already has this name."),
         _ => return None,
     })
 }
@@ -255,6 +260,17 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         Change::RecordQc { turn, results } => inspect(conn, actor, m, *turn, results).await,
         Change::AddNote { turn, note, body } => add_note(conn, actor, m, *turn, *note, body).await,
         Change::MarkRead { notifications } => mark_read(conn, actor, notifications).await,
+        Change::CreateUser(u) => admin::create_user(conn, actor, m, u).await,
+        Change::SetUserActive { user, active } => {
+            admin::set_user_active(conn, actor, m, *user, *active).await
+        }
+        Change::CreateVendor(v) => admin::create_vendor(conn, actor, m, v).await,
+        Change::SetVendor {
+            vendor,
+            approved,
+            active,
+        } => admin::set_vendor(conn, actor, m, *vendor, *approved, *active).await,
+        Change::SetThresholds(t) => admin::set_thresholds(conn, actor, m, t).await,
         Change::AddPhoto {
             turn,
             photo,

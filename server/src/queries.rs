@@ -506,3 +506,30 @@ async fn refusals(
         })
         .collect())
 }
+
+/// The admin page's lists: every user and vendor, and the thresholds (`None`: not an admin).
+pub async fn admin_overview(
+    pool: &PgPool,
+    actor: &Actor,
+) -> Result<Option<turns::admin::Overview>, sqlx::Error> {
+    if !actor.role.is_admin() {
+        return Ok(None);
+    }
+    let users = sqlx::query_as(
+        "SELECT u.id, u.email, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS name,
+                u.role, v.name AS vendor, u.is_active, u.last_login
+           FROM users u LEFT JOIN vendors v ON v.id = u.vendor_id
+          ORDER BY u.is_active DESC, u.email",
+    )
+    .fetch_all(pool)
+    .await?;
+    let vendors =
+        sqlx::query_as("SELECT id, name, trade, is_approved, is_active FROM vendors ORDER BY name")
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(turns::admin::Overview {
+        users,
+        vendors,
+        thresholds: thresholds(pool).await?,
+    }))
+}

@@ -1,0 +1,265 @@
+//! An admin runs the system without SQL: vendors added and approved, users added with a
+//! temporary password that works (and only its hash kept), deactivation ending a user's sessions,
+//! thresholds changed; each through the mutation path (validated, refused for non-admins,
+//! audited).
+use chrono::Utc;
+use sqlx::PgPool;
+use turns::admin::{NewUser, NewVendor};
+use turns::mutation::{Change, Mutation, Outcome, Rejection};
+use turns::{Actor, Decimal, Role, Thresholds};
+use turns_server::auth::temporary_password;
+use turns_server::mutations::apply;
+use turns_server::testing::{actor, demo_state, login, plain_router, send};
+use uuid::Uuid;
+
+async fn run(pool: &PgPool, who: &Actor, change: Change) -> Outcome {
+    let m = Mutation {
+        id: Uuid::new_v4(),
+        base_version: None,
+        device_time: Utc::now(),
+        change,
+    };
+    apply(pool, who, &m).await.expect("apply")
+}
+
+fn refused_field(o: &Outcome) -> String {
+    match o {
+        Outcome::Rejected(Rejection::Invalid { fields, .. }) => fields[0].field.clone(),
+        other => panic!("expected a refusal by field: {other:?}"),
+    }
+}
+
+fn forbidden(o: &Outcome) -> bool {
+    matches!(o, Outcome::Rejected(Rejection::Forbidden { .. }))
+}
+
+async fn log_in_with(router: &axum::Router, email: &str, password: &str) -> u16 {
+    let body = serde_json::json!({ "email": email, "password": password }).to_string();
+    send(
+        router,
+        "POST",
+        "/auth/login",
+        None,
+        Some(("application/json", body)),
+    )
+    .await
+    .status
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
+    let state = demo_state().await;
+    let pool = state.pool.clone();
+    let router = plain_router(state);
+    let admin = actor(&pool, "admin@turns.demo").await;
+    let superadmin = actor(&pool, "superadmin@turns.demo").await;
+    let pm = actor(&pool, "pm@turns.demo").await;
+    let audits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_logs
+              WHERE table_name IN ('users', 'vendors', 'approval_thresholds')",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("audits")
+    };
+    let audited = audits().await;
+
+    // A vendor company: added (not approved yet), then approved.
+    let vendor = NewVendor {
+        id: Uuid::new_v4(),
+        name: " Apex Roofing ".into(),
+        trade: Some("Roofing".into()),
+        contact_email: Some("Office@Apex.example".into()),
+        contact_phone: None,
+    };
+    assert!(forbidden(
+        &run(&pool, &pm, Change::CreateVendor(vendor.clone())).await
+    ));
+    assert!(matches!(
+        run(&pool, &admin, Change::CreateVendor(vendor.clone())).await,
+        Outcome::Applied { txid: Some(_) }
+    ));
+    let duplicate = NewVendor {
+        id: Uuid::new_v4(),
+        ..vendor.clone()
+    };
+    assert_eq!(
+        refused_field(&run(&pool, &admin, Change::CreateVendor(duplicate)).await),
+        "name"
+    );
+    let approve = Change::SetVendor {
+        vendor: vendor.id,
+        approved: true,
+        active: true,
+    };
+    assert!(matches!(
+        run(&pool, &admin, approve).await,
+        Outcome::Applied { .. }
+    ));
+    let stored: (String, String, bool) =
+        sqlx::query_as("SELECT name, contact_email, is_approved FROM vendors WHERE id = $1")
+            .bind(vendor.id)
+            .fetch_one(&pool)
+            .await
+            .expect("vendor");
+    assert_eq!(
+        stored,
+        ("Apex Roofing".into(), "office@apex.example".into(), true)
+    );
+
+    // A user of that vendor, with a temporary password that logs in.
+    let crew = NewUser {
+        id: Uuid::new_v4(),
+        email: " Crew@Apex.example ".into(),
+        first_name: Some("Ray".into()),
+        last_name: Some("Apex".into()),
+        role: Role::Vendor,
+        vendor_id: Some(vendor.id),
+    };
+    assert!(matches!(
+        run(&pool, &admin, Change::CreateUser(crew.clone())).await,
+        Outcome::Applied { .. }
+    ));
+    let again = NewUser {
+        id: Uuid::new_v4(),
+        ..crew.clone()
+    };
+    assert_eq!(
+        refused_field(&run(&pool, &admin, Change::CreateUser(again)).await),
+        "email"
+    );
+    assert_eq!(
+        log_in_with(&router, "crew@apex.example", "no-password-yet").await,
+        401
+    );
+    let password = temporary_password(&pool, crew.id).await.expect("password");
+    assert_eq!(password.len(), 16);
+    let kept: String =
+        sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
+            .bind(crew.id)
+            .fetch_one(&pool)
+            .await
+            .expect("hash");
+    assert!(kept.starts_with("$argon2") && !kept.contains(&password));
+    assert_eq!(
+        log_in_with(&router, "crew@apex.example", &password).await,
+        200
+    );
+    let crew_session = login_cookie(&router, "crew@apex.example", &password).await;
+    let me = send(&router, "GET", NOWHERE, Some(&crew_session), None).await;
+    assert_eq!(me.status, 404, "signed in: the photo is simply not there");
+
+    // Only a super admin adds an admin.
+    let boss = NewUser {
+        id: Uuid::new_v4(),
+        email: "boss@turns.demo".into(),
+        first_name: None,
+        last_name: None,
+        role: Role::Admin,
+        vendor_id: None,
+    };
+    assert!(forbidden(
+        &run(&pool, &admin, Change::CreateUser(boss.clone())).await
+    ));
+    assert!(matches!(
+        run(&pool, &superadmin, Change::CreateUser(boss)).await,
+        Outcome::Applied { .. }
+    ));
+
+    // Deactivated: the session ends at once and the password no longer logs in.
+    assert_eq!(
+        refused_field(
+            &run(
+                &pool,
+                &admin,
+                Change::SetUserActive {
+                    user: admin.user_id,
+                    active: false
+                }
+            )
+            .await
+        ),
+        "user"
+    );
+    assert!(matches!(
+        run(
+            &pool,
+            &admin,
+            Change::SetUserActive {
+                user: crew.id,
+                active: false
+            }
+        )
+        .await,
+        Outcome::Applied { .. }
+    ));
+    let after = send(&router, "GET", NOWHERE, Some(&crew_session), None).await;
+    assert_eq!(after.status, 401, "the session ended");
+    assert_eq!(
+        log_in_with(&router, "crew@apex.example", &password).await,
+        401
+    );
+
+    // Thresholds: in order, or refused by field.
+    let higher = Thresholds {
+        pm_self_approve_limit: Decimal::new(1500, 0),
+        ..Thresholds::default()
+    };
+    assert!(forbidden(
+        &run(&pool, &pm, Change::SetThresholds(higher.clone())).await
+    ));
+    assert!(matches!(
+        run(&pool, &admin, Change::SetThresholds(higher.clone())).await,
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        turns_server::queries::thresholds(&pool)
+            .await
+            .expect("thresholds"),
+        higher
+    );
+    let upside_down = Thresholds {
+        pm_self_approve_limit: Decimal::new(9000, 0),
+        ..Thresholds::default()
+    };
+    assert_eq!(
+        refused_field(&run(&pool, &admin, Change::SetThresholds(upside_down)).await),
+        "pm_self_approve_limit"
+    );
+
+    // Each applied change left its audit row: vendor, approval, user, admin user, deactivation,
+    // thresholds.
+    assert_eq!(audits().await - audited, 6);
+    let overview = turns_server::queries::admin_overview(&pool, &admin)
+        .await
+        .expect("overview")
+        .expect("an admin's");
+    assert!(overview
+        .users
+        .iter()
+        .any(|u| u.email == "crew@apex.example" && !u.is_active));
+    assert!(turns_server::queries::admin_overview(&pool, &pm)
+        .await
+        .expect("overview")
+        .is_none());
+    let _ = login(&router, "pm@turns.demo").await;
+}
+
+/// A photo that does not exist: 404 for a session, 401 without one.
+const NOWHERE: &str = "/api/photos/00000000-0000-0000-0000-000000000001";
+
+async fn login_cookie(router: &axum::Router, email: &str, password: &str) -> String {
+    let body = serde_json::json!({ "email": email, "password": password }).to_string();
+    send(
+        router,
+        "POST",
+        "/auth/login",
+        None,
+        Some(("application/json", body)),
+    )
+    .await
+    .session_cookie()
+    .expect("a session")
+}

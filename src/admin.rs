@@ -1,0 +1,208 @@
+//! What an admin changes without SQL: users (added, deactivated, reactivated), vendor companies
+//! (added, approved, deactivated) and the approval thresholds. Each is a [`Change`] like any
+//! other (authorized, validated, audited on the server); these are their payloads and rules.
+//!
+//! [`Change`]: crate::mutation::Change
+use crate::mutation::{check_amount, check_text, FieldError};
+use crate::{Actor, Decimal, Role, Thresholds};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub role: Role,
+    /// The vendor company of a VENDOR user (required for them, refused for anyone else).
+    pub vendor_id: Option<Uuid>,
+}
+
+impl NewUser {
+    /// Emails are kept trimmed and lower-case (`users_email_normalized`).
+    pub fn normalized_email(&self) -> String {
+        self.email.trim().to_lowercase()
+    }
+
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        let email = self.normalized_email();
+        check_text("email", &email, 255, true, errors);
+        let (local, domain) = email.split_once('@').unwrap_or(("", ""));
+        if !email.is_empty()
+            && (local.is_empty() || !domain.contains('.') || email.contains(char::is_whitespace))
+        {
+            errors.push(FieldError::new(
+                "email",
+                "Enter an email address like name@example.com.",
+            ));
+        }
+        for (field, value) in [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v, 100, false, errors);
+            }
+        }
+        match (self.role, self.vendor_id) {
+            (Role::Vendor, None) => errors.push(FieldError::new(
+                "vendor_id",
+                "Choose the vendor company this user works for.",
+            )),
+            (Role::Vendor, Some(_)) | (_, None) => {}
+            (_, Some(_)) => errors.push(FieldError::new(
+                "vendor_id",
+                "Only vendor users belong to a vendor company.",
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVendor {
+    pub id: Uuid,
+    pub name: String,
+    pub trade: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
+}
+
+impl NewVendor {
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_text("name", &self.name, 255, true, errors);
+        for (field, value, max) in [
+            ("trade", &self.trade, 100),
+            ("contact_email", &self.contact_email, 255),
+            ("contact_phone", &self.contact_phone, 20),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v, max, false, errors);
+            }
+        }
+    }
+}
+
+/// The thresholds as an admin may set them: amounts that fit, the PM's limit at most head
+/// office's, a tolerance between 0 and 100 % (`approval_thresholds_*` constraints).
+pub fn validate_thresholds(t: &Thresholds, errors: &mut Vec<FieldError>) {
+    for (field, amount) in [
+        ("pm_self_approve_limit", t.pm_self_approve_limit),
+        ("ho_threshold", t.ho_threshold),
+        ("non_core_threshold", t.non_core_threshold),
+    ] {
+        check_amount(field, amount, errors);
+    }
+    if t.pm_self_approve_limit > t.ho_threshold {
+        errors.push(FieldError::new(
+            "pm_self_approve_limit",
+            "The PM's own limit cannot be above the head-office threshold.",
+        ));
+    }
+    if t.change_tolerance_pct < Decimal::ZERO || t.change_tolerance_pct > Decimal::ONE_HUNDRED {
+        errors.push(FieldError::new(
+            "change_tolerance_pct",
+            "The tolerance is a percentage between 0 and 100.",
+        ));
+    }
+}
+
+/// A user as the admin page lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub vendor: Option<String>,
+    pub is_active: bool,
+    pub last_login: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A vendor company as the admin page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
+pub struct VendorRow {
+    pub id: Uuid,
+    pub name: String,
+    pub trade: Option<String>,
+    pub is_approved: bool,
+    pub is_active: bool,
+}
+
+/// Everything the admin page shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    pub users: Vec<UserRow>,
+    pub vendors: Vec<VendorRow>,
+    pub thresholds: Thresholds,
+}
+
+/// Who may add a user with this role: an admin adds anyone but admins; a super admin anyone.
+pub fn may_grant(actor: &Actor, role: Role) -> bool {
+    match role {
+        Role::SuperAdmin | Role::Admin => actor.role == Role::SuperAdmin,
+        _ => actor.role.is_admin(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(email: &str, role: Role, vendor: Option<Uuid>) -> Vec<String> {
+        let mut errors = Vec::new();
+        NewUser {
+            id: Uuid::nil(),
+            email: email.into(),
+            first_name: None,
+            last_name: None,
+            role,
+            vendor_id: vendor,
+        }
+        .validate(&mut errors);
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn users_need_an_email_and_vendors_their_company() {
+        assert!(user(" New.Person@Example.com ", Role::PropertyManager, None).is_empty());
+        assert_eq!(user("no-at-sign", Role::User, None), ["email"]);
+        assert_eq!(user("", Role::User, None), ["email"]);
+        assert_eq!(user("v@x.com", Role::Vendor, None), ["vendor_id"]);
+        assert_eq!(
+            user("pm@x.com", Role::PropertyManager, Some(Uuid::nil())),
+            ["vendor_id"]
+        );
+        assert!(user("v@x.com", Role::Vendor, Some(Uuid::nil())).is_empty());
+    }
+
+    #[test]
+    fn only_a_super_admin_makes_admins() {
+        let actor = |role| Actor {
+            user_id: Uuid::nil(),
+            role,
+            vendor_id: None,
+        };
+        assert!(may_grant(&actor(Role::Admin), Role::Vendor));
+        assert!(!may_grant(&actor(Role::Admin), Role::Admin));
+        assert!(may_grant(&actor(Role::SuperAdmin), Role::Admin));
+        assert!(!may_grant(&actor(Role::PropertyManager), Role::User));
+    }
+
+    #[test]
+    fn thresholds_stay_in_order() {
+        let mut errors = Vec::new();
+        validate_thresholds(
+            &Thresholds {
+                pm_self_approve_limit: Decimal::new(6000, 0),
+                change_tolerance_pct: Decimal::new(150, 0),
+                ..Thresholds::default()
+            },
+            &mut errors,
+        );
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["pm_self_approve_limit", "change_tolerance_pct"]);
+    }
+}
