@@ -240,3 +240,62 @@ pub async fn kpi_dashboard(
         .map_err(ssr::internal)?
         .ok_or_else(|| ssr::fail(AppError::Forbidden))
 }
+
+/// What an admin's change came to, and for a new user the temporary password to give them
+/// (shown once; only its hash is kept).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminAnswer {
+    pub outcome: turns::mutation::Outcome,
+    pub temporary_password: Option<String>,
+}
+
+/// Users, vendors and thresholds, for the admin page (admins only).
+#[server(endpoint = "admin/overview")]
+pub async fn admin_overview() -> Result<turns::admin::Overview, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::queries::admin_overview(&state.pool, &user.actor())
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::fail(AppError::Forbidden))
+}
+
+/// An admin's change, through the one write path (authorized, validated, audited). Admin work
+/// is done online at a desk: it is sent now, not queued on the device.
+#[server(endpoint = "admin/change", input = leptos::server_fn::codec::Json)]
+pub async fn admin_change(change: turns::mutation::Change) -> Result<AdminAnswer, AppError> {
+    use turns::mutation::{Change, Mutation, Outcome};
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    if !user.role.is_admin() {
+        return Err(ssr::fail(AppError::Forbidden));
+    }
+    let new_user = match &change {
+        Change::CreateUser(u) => Some(u.id),
+        _ => None,
+    };
+    let m = Mutation {
+        id: uuid::Uuid::new_v4(),
+        base_version: None,
+        device_time: chrono::Utc::now(),
+        change,
+    };
+    let outcome = turns_server::mutations::apply(&state.pool, &user.actor(), &m)
+        .await
+        .map_err(ssr::internal)?;
+    let temporary_password = match (&outcome, new_user) {
+        (Outcome::Applied { .. }, Some(id)) => Some(
+            turns_server::auth::temporary_password(&state.pool, id)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "temporary password");
+                    ssr::fail(AppError::Internal)
+                })?,
+        ),
+        _ => None,
+    };
+    Ok(AdminAnswer {
+        outcome,
+        temporary_password,
+    })
+}

@@ -33,7 +33,10 @@ pub fn Frame(children: Children) -> impl IntoView {
                     {move || Suspend::new(async move {
                         me.await.ok().flatten()
                             .filter(|u| u.actor().sees_dashboard())
-                            .map(|_| view! { <a href="/dashboard">"Dashboard"</a> })
+                            .map(|u| view! {
+                                <a href="/dashboard">"Dashboard"</a>
+                                {u.role.is_admin().then(|| view! { <a href="/admin">"Admin"</a> })}
+                            })
                     })}
                 </Suspense>
                 <a href="/history">"History"</a>

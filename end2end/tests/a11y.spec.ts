@@ -62,6 +62,14 @@ test("the manager's board, turn, new turn, homes, history and inbox", async ({ p
   await check(page, info, "pm-inbox");
 });
 
+test("the admin page", async ({ page }, info) => {
+  await logInAs(page, "admin@turns.demo");
+  await page.goto("/admin");
+  await new BoardPage(page).hydrated();
+  await expect(page.getByTestId("users")).toBeVisible();
+  await check(page, info, "admin");
+});
+
 test("the approver's queue and decision", async ({ page }, info) => {
   const board = await logInAs(page, "dfo@turns.demo");
   await board.synced();

@@ -1,0 +1,337 @@
+//! The admin page: users (add with a temporary password shown once, deactivate, reactivate),
+//! vendor companies (add, approve, deactivate) and the approval thresholds. Every change goes
+//! through the one write path (`api::admin_change`: authorized, validated, audited) and the
+//! lists are read again after it. Admin work is desk work: online, not queued on the device.
+use crate::api::{admin_change, admin_overview, AdminAnswer, AppError};
+use crate::drawer::parse_money;
+use crate::layout::{ErrorBox, Frame};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use turns::admin::{NewUser, NewVendor, Overview, UserRow, VendorRow};
+use turns::mutation::{Change, FieldError, Outcome, Rejection};
+use turns::{Role, Thresholds};
+use uuid::Uuid;
+
+/// The roles an admin hands out, as the form lists them.
+const ROLES: [Role; 9] = [
+    Role::PropertyManager,
+    Role::SrPropertyManager,
+    Role::Vendor,
+    Role::Inspector,
+    Role::DfoApprover,
+    Role::HoApprover,
+    Role::User,
+    Role::Admin,
+    Role::SuperAdmin,
+];
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let version = RwSignal::new(0_u32);
+    let overview = Resource::new(move || version.get(), |_| admin_overview());
+    // The last change's answer: a refusal with its fields, or a new user's password.
+    let answer = RwSignal::new(None::<Result<AdminAnswer, AppError>>);
+    let change = Action::new(move |c: &Change| {
+        let c = c.clone();
+        async move { admin_change(c).await }
+    });
+    Effect::new(move |_| {
+        if let Some(result) = change.value().get() {
+            answer.set(Some(result));
+            version.update(|v| *v += 1);
+        }
+    });
+    let send = move |c: Change| {
+        change.dispatch(c);
+    };
+    view! {
+        <Title text="Admin · Turns"/>
+        <Frame>
+            <div class="page-head"><h1>"Admin"</h1></div>
+            {move || answer.get().map(answer_box)}
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Ok(o) => view! { <AdminView o send/> }.into_any(),
+                        Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
+}
+
+/// What the last change came to.
+fn answer_box(answer: Result<AdminAnswer, AppError>) -> AnyView {
+    match answer {
+        Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+        Ok(AdminAnswer {
+            outcome: Outcome::Rejected(r),
+            ..
+        }) => {
+            let fields = match &r {
+                Rejection::Invalid { fields, .. } => fields.clone(),
+                _ => Vec::new(),
+            };
+            view! {
+                <div class="failure" role="alert" data-testid="admin-refused">
+                    <p>{r.message().to_string()}</p>
+                    <ul>{fields.into_iter().map(|f: FieldError| view! { <li>{f.message}</li> }).collect_view()}</ul>
+                </div>
+            }
+            .into_any()
+        }
+        Ok(AdminAnswer {
+            temporary_password: Some(password),
+            ..
+        }) => view! {
+            <div class="notice-box" role="status" data-testid="temporary-password">
+                <p>"User added. Give them this temporary password (it is shown only now):"</p>
+                <p><code data-testid="password">{password}</code></p>
+            </div>
+        }
+        .into_any(),
+        Ok(_) => {
+            view! { <p class="notice-box" role="status" data-testid="admin-saved">"Saved."</p> }
+                .into_any()
+        }
+    }
+}
+
+#[component]
+fn AdminView(o: Overview, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let Overview {
+        users,
+        vendors,
+        thresholds,
+    } = o;
+    let vendor_options: Vec<(Uuid, String)> = vendors
+        .iter()
+        .filter(|v| v.is_active)
+        .map(|v| (v.id, v.name.clone()))
+        .collect();
+    view! {
+        <section class="admin-section" aria-labelledby="users-h">
+            <h2 id="users-h">"Users"</h2>
+            {new_user_form(vendor_options, send)}
+            <table class="properties" data-testid="users">
+                <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Vendor"</th><th>"Status"</th><th></th></tr></thead>
+                <tbody>{users.into_iter().map(|u| user_row(u, send)).collect_view()}</tbody>
+            </table>
+        </section>
+        <section class="admin-section" aria-labelledby="vendors-h">
+            <h2 id="vendors-h">"Vendors"</h2>
+            {new_vendor_form(send)}
+            <table class="properties" data-testid="vendors">
+                <thead><tr><th>"Company"</th><th>"Trade"</th><th>"Status"</th><th></th></tr></thead>
+                <tbody>{vendors.into_iter().map(|v| vendor_row(v, send)).collect_view()}</tbody>
+            </table>
+        </section>
+        <section class="admin-section" aria-labelledby="thresholds-h">
+            <h2 id="thresholds-h">"Approval thresholds"</h2>
+            {thresholds_form(thresholds, send)}
+        </section>
+    }
+}
+
+fn user_row(u: UserRow, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let (id, active) = (u.id, u.is_active);
+    view! {
+        <tr data-testid="user-row" data-email=u.email.clone()>
+            <td data-label="Email">{u.email.clone()}</td>
+            <td data-label="Name">{u.name.unwrap_or_default()}</td>
+            <td data-label="Role">{u.role.label()}</td>
+            <td data-label="Vendor">{u.vendor.unwrap_or_default()}</td>
+            <td data-label="Status">{if active { "Active" } else { "Deactivated" }}</td>
+            <td>
+                <button type="button" data-testid=if active { "deactivate-user" } else { "reactivate-user" }
+                    on:click=move |_| send(Change::SetUserActive { user: id, active: !active })>
+                    {if active { "Deactivate" } else { "Reactivate" }}
+                </button>
+            </td>
+        </tr>
+    }
+}
+
+fn vendor_row(v: VendorRow, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let (id, approved, active) = (v.id, v.is_approved, v.is_active);
+    let status = match (active, approved) {
+        (false, _) => "Deactivated",
+        (true, true) => "Approved",
+        (true, false) => "Waiting for approval",
+    };
+    view! {
+        <tr data-testid="vendor-row" data-vendor=v.name.clone()>
+            <td data-label="Company">{v.name.clone()}</td>
+            <td data-label="Trade">{v.trade.unwrap_or_default()}</td>
+            <td data-label="Status">{status}</td>
+            <td class="actions">
+                <button type="button" data-testid=if approved { "unapprove-vendor" } else { "approve-vendor" }
+                    on:click=move |_| send(Change::SetVendor { vendor: id, approved: !approved, active })>
+                    {if approved { "Withdraw approval" } else { "Approve" }}
+                </button>
+                <button type="button" data-testid=if active { "deactivate-vendor" } else { "reactivate-vendor" }
+                    on:click=move |_| send(Change::SetVendor { vendor: id, approved, active: !active })>
+                    {if active { "Deactivate" } else { "Reactivate" }}
+                </button>
+            </td>
+        </tr>
+    }
+}
+
+fn text_input(
+    label: &'static str,
+    testid: &'static str,
+    kind: &'static str,
+    value: RwSignal<String>,
+) -> impl IntoView {
+    view! {
+        <label>{label}
+            <input type=kind data-testid=testid prop:value=move || value.get()
+                on:input=move |ev| value.set(event_target_value(&ev))/>
+        </label>
+    }
+}
+
+fn optional(s: RwSignal<String>) -> Option<String> {
+    Some(s.get_untracked().trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn new_user_form(
+    vendors: Vec<(Uuid, String)>,
+    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let email = RwSignal::new(String::new());
+    let first = RwSignal::new(String::new());
+    let last = RwSignal::new(String::new());
+    let role = RwSignal::new(Role::PropertyManager.as_str().to_string());
+    let vendor = RwSignal::new(String::new());
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let role = ROLES
+            .into_iter()
+            .find(|r| r.as_str() == role.get_untracked())
+            .unwrap_or(Role::User);
+        send(Change::CreateUser(NewUser {
+            id: Uuid::new_v4(),
+            email: email.get_untracked(),
+            first_name: optional(first),
+            last_name: optional(last),
+            role,
+            vendor_id: vendor
+                .get_untracked()
+                .parse()
+                .ok()
+                .filter(|_| role == Role::Vendor),
+        }));
+    };
+    view! {
+        <form class="drawer-form admin-form" on:submit=add data-testid="new-user">
+            <div class="field-row">
+                {text_input("Email", "user-email", "email", email)}
+                {text_input("First name", "user-first", "text", first)}
+                {text_input("Last name", "user-last", "text", last)}
+            </div>
+            <div class="field-row">
+                <label>"Role"
+                    <select data-testid="user-role-select" on:change=move |ev| role.set(event_target_value(&ev))>
+                        {ROLES.into_iter().map(|r| view! {
+                            <option value=r.as_str() selected=r == Role::PropertyManager>{r.label()}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                <label>"Vendor company (vendor users)"
+                    <select data-testid="user-vendor" on:change=move |ev| vendor.set(event_target_value(&ev))>
+                        <option value="">"—"</option>
+                        {vendors.into_iter().map(|(id, name)| view! {
+                            <option value=id.to_string()>{name}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+            </div>
+            <div class="actions"><button type="submit" class="primary" data-testid="add-user">"Add user"</button></div>
+        </form>
+    }
+}
+
+fn new_vendor_form(send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let trade = RwSignal::new(String::new());
+    let email = RwSignal::new(String::new());
+    let phone = RwSignal::new(String::new());
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        send(Change::CreateVendor(NewVendor {
+            id: Uuid::new_v4(),
+            name: name.get_untracked(),
+            trade: optional(trade),
+            contact_email: optional(email),
+            contact_phone: optional(phone),
+        }));
+    };
+    view! {
+        <form class="drawer-form admin-form" on:submit=add data-testid="new-vendor">
+            <div class="field-row">
+                {text_input("Company name", "vendor-name", "text", name)}
+                {text_input("Trade", "vendor-trade", "text", trade)}
+                {text_input("Contact email", "vendor-email", "email", email)}
+                {text_input("Contact phone", "vendor-phone", "tel", phone)}
+            </div>
+            <div class="actions"><button type="submit" class="primary" data-testid="add-vendor">"Add vendor"</button></div>
+        </form>
+    }
+}
+
+fn thresholds_form(
+    t: Thresholds,
+    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let pm = RwSignal::new(t.pm_self_approve_limit.to_string());
+    let ho = RwSignal::new(t.ho_threshold.to_string());
+    let non_core = RwSignal::new(t.non_core_threshold.to_string());
+    let tolerance = RwSignal::new(t.change_tolerance_pct.to_string());
+    let errors = RwSignal::new(Vec::<FieldError>::new());
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let read = |s: RwSignal<String>, field: &str| {
+            parse_money(&s.get_untracked(), field)
+                .and_then(|v| v.ok_or_else(|| FieldError::new(field, "Enter a number.")))
+        };
+        match (
+            read(pm, "pm_self_approve_limit"),
+            read(ho, "ho_threshold"),
+            read(non_core, "non_core_threshold"),
+            read(tolerance, "change_tolerance_pct"),
+        ) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => {
+                errors.set(Vec::new());
+                send(Change::SetThresholds(Thresholds {
+                    pm_self_approve_limit: a,
+                    ho_threshold: b,
+                    non_core_threshold: c,
+                    change_tolerance_pct: d,
+                }));
+            }
+            (a, b, c, d) => errors.set(
+                [a.err(), b.err(), c.err(), d.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+        }
+    };
+    view! {
+        <form class="drawer-form admin-form" on:submit=save data-testid="thresholds">
+            <div class="field-row">
+                {text_input("A PM approves alone up to (USD)", "pm-limit", "text", pm)}
+                {text_input("Head office approves above (USD)", "ho-threshold", "text", ho)}
+                {text_input("Non-core homes: head office above (USD)", "non-core-threshold", "text", non_core)}
+                {text_input("Approval restarts when the amount rises by more than (%)", "tolerance", "text", tolerance)}
+            </div>
+            <ul class="field-errors" role="alert">
+                {move || errors.get().into_iter().map(|e| view! { <li>{e.message}</li> }).collect_view()}
+            </ul>
+            <div class="actions"><button type="submit" class="primary" data-testid="save-thresholds">"Save thresholds"</button></div>
+        </form>
+    }
+}

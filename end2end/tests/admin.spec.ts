@@ -1,0 +1,78 @@
+// An admin runs the system from the browser: adds a vendor company and approves it, adds a user
+// of it with a temporary password that logs in, deactivates that user while they have the board
+// open (their session and live stream end at once), and changes a threshold.
+import { expect, test } from "@playwright/test";
+import { psql } from "./db";
+import { LoginPage, logInAs, snap } from "./pages";
+
+test.beforeEach(({}, info) => test.skip(info.project.name !== "desktop", "runs on desktop"));
+
+test("an admin adds and approves a vendor, adds its user, deactivates them live, and sets a threshold", async ({ browser, page }, info) => {
+  await logInAs(page, "admin@turns.demo");
+  await page.getByRole("link", { name: "Admin" }).click();
+  await expect(page.getByRole("heading", { name: "Admin", level: 1 })).toBeVisible();
+  await page.locator("#app[data-hydrated=true]").waitFor();
+
+  await page.getByTestId("vendor-name").fill("Northside Glass");
+  await page.getByTestId("vendor-trade").fill("Glazing");
+  await page.getByTestId("add-vendor").click();
+  const vendor = page.locator('[data-testid="vendor-row"][data-vendor="Northside Glass"]');
+  await expect(vendor).toContainText("Waiting for approval");
+  await vendor.getByTestId("approve-vendor").click();
+  await expect(vendor).toContainText("Approved");
+  expect(psql(`SELECT is_approved FROM vendors WHERE name = 'Northside Glass'`)).toBe("t");
+
+  // A duplicate is refused by name, and nothing is written.
+  await page.getByTestId("vendor-name").fill("Northside Glass");
+  await page.getByTestId("add-vendor").click();
+  await expect(page.getByTestId("admin-refused")).toContainText("Another vendor already has this name.");
+  expect(psql(`SELECT count(*) FROM vendors WHERE name = 'Northside Glass'`)).toBe("1");
+
+  await page.getByTestId("user-email").fill("glass.crew@example.com");
+  await page.getByTestId("user-first").fill("Gil");
+  await page.getByTestId("user-last").fill("Glass");
+  await page.getByTestId("user-role-select").selectOption("VENDOR");
+  await page.getByTestId("user-vendor").selectOption({ label: "Northside Glass" });
+  await page.getByTestId("add-user").click();
+  const password = (await page.getByTestId("password").textContent())!;
+  expect(password).toMatch(/^[A-Za-z0-9]{16}$/);
+  await expect(page.locator('[data-testid="user-row"][data-email="glass.crew@example.com"]')).toContainText("Active");
+  await snap(page, info, "admin");
+
+  // The new user logs in with it and keeps their (empty) board open.
+  const crewContext = await browser.newContext();
+  const crew = await crewContext.newPage();
+  await new LoginPage(crew).open();
+  await new LoginPage(crew).logIn("glass.crew@example.com", password);
+  await expect(crew).toHaveURL(/\/board$/);
+  await expect(crew.getByTestId("last-synced")).not.toBeEmpty();
+
+  // Deactivated: their open board says the session ended, without a reload.
+  const row = page.locator('[data-testid="user-row"][data-email="glass.crew@example.com"]');
+  await row.getByTestId("deactivate-user").click();
+  await expect(row).toContainText("Deactivated");
+  await expect(crew.getByTestId("session-notice")).toBeVisible({ timeout: 20_000 });
+  expect(psql(`SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = 'glass.crew@example.com'`)).toBe("0");
+  await crewContext.close();
+
+  // Thresholds: refused out of order, saved in order, audited.
+  await page.getByTestId("pm-limit").fill("9000");
+  await page.getByTestId("save-thresholds").click();
+  await expect(page.getByTestId("admin-refused")).toContainText("cannot be above the head-office threshold");
+  // (999: no other test's amount lies between it and the default 1,000.)
+  await page.getByTestId("pm-limit").fill("999");
+  await page.getByTestId("save-thresholds").click();
+  await expect(page.getByTestId("admin-saved")).toBeVisible();
+  expect(psql(`SELECT pm_self_approve_limit FROM approval_thresholds`)).toBe("999.00");
+  expect(psql(`SELECT count(*) FROM audit_logs WHERE action IN ('create_vendor', 'set_vendor', 'create_user', 'set_user_active', 'set_thresholds')`))
+    .toBe("5");
+  // Put back for the other tests.
+  psql("UPDATE approval_thresholds SET pm_self_approve_limit = 1000");
+});
+
+test("only admins have the admin page", async ({ page }) => {
+  await logInAs(page, "pm@turns.demo");
+  await expect(page.getByRole("link", { name: "Admin" })).toHaveCount(0);
+  const res = await page.goto("/admin");
+  expect(res?.status()).toBe(403);
+});
