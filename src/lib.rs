@@ -12,6 +12,7 @@ pub mod kpi;
 pub mod line_items;
 pub mod model;
 pub mod mutation;
+pub mod password;
 pub mod pg_text;
 pub mod policy;
 pub mod qc;

@@ -190,6 +190,17 @@ pub struct Board {
     pub contacts: Vec<Contact>,
 }
 
+/// One of a user's sessions, as their account page lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
+pub struct AccountSession {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The session the request came with.
+    pub this_one: bool,
+}
+
 /// A property manager's work contact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]

@@ -85,6 +85,28 @@ pub mod ssr {
             .and_then(|s| s.user().cloned())
     }
 
+    /// The hash of this request's session token (as `sessions.token` keeps it).
+    pub fn this_session() -> Result<String, AppError> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| turns_server::http::cookie_token(&parts.headers))
+            .map(|t| turns_server::auth::token_hash(&t))
+            .ok_or_else(|| fail(AppError::Unauthorized))
+    }
+
+    /// A plain route's error as a page's: its own words for a bad request, nothing internal.
+    pub fn api_error(e: turns_server::error::ApiError) -> AppError {
+        use turns_server::error::ApiError;
+        match e {
+            ApiError::BadRequest(m) => fail(AppError::BadRequest(m)),
+            ApiError::Unauthorized(_) => fail(AppError::Unauthorized),
+            ApiError::Forbidden => fail(AppError::Forbidden),
+            other => {
+                tracing::error!(error = %other, "account change failed");
+                fail(AppError::Internal)
+            }
+        }
+    }
+
     /// The signed-in user, or 401.
     pub fn require_user() -> Result<SessionUser, AppError> {
         session_user().ok_or_else(|| fail(AppError::Unauthorized))
@@ -298,4 +320,34 @@ pub async fn admin_change(change: turns::mutation::Change) -> Result<AdminAnswer
         outcome,
         temporary_password,
     })
+}
+
+/// The signed-in user's sessions (this device's marked).
+#[server(endpoint = "account/sessions")]
+pub async fn my_sessions() -> Result<Vec<turns::model::AccountSession>, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::auth::sessions_of(&state.pool, user.id, &ssr::this_session()?)
+        .await
+        .map_err(ssr::api_error)
+}
+
+/// Change one's own password (the current one is asked for); other sessions end.
+#[server(endpoint = "account/password", input = leptos::server_fn::codec::Json)]
+pub async fn change_my_password(current: String, new: String) -> Result<(), AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::auth::change_password(&state.pool, user.id, &current, &new, &ssr::this_session()?)
+        .await
+        .map_err(ssr::api_error)
+}
+
+/// Log out every other device; how many sessions ended.
+#[server(endpoint = "account/log-out-elsewhere")]
+pub async fn log_out_elsewhere() -> Result<u64, AppError> {
+    let user = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::auth::end_other_sessions(&state.pool, user.id, &ssr::this_session()?)
+        .await
+        .map_err(ssr::api_error)
 }

@@ -68,7 +68,8 @@ pub fn Frame(children: Children) -> impl IntoView {
                         let id = u.id;
                         view! {
                             <div class="who">
-                                <span class="who-name" data-testid="user-name">{u.display_name()}</span>
+                                <a class="who-name" href="/account" data-testid="user-name"
+                                    title="Your account: password and devices">{u.display_name()}</a>
                                 <span class="who-role" data-testid="user-role">{u.role.label()}</span>
                                 // Logging out forgets this user's data on the device (from any page)
                                 // and ends their other tabs.

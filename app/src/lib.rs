@@ -1,6 +1,7 @@
 //! Turns web app: routes, screens and server functions (SSR + hydration).
 #![recursion_limit = "256"]
 
+mod account;
 mod admin;
 pub mod api;
 mod approvals;
@@ -31,7 +32,8 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// Pages that need a signed-in user (the server redirects to /login without one).
-pub const PROTECTED_PAGES: [&str; 7] = [
+pub const PROTECTED_PAGES: [&str; 8] = [
+    "/account",
     "/admin",
     "/board",
     "/turns",
@@ -94,6 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/history") view=history::HistoryPage ssr=SsrMode::Async/>
                     <Route path=path!("/dashboard") view=dashboard::DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=admin::AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=account::AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/inbox") view=inbox::InboxPage/>
                 </Routes>
             </Router>

@@ -68,6 +68,10 @@ test("the admin page", async ({ page }, info) => {
   await new BoardPage(page).hydrated();
   await expect(page.getByTestId("users")).toBeVisible();
   await check(page, info, "admin");
+  await page.goto("/account");
+  await new BoardPage(page).hydrated();
+  await expect(page.getByTestId("session").first()).toBeVisible();
+  await check(page, info, "account");
 });
 
 test("the approver's queue and decision", async ({ page }, info) => {

@@ -3,7 +3,7 @@
 // open (their session and live stream end at once), and changes a threshold.
 import { expect, test } from "@playwright/test";
 import { psql } from "./db";
-import { LoginPage, logInAs, snap } from "./pages";
+import { BoardPage, LoginPage, logInAs, snap } from "./pages";
 
 test.beforeEach(({}, info) => test.skip(info.project.name !== "desktop", "runs on desktop"));
 
@@ -75,4 +75,47 @@ test("only admins have the admin page", async ({ page }) => {
   await expect(page.getByRole("link", { name: "Admin" })).toHaveCount(0);
   const res = await page.goto("/admin");
   expect(res?.status()).toBe(403);
+});
+
+test("a user changes their password: the policy says why not, then their other device is logged out", async ({ browser, page }, info) => {
+  const email = "superadmin@turns.demo";
+  const other = await browser.newContext();
+  const phone = await other.newPage();
+  const board = await logInAs(phone, email);
+  await board.synced();
+
+  await logInAs(page, email);
+  await page.getByTestId("user-name").click();
+  await expect(page.getByRole("heading", { name: "Your account" })).toBeVisible();
+  await page.locator("#app[data-hydrated=true]").waitFor();
+  await expect(page.getByTestId("session")).toHaveCount(2);
+  await expect(page.getByTestId("session").filter({ hasText: "this device" })).toHaveCount(1);
+
+  const form = page.getByTestId("change-password");
+  await form.getByTestId("current-password").fill("turns-demo");
+  await form.getByTestId("new-password").fill("password1234");
+  await form.getByTestId("new-password-again").fill("password1234");
+  await form.getByTestId("save-password").click();
+  await expect(page.getByRole("alert")).toContainText("most common");
+  await form.getByTestId("new-password").fill("blue tablets in the rain");
+  await form.getByTestId("new-password-again").fill("blue tablets in the rain");
+  await form.getByTestId("save-password").click();
+  await expect(page.getByTestId("account-saved")).toHaveText("Password changed. Your other devices are logged out.");
+  await expect(page.getByTestId("session")).toHaveCount(1);
+  await snap(page, info, "account");
+  // The phone's open board learns at once that its session is over.
+  await expect(phone.getByTestId("session-notice")).toBeVisible({ timeout: 20_000 });
+  await other.close();
+
+  // The new password logs in; the old one no longer does.
+  await new BoardPage(page).logOut();
+  const login = new LoginPage(page);
+  await login.open();
+  await login.logIn(email, "turns-demo");
+  await expect(login.message()).toHaveText("Wrong email or password.");
+  await login.logIn(email, "blue tablets in the rain");
+  await expect(page).toHaveURL(/\/board$/);
+  // Put back for a rerun.
+  psql(`UPDATE user_credentials SET password_hash = (SELECT c.password_hash FROM user_credentials c JOIN users u ON u.id = c.user_id
+         WHERE u.email = 'admin@turns.demo') WHERE user_id = (SELECT id FROM users WHERE email = '${email}')`);
 });

@@ -68,7 +68,7 @@ export class BoardPage {
     await expect(this.page.locator("#app")).toHaveAttribute("data-hydrated", "true");
   }
   async logOut() {
-    await this.page.getByRole("button", { name: "Log out" }).click();
+    await this.page.getByRole("button", { name: "Log out", exact: true }).click();
   }
   /** What the sync bar says once this tab's session is over (with a "Log in" link). */
   sessionNotice() {

@@ -92,6 +92,97 @@ pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<Strin
     Ok(password)
 }
 
+/// Change one's own password: the current one must be right and the new one must pass the
+/// policy (`turns::password`); every other session of the user ends (a stolen session is cut
+/// off by the change), this one (`keep`, its token's hash) stays.
+pub async fn change_password(
+    pool: &PgPool,
+    user: uuid::Uuid,
+    current: &str,
+    new: &str,
+    keep: &str,
+) -> Result<(), ApiError> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT u.email, c.password_hash FROM users u
+           LEFT JOIN user_credentials c ON c.user_id = u.id WHERE u.id = $1",
+    )
+    .bind(user)
+    .fetch_optional(pool)
+    .await?;
+    let Some((email, stored)) = row else {
+        return Err(ApiError::Unauthorized("Please log in to continue.".into()));
+    };
+    if current.is_empty() || current.len() > 1024 || !verify_password(current, stored).await? {
+        return Err(ApiError::BadRequest(
+            "Your current password is not right.".into(),
+        ));
+    }
+    if let Some(problem) = turns::password::problem(new, &email) {
+        return Err(ApiError::BadRequest(problem));
+    }
+    if new == current {
+        return Err(ApiError::BadRequest(
+            "Choose a password you have not been using.".into(),
+        ));
+    }
+    let hash = hash_password(new).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()",
+    )
+    .bind(user)
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token <> $2")
+        .bind(user)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'change_password', 'users', $1)",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The user's sessions, newest first (`this`: the current token's hash).
+pub async fn sessions_of(
+    pool: &PgPool,
+    user: uuid::Uuid,
+    this: &str,
+) -> Result<Vec<turns::model::AccountSession>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT id, created_at, expires_at, token = $2 AS this_one FROM sessions
+          WHERE user_id = $1 AND expires_at > now() ORDER BY created_at DESC",
+    )
+    .bind(user)
+    .bind(this)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// End every session of the user but this one; how many ended. Their open streams stop at once
+/// (the `sessions_ended` trigger).
+pub async fn end_other_sessions(
+    pool: &PgPool,
+    user: uuid::Uuid,
+    this: &str,
+) -> Result<u64, ApiError> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token <> $2")
+            .bind(user)
+            .bind(this)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

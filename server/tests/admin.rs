@@ -263,3 +263,86 @@ async fn login_cookie(router: &axum::Router, email: &str, password: &str) -> Str
     .session_cookie()
     .expect("a session")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_changes_their_password_and_logs_out_their_other_devices() {
+    use turns_server::auth::{change_password, end_other_sessions, sessions_of, token_hash};
+    use turns_server::error::ApiError;
+    let state = demo_state().await;
+    let pool = state.pool.clone();
+    let router = plain_router(state);
+    let me = actor(&pool, "inspector@turns.demo").await;
+    let phone = login(&router, "inspector@turns.demo").await;
+    let laptop = login(&router, "inspector@turns.demo").await;
+    let hash_of = |cookie: &str| token_hash(cookie.split_once('=').expect("cookie").1);
+    let listed = sessions_of(&pool, me.user_id, &hash_of(&laptop))
+        .await
+        .expect("sessions");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.iter().filter(|s| s.this_one).count(), 1);
+
+    let refused = |r: Result<(), ApiError>| match r {
+        Err(ApiError::BadRequest(m)) => m,
+        other => panic!("expected a refusal: {other:?}"),
+    };
+    let keep = hash_of(&laptop);
+    let wrong = change_password(&pool, me.user_id, "not-it", "a long new passphrase", &keep).await;
+    assert_eq!(refused(wrong), "Your current password is not right.");
+    let weak = change_password(&pool, me.user_id, "turns-demo", "password1234", &keep).await;
+    assert!(refused(weak).contains("most common"));
+    change_password(
+        &pool,
+        me.user_id,
+        "turns-demo",
+        "a long new passphrase",
+        &keep,
+    )
+    .await
+    .expect("changed");
+    // The other device is logged out; this one stays; the new password works, the old does not.
+    assert_eq!(
+        send(&router, "GET", NOWHERE, Some(&phone), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&router, "GET", NOWHERE, Some(&laptop), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        log_in_with(&router, "inspector@turns.demo", "turns-demo").await,
+        401
+    );
+    let tablet = login_cookie(&router, "inspector@turns.demo", "a long new passphrase").await;
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE action = 'change_password' AND row_id = $1",
+    )
+    .bind(me.user_id)
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+
+    // "Log out everywhere else" from the laptop ends the tablet's session only.
+    assert_eq!(
+        end_other_sessions(&pool, me.user_id, &keep)
+            .await
+            .expect("ended"),
+        1
+    );
+    assert_eq!(
+        send(&router, "GET", NOWHERE, Some(&tablet), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&router, "GET", NOWHERE, Some(&laptop), None)
+            .await
+            .status,
+        404
+    );
+}
