@@ -2,7 +2,7 @@
 //! vendor companies (add, approve, deactivate) and the approval thresholds. Every change goes
 //! through the one write path (`api::admin_change`: authorized, validated, audited) and the
 //! lists are read again after it. Admin work is desk work: online, not queued on the device.
-use crate::api::{admin_change, admin_overview, AdminAnswer, AppError};
+use crate::api::{admin_change, admin_overview, admin_reset_password, AdminAnswer, AppError};
 use crate::drawer::parse_money;
 use crate::layout::{ErrorBox, Frame};
 use leptos::prelude::*;
@@ -44,6 +44,19 @@ pub fn AdminPage() -> impl IntoView {
     let send = move |c: Change| {
         change.dispatch(c);
     };
+    // A password reset answers with the new temporary password, shown like a new user's.
+    let reset = Action::new(move |user: &Uuid| admin_reset_password(*user));
+    Effect::new(move |_| {
+        if let Some(result) = reset.value().get() {
+            answer.set(Some(result.map(|password| AdminAnswer {
+                outcome: Outcome::Applied { txid: None },
+                temporary_password: Some(password),
+            })));
+        }
+    });
+    let reset = move |user: Uuid| {
+        reset.dispatch(user);
+    };
     view! {
         <Title text="Admin · Turns"/>
         <Frame>
@@ -52,7 +65,7 @@ pub fn AdminPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match overview.await {
-                        Ok(o) => view! { <AdminView o send/> }.into_any(),
+                        Ok(o) => view! { <AdminView o send reset/> }.into_any(),
                         Err(e) => view! { <ErrorBox error=e/> }.into_any(),
                     }
                 })}
@@ -86,7 +99,7 @@ fn answer_box(answer: Result<AdminAnswer, AppError>) -> AnyView {
             ..
         }) => view! {
             <div class="notice-box" role="status" data-testid="temporary-password">
-                <p>"User added. Give them this temporary password (it is shown only now):"</p>
+                <p>"Give the user this temporary password (it is shown only now):"</p>
                 <p><code data-testid="password">{password}</code></p>
             </div>
         }
@@ -99,7 +112,11 @@ fn answer_box(answer: Result<AdminAnswer, AppError>) -> AnyView {
 }
 
 #[component]
-fn AdminView(o: Overview, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+fn AdminView(
+    o: Overview,
+    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    reset: impl Fn(Uuid) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let Overview {
         users,
         vendors,
@@ -116,7 +133,7 @@ fn AdminView(o: Overview, send: impl Fn(Change) + Copy + Send + Sync + 'static) 
             {new_user_form(vendor_options, send)}
             <table class="properties" data-testid="users">
                 <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Vendor"</th><th>"Status"</th><th></th></tr></thead>
-                <tbody>{users.into_iter().map(|u| user_row(u, send)).collect_view()}</tbody>
+                <tbody>{users.into_iter().map(|u| user_row(u, send, reset)).collect_view()}</tbody>
             </table>
         </section>
         <section class="admin-section" aria-labelledby="vendors-h">
@@ -134,7 +151,11 @@ fn AdminView(o: Overview, send: impl Fn(Change) + Copy + Send + Sync + 'static) 
     }
 }
 
-fn user_row(u: UserRow, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+fn user_row(
+    u: UserRow,
+    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    reset: impl Fn(Uuid) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let (id, active) = (u.id, u.is_active);
     view! {
         <tr data-testid="user-row" data-email=u.email.clone()>
@@ -143,11 +164,12 @@ fn user_row(u: UserRow, send: impl Fn(Change) + Copy + Send + Sync + 'static) ->
             <td data-label="Role">{u.role.label()}</td>
             <td data-label="Vendor">{u.vendor.unwrap_or_default()}</td>
             <td data-label="Status">{if active { "Active" } else { "Deactivated" }}</td>
-            <td>
+            <td class="actions">
                 <button type="button" data-testid=if active { "deactivate-user" } else { "reactivate-user" }
                     on:click=move |_| send(Change::SetUserActive { user: id, active: !active })>
                     {if active { "Deactivate" } else { "Reactivate" }}
                 </button>
+                <button type="button" data-testid="reset-password" on:click=move |_| reset(id)>"Reset password"</button>
             </td>
         </tr>
     }

@@ -351,3 +351,13 @@ pub async fn log_out_elsewhere() -> Result<u64, AppError> {
         .await
         .map_err(ssr::api_error)
 }
+
+/// An admin resets a user's password: a new temporary one, shown once; the user's sessions end.
+#[server(endpoint = "admin/reset-password")]
+pub async fn admin_reset_password(user: uuid::Uuid) -> Result<String, AppError> {
+    let me = ssr::require_user()?;
+    let state = ssr::state()?;
+    turns_server::auth::reset_password(&state.pool, &me.actor(), user)
+        .await
+        .map_err(ssr::api_error)
+}

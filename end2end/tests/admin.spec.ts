@@ -68,6 +68,23 @@ test("an admin adds and approves a vendor, adds its user, deactivates them live,
     .toBe("5");
   // Put back for the other tests.
   psql("UPDATE approval_thresholds SET pm_self_approve_limit = 1000");
+
+  // Back again, with a new temporary password (the old one stops working).
+  await row.getByTestId("reactivate-user").click();
+  await expect(row).toContainText("Active");
+  await row.getByTestId("reset-password").click();
+  await expect(page.getByTestId("password")).not.toHaveText(password);
+  const fresh = (await page.getByTestId("password").textContent())!;
+  expect(fresh).toMatch(/^[A-Za-z0-9]{16}$/);
+  expect(psql(`SELECT count(*) FROM audit_logs WHERE action = 'reset_password'`)).toBe("1");
+  const back = await browser.newContext();
+  const login = new LoginPage(await back.newPage());
+  await login.open();
+  await login.logIn("glass.crew@example.com", password);
+  await expect(login.message()).toHaveText("Wrong email or password.");
+  await login.logIn("glass.crew@example.com", fresh);
+  await expect((await back.pages())[0]).toHaveURL(/\/board$/);
+  await back.close();
 });
 
 test("only admins have the admin page", async ({ page }) => {

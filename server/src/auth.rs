@@ -92,6 +92,32 @@ pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<Strin
     Ok(password)
 }
 
+/// An admin resets `user`'s password (an admin's only by a super admin): a new temporary
+/// password, shown once; audited; the user's sessions end.
+pub async fn reset_password(
+    pool: &PgPool,
+    actor: &turns::Actor,
+    user: uuid::Uuid,
+) -> Result<String, ApiError> {
+    let role: Option<turns::Role> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_optional(pool)
+        .await?;
+    let role = role.ok_or(ApiError::NotFound)?;
+    if !actor.role.is_admin() || !turns::admin::may_grant(actor, role) {
+        return Err(ApiError::Forbidden);
+    }
+    let password = temporary_password(pool, user).await?;
+    sqlx::query(
+        "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'reset_password', 'users', $2)",
+    )
+    .bind(actor.user_id)
+    .bind(user)
+    .execute(pool)
+    .await?;
+    Ok(password)
+}
+
 /// Change one's own password: the current one must be right and the new one must pass the
 /// policy (`turns::password`); every other session of the user ends (a stolen session is cut
 /// off by the change), this one (`keep`, its token's hash) stays.
