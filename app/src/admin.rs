@@ -60,7 +60,10 @@ pub fn AdminPage() -> impl IntoView {
     view! {
         <Title text="Admin · Turns"/>
         <Frame>
-            <div class="page-head"><h1>"Admin"</h1></div>
+            <div class="page-head">
+                <h1>"Admin"</h1>
+                <a class="button" href="/api/export/audit.csv" data-testid="export-audit">"Download the audit log (CSV)"</a>
+            </div>
             {move || answer.get().map(answer_box)}
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {

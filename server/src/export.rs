@@ -1,5 +1,6 @@
 //! Exports a spreadsheet opens: `GET /api/export/turns.csv` with the dashboard's filters
-//! (`pm`, `senior`, `core`, `from`, `to`), the viewer's turns as the policy scopes them.
+//! (`pm`, `senior`, `core`, `from`, `to`), the viewer's turns as the policy scopes them; and
+//! `GET /api/export/audit.csv`, the audit log, for admins.
 //!
 //! Streamed: rows are read from a database cursor and sent in chunks through a small bounded
 //! channel, so 100,000 turns never sit in memory and a slow download slows the reading. Dates are
@@ -19,11 +20,16 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::Postgres;
 use turns::{ApprovalStatus, Decimal};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/export/turns.csv", get(turns_csv))
+    Router::new()
+        .route("/api/export/turns.csv", get(turns_csv))
+        .route("/api/export/audit.csv", get(audit_csv))
 }
 
 /// The query as typed in a URL: empty values mean "any".
@@ -237,30 +243,126 @@ async fn export(state: AppState, req: Request) -> Result<Response, ApiError> {
           ORDER BY t.turn_id",
         turn = s.turn_filter
     );
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let pool = state.pool.clone();
+    let mut head: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
+    if money {
+        head.extend(MONEY_HEADER.iter().map(|h| h.to_string()));
+    }
     let (id, status) = (s.id, s.status);
+    let body = stream_csv(
+        state.pool.clone(),
+        sql,
+        move |q: QueryAs<'_, Postgres, ExportRow, PgArguments>| {
+            q.bind(id)
+                .bind(status)
+                .bind(filter.pm)
+                .bind(filter.senior)
+                .bind(filter.core)
+                .bind(filter.from)
+                .bind(filter.to)
+        },
+        head,
+        move |row: &ExportRow, out: &mut String| row.write(out, money),
+    );
+    Ok(attachment("turns", body))
+}
+
+/// The audit log, newest first (admins only): who did what to which row, when (on the server,
+/// and on the device when it was done offline), and the row before and after as JSON.
+async fn audit_csv(State(state): State<AppState>, req: Request) -> Response {
+    let actor = match signed_in(&req) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if !actor.role.is_admin() {
+        return ApiError::Forbidden.into_response();
+    }
+    let sql = "SELECT a.created_at, a.device_time, u.email AS actor, a.action, a.table_name,
+                      a.row_id, a.before::text AS before, a.after::text AS after
+                 FROM audit_logs a LEFT JOIN users u ON u.id = a.actor_id
+                ORDER BY a.created_at DESC, a.id DESC"
+        .to_string();
+    let head = [
+        "When",
+        "Done on the device",
+        "Who",
+        "Action",
+        "Table",
+        "Row",
+        "Before",
+        "After",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    let body = stream_csv(
+        state.pool.clone(),
+        sql,
+        |q: QueryAs<'_, Postgres, AuditRow, PgArguments>| q,
+        head,
+        |r: &AuditRow, out: &mut String| {
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                plain(t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()))
+            };
+            line(
+                out,
+                &[
+                    time(Some(r.created_at)),
+                    time(r.device_time),
+                    text(&r.actor),
+                    (r.action.clone(), false),
+                    (r.table_name.clone(), false),
+                    plain(r.row_id),
+                    text(&r.before),
+                    text(&r.after),
+                ],
+            )
+        },
+    );
+    attachment("audit-log", body)
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    created_at: chrono::DateTime<chrono::Utc>,
+    device_time: Option<chrono::DateTime<chrono::Utc>>,
+    actor: Option<String>,
+    action: String,
+    table_name: String,
+    row_id: Option<Uuid>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// Rows of `sql` (with `bind`'s parameters) as a CSV body with `head`: read from a cursor by a
+/// task and sent in chunks through a small bounded channel, so a slow download slows the reading
+/// and the rows never all sit in memory.
+fn stream_csv<R, B, W>(
+    pool: sqlx::PgPool,
+    sql: String,
+    bind: B,
+    head: Vec<String>,
+    write: W,
+) -> Body
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    B: for<'q> FnOnce(
+            QueryAs<'q, Postgres, R, PgArguments>,
+        ) -> QueryAs<'q, Postgres, R, PgArguments>
+        + Send
+        + 'static,
+    W: Fn(&R, &mut String) + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         // The byte-order mark tells a spreadsheet the file is UTF-8.
         let mut out = String::from("\u{feff}");
-        let mut head: Vec<(String, bool)> = HEADER.iter().map(|h| (h.to_string(), false)).collect();
-        if money {
-            head.extend(MONEY_HEADER.iter().map(|h| (h.to_string(), false)));
-        }
+        let head: Vec<(String, bool)> = head.into_iter().map(|h| (h, false)).collect();
         line(&mut out, &head);
-        let mut rows = sqlx::query_as::<_, ExportRow>(&sql)
-            .bind(id)
-            .bind(status)
-            .bind(filter.pm)
-            .bind(filter.senior)
-            .bind(filter.core)
-            .bind(filter.from)
-            .bind(filter.to)
-            .fetch(&pool);
+        let mut rows = bind(sqlx::query_as::<_, R>(&sql)).fetch(&pool);
         loop {
             match rows.try_next().await {
                 Ok(Some(row)) => {
-                    row.write(&mut out, money);
+                    write(&row, &mut out);
                     if out.len() >= CHUNK
                         && tx
                             .send(Ok(Bytes::from(std::mem::take(&mut out))))
@@ -273,7 +375,7 @@ async fn export(state: AppState, req: Request) -> Result<Response, ApiError> {
                 Ok(None) => break,
                 Err(e) => {
                     // The download fails visibly (cut short with an error), never a silent half.
-                    tracing::error!(error = %e, "turns export failed");
+                    tracing::error!(error = %e, "export failed");
                     let _ = tx
                         .send(Err(std::io::Error::other("the export failed")))
                         .await;
@@ -287,23 +389,28 @@ async fn export(state: AppState, req: Request) -> Result<Response, ApiError> {
     });
     // Fused: the compression layer may poll once more after the end, which `unfold` alone
     // answers with a panic (and a panic aborts the server).
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     })
     .fuse();
+    Body::from_stream(chunks)
+}
+
+/// A CSV download named `<what>-<date>.csv`.
+fn attachment(what: &str, body: Body) -> Response {
     let name = format!(
-        "attachment; filename=\"turns-{}.csv\"",
+        "attachment; filename=\"{what}-{}.csv\"",
         chrono::Utc::now().date_naive()
     );
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (header::CONTENT_DISPOSITION, name),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        Body::from_stream(body),
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 #[cfg(test)]

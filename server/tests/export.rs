@@ -159,4 +159,45 @@ async fn the_turns_csv_reads_back_as_the_database_holds_them() {
     .await;
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("from"), "{}", bad.body);
+
+    // The audit log: admins only, every row, newest first (the newest: a vendor just added).
+    let admin_actor = turns_server::testing::actor(&pool, "admin@turns.demo").await;
+    let added = turns::mutation::Mutation {
+        id: uuid::Uuid::new_v4(),
+        base_version: None,
+        device_time: chrono::Utc::now(),
+        change: turns::mutation::Change::CreateVendor(turns::admin::NewVendor {
+            id: uuid::Uuid::new_v4(),
+            name: "Audit, \"Quoted\" & Co".into(),
+            trade: None,
+            contact_email: None,
+            contact_phone: None,
+        }),
+    };
+    turns_server::mutations::apply(&pool, &admin_actor, &added)
+        .await
+        .expect("a vendor");
+    let refused = send(&router, "GET", "/api/export/audit.csv", Some(&pm), None).await;
+    assert_eq!(refused.status, 403);
+    let admin = login(&router, "admin@turns.demo").await;
+    let audit = send(&router, "GET", "/api/export/audit.csv", Some(&admin), None).await;
+    assert_eq!(audit.status, 200);
+    let rows = parse_csv(&audit.body);
+    assert_eq!(
+        rows[0][..4],
+        ["When", "Done on the device", "Who", "Action"]
+    );
+    let (count, newest): (i64, String) = sqlx::query_as(
+        "SELECT count(*), (SELECT action FROM audit_logs ORDER BY created_at DESC, id DESC LIMIT 1)
+           FROM audit_logs",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(rows.len() as i64 - 1, count);
+    assert_eq!(rows[1][3], newest);
+    assert_eq!(newest, "create_vendor");
+    assert_eq!(rows[1][2], "admin@turns.demo");
+    let after: serde_json::Value = serde_json::from_str(&rows[1][7]).expect("the row as JSON");
+    assert_eq!(after["name"], "Audit, \"Quoted\" & Co");
 }
