@@ -83,6 +83,31 @@ impl NewVendor {
     }
 }
 
+/// A stage as an admin sets it: its name, colour and gates (which stage completes a turn is
+/// fixed: the domain's rules lean on it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSettings {
+    pub name: String,
+    /// `#rrggbb`.
+    pub color: String,
+    pub is_amount_required: bool,
+    pub is_vendor_required: bool,
+    pub requires_approval: bool,
+    pub requires_qc: bool,
+}
+
+impl StageSettings {
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_text("name", &self.name, 100, true, errors);
+        let hex = self.color.len() == 7
+            && self.color.starts_with('#')
+            && self.color[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if !hex {
+            errors.push(FieldError::new("color", "Choose a colour like #1f5fbf."));
+        }
+    }
+}
+
 /// The thresholds as an admin may set them: amounts that fit, the PM's limit at most head
 /// office's, a tolerance between 0 and 100 % (`approval_thresholds_*` constraints).
 pub fn validate_thresholds(t: &Thresholds, errors: &mut Vec<FieldError>) {
@@ -137,6 +162,8 @@ pub struct Overview {
     pub users: Vec<UserRow>,
     pub vendors: Vec<VendorRow>,
     pub thresholds: Thresholds,
+    /// The active stages, in board order.
+    pub stages: Vec<crate::model::Stage>,
 }
 
 /// Who may add a user with this role: an admin adds anyone but admins; a super admin anyone.

@@ -131,6 +131,16 @@ pub enum Change {
     },
     /// An admin sets the approval thresholds.
     SetThresholds(crate::Thresholds),
+    /// An admin renames a stage, recolours it or changes its gates.
+    EditStage {
+        stage: Uuid,
+        settings: crate::admin::StageSettings,
+    },
+    /// An admin moves a stage one place earlier or later on every board.
+    MoveStage {
+        stage: Uuid,
+        earlier: bool,
+    },
 }
 
 impl Change {
@@ -159,6 +169,8 @@ impl Change {
             Change::CreateVendor(_) => "create_vendor",
             Change::SetVendor { .. } => "set_vendor",
             Change::SetThresholds(_) => "set_thresholds",
+            Change::EditStage { .. } => "edit_stage",
+            Change::MoveStage { .. } => "move_stage",
         }
     }
 
@@ -185,7 +197,9 @@ impl Change {
             | Change::SetUserActive { .. }
             | Change::CreateVendor(_)
             | Change::SetVendor { .. }
-            | Change::SetThresholds(_) => None,
+            | Change::SetThresholds(_)
+            | Change::EditStage { .. }
+            | Change::MoveStage { .. } => None,
         }
     }
 
@@ -267,7 +281,8 @@ impl Change {
             Change::CreateUser(u) => u.validate(&mut errors),
             Change::CreateVendor(v) => v.validate(&mut errors),
             Change::SetThresholds(t) => crate::admin::validate_thresholds(t, &mut errors),
-            Change::SetUserActive { .. } | Change::SetVendor { .. } => {}
+            Change::EditStage { settings, .. } => settings.validate(&mut errors),
+            Change::SetUserActive { .. } | Change::SetVendor { .. } | Change::MoveStage { .. } => {}
         }
         if errors.is_empty() {
             Ok(())

@@ -173,7 +173,9 @@ impl TurnRules<'_> {
             | Change::SetUserActive { .. }
             | Change::CreateVendor(_)
             | Change::SetVendor { .. }
-            | Change::SetThresholds(_) => Ok(None),
+            | Change::SetThresholds(_)
+            | Change::EditStage { .. }
+            | Change::MoveStage { .. } => Ok(None),
         }
     }
 

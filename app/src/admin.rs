@@ -124,6 +124,7 @@ fn AdminView(
         users,
         vendors,
         thresholds,
+        stages,
     } = o;
     let vendor_options: Vec<(Uuid, String)> = vendors
         .iter()
@@ -146,6 +147,13 @@ fn AdminView(
                 <thead><tr><th>"Company"</th><th>"Trade"</th><th>"Status"</th><th></th></tr></thead>
                 <tbody>{vendors.into_iter().map(|v| vendor_row(v, send)).collect_view()}</tbody>
             </table>
+        </section>
+        <section class="admin-section" aria-labelledby="stages-h">
+            <h2 id="stages-h">"Stages"</h2>
+            <p class="muted">"In board order. Changes show on every open board."</p>
+            <ul class="stage-list" data-testid="stages">
+                {stages.into_iter().map(|s| stage_row(s, send)).collect_view()}
+            </ul>
         </section>
         <section class="admin-section" aria-labelledby="thresholds-h">
             <h2 id="thresholds-h">"Approval thresholds"</h2>
@@ -358,5 +366,65 @@ fn thresholds_form(
             </ul>
             <div class="actions"><button type="submit" class="primary" data-testid="save-thresholds">"Save thresholds"</button></div>
         </form>
+    }
+}
+
+/// A stage: its name, colour and gates, saved together; moved earlier or later by its buttons
+/// (the keyboard's way too).
+fn stage_row(
+    stage: turns::model::Stage,
+    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = stage.id;
+    let name = RwSignal::new(stage.name.clone());
+    let color = RwSignal::new(stage.color.clone());
+    let gates = [
+        ("Amount required", RwSignal::new(stage.is_amount_required)),
+        ("Vendor required", RwSignal::new(stage.is_vendor_required)),
+        ("Starts approval", RwSignal::new(stage.requires_approval)),
+        ("QC must pass", RwSignal::new(stage.requires_qc)),
+    ];
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        send(Change::EditStage {
+            stage: id,
+            settings: turns::admin::StageSettings {
+                name: name.get_untracked(),
+                color: color.get_untracked(),
+                is_amount_required: gates[0].1.get_untracked(),
+                is_vendor_required: gates[1].1.get_untracked(),
+                requires_approval: gates[2].1.get_untracked(),
+                requires_qc: gates[3].1.get_untracked(),
+            },
+        });
+    };
+    let label = stage.name.clone();
+    view! {
+        <li class="stage-item" data-testid="stage-row" data-stage=stage.name.clone()>
+            <form class="stage-form" on:submit=save>
+                <div class="movers">
+                    <button type="button" data-testid="stage-earlier" aria-label=format!("Move {label} earlier")
+                        on:click=move |_| send(Change::MoveStage { stage: id, earlier: true })>"▲"</button>
+                    <button type="button" data-testid="stage-later" aria-label=format!("Move {} later", stage.name)
+                        on:click=move |_| send(Change::MoveStage { stage: id, earlier: false })>"▼"</button>
+                </div>
+                <label>"Name"
+                    <input type="text" data-testid="stage-name" prop:value=move || name.get()
+                        on:input=move |ev| name.set(event_target_value(&ev))/>
+                </label>
+                <label>"Colour"
+                    <input type="color" data-testid="stage-color" prop:value=move || color.get()
+                        on:input=move |ev| color.set(event_target_value(&ev))/>
+                </label>
+                {gates.into_iter().map(|(text, on)| view! {
+                    <label class="check">
+                        <input type="checkbox" prop:checked=move || on.get()
+                            on:change=move |ev| on.set(event_target_checked(&ev))/>
+                        {text}
+                    </label>
+                }).collect_view()}
+                <button type="submit" data-testid="save-stage">"Save"</button>
+            </form>
+        </li>
     }
 }

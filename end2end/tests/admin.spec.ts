@@ -136,3 +136,27 @@ test("a user changes their password: the policy says why not, then their other d
   psql(`UPDATE user_credentials SET password_hash = (SELECT c.password_hash FROM user_credentials c JOIN users u ON u.id = c.user_id
          WHERE u.email = 'admin@turns.demo') WHERE user_id = (SELECT id FROM users WHERE email = '${email}')`);
 });
+
+test("an admin recolours a stage and an open board follows without a reload", async ({ browser, page }) => {
+  // (Renaming and reordering are covered by the server's tests: the other tests here lean on the
+  // stages' names and order while they run.)
+  const pm = await browser.newContext();
+  const pmPage = await pm.newPage();
+  const board = await logInAs(pmPage, "pm@turns.demo");
+  await board.synced();
+  await logInAs(page, "admin@turns.demo");
+  await page.goto("/admin");
+  await page.locator("#app[data-hydrated=true]").waitFor();
+  const stage = page.locator('[data-testid="stage-row"][data-stage="Notice"]');
+  const was = await stage.getByTestId("stage-color").inputValue();
+  await stage.getByTestId("stage-color").fill("#aa3377");
+  await stage.getByTestId("save-stage").click();
+  await expect(page.getByTestId("admin-saved")).toBeVisible();
+  await expect(board.column("Notice")).toHaveAttribute("style", /#aa3377/);
+  expect(psql(`SELECT count(*) FROM audit_logs WHERE action = 'edit_stage'`)).toBe("1");
+  // Put back.
+  await stage.getByTestId("stage-color").fill(was);
+  await stage.getByTestId("save-stage").click();
+  await expect(board.column("Notice")).toHaveAttribute("style", new RegExp(was));
+  await pm.close();
+});

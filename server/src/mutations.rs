@@ -89,6 +89,7 @@ fn constraint_message(e: &sqlx::Error) -> Option<(&'static str, &'static str)> {
         "users_email_idx" => ("email", "Another user already has this email."),
         "users_pkey" | "vendors_pkey" => ("id", "This id is already in use; try again."),
         "vendors_name_key" => ("name", "Another vendor already has this name."),
+        "turn_stages_color_hex" => ("color", "Choose a colour like #1f5fbf."),
         _ => return None,
     })
 }
@@ -271,6 +272,12 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
             active,
         } => admin::set_vendor(conn, actor, m, *vendor, *approved, *active).await,
         Change::SetThresholds(t) => admin::set_thresholds(conn, actor, m, t).await,
+        Change::EditStage { stage, settings } => {
+            admin::edit_stage(conn, actor, m, *stage, settings).await
+        }
+        Change::MoveStage { stage, earlier } => {
+            admin::move_stage(conn, actor, m, *stage, *earlier).await
+        }
         Change::AddPhoto {
             turn,
             photo,

@@ -531,5 +531,6 @@ pub async fn admin_overview(
         users,
         vendors,
         thresholds: thresholds(pool).await?,
+        stages: active_stages(pool).await?,
     }))
 }

@@ -229,8 +229,65 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         "pm_self_approve_limit"
     );
 
+    // Stages: renamed, recoloured, gated, moved; a bad colour refused; managers may not.
+    let stages = turns_server::queries::active_stages(&pool)
+        .await
+        .expect("stages");
+    let scope = &stages[2];
+    let settings = turns::admin::StageSettings {
+        name: " Scope and bid ".into(),
+        color: "#AA3377".into(),
+        is_amount_required: true,
+        is_vendor_required: false,
+        requires_approval: false,
+        requires_qc: false,
+    };
+    let edit = |s: turns::admin::StageSettings| Change::EditStage {
+        stage: scope.id,
+        settings: s,
+    };
+    assert!(forbidden(&run(&pool, &pm, edit(settings.clone())).await));
+    let bad = turns::admin::StageSettings {
+        color: "red".into(),
+        ..settings.clone()
+    };
+    assert_eq!(refused_field(&run(&pool, &admin, edit(bad)).await), "color");
+    assert!(matches!(
+        run(&pool, &admin, edit(settings)).await,
+        Outcome::Applied { .. }
+    ));
+    let moved = Change::MoveStage {
+        stage: scope.id,
+        earlier: true,
+    };
+    assert!(matches!(
+        run(&pool, &admin, moved).await,
+        Outcome::Applied { .. }
+    ));
+    let now = turns_server::queries::active_stages(&pool)
+        .await
+        .expect("stages");
+    assert_eq!(now[1].id, scope.id, "moved one place earlier");
+    assert_eq!(now[2].id, stages[1].id, "its neighbour took its place");
+    assert_eq!(
+        (
+            now[1].name.as_str(),
+            now[1].color.as_str(),
+            now[1].is_amount_required
+        ),
+        ("Scope and bid", "#aa3377", true)
+    );
+    let first = Change::MoveStage {
+        stage: now[0].id,
+        earlier: true,
+    };
+    assert!(matches!(
+        run(&pool, &admin, first).await,
+        Outcome::Applied { txid: None }
+    ));
+
     // Each applied change left its audit row: vendor, approval, user, admin user, deactivation,
-    // thresholds.
+    // thresholds (the stage changes are audited under turn_stages).
     assert_eq!(audits().await - audited, 6);
     let overview = turns_server::queries::admin_overview(&pool, &admin)
         .await

@@ -724,7 +724,9 @@ fn expected_refusals(change: &Change) -> BTreeSet<String> {
         | Change::SetUserActive { .. }
         | Change::CreateVendor(_)
         | Change::SetVendor { .. }
-        | Change::SetThresholds(_) => {}
+        | Change::SetThresholds(_)
+        | Change::EditStage { .. }
+        | Change::MoveStage { .. } => {}
     }
     bad
 }

@@ -214,3 +214,111 @@ pub(super) async fn set_thresholds(
     .await
     .map(Some)
 }
+
+pub(super) async fn edit_stage(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    stage: Uuid,
+    s: &turns::admin::StageSettings,
+) -> Step<Option<String>> {
+    admins_only(actor)?;
+    let before: Option<Value> = sqlx::query_scalar(
+        "SELECT to_jsonb(turn_stages.*) FROM turn_stages WHERE id = $1 FOR UPDATE",
+    )
+    .bind(stage)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(before) = before else {
+        return Err(Rejection::NotFound {
+            message: "This stage does not exist.".into(),
+        }
+        .into());
+    };
+    let after: Value = sqlx::query_scalar(
+        "UPDATE turn_stages SET name = btrim($2), color = lower($3), is_amount_required = $4,
+                is_vendor_required = $5, requires_approval = $6, requires_qc = $7, updated_by = $8
+          WHERE id = $1 RETURNING to_jsonb(turn_stages.*)",
+    )
+    .bind(stage)
+    .bind(&s.name)
+    .bind(&s.color)
+    .bind(s.is_amount_required)
+    .bind(s.is_vendor_required)
+    .bind(s.requires_approval)
+    .bind(s.requires_qc)
+    .bind(actor.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit(
+        conn,
+        actor,
+        m,
+        "turn_stages",
+        stage,
+        Some(&before),
+        Some(&after),
+    )
+    .await
+    .map(Some)
+}
+
+/// Swap a stage with its neighbour among the active stages. `display_order` is unique and not
+/// deferrable, so the swap goes through a free number.
+pub(super) async fn move_stage(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    m: &Mutation,
+    stage: Uuid,
+    earlier: bool,
+) -> Step<Option<String>> {
+    admins_only(actor)?;
+    // Every stage is locked: two admins reordering at once queue up instead of clashing.
+    let order: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT id, display_order FROM turn_stages WHERE is_active ORDER BY display_order FOR UPDATE",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(at) = order.iter().position(|(id, _)| *id == stage) else {
+        return Err(Rejection::NotFound {
+            message: "This stage does not exist.".into(),
+        }
+        .into());
+    };
+    let other = if earlier {
+        at.checked_sub(1)
+    } else {
+        Some(at + 1).filter(|i| *i < order.len())
+    };
+    let Some(other) = other else {
+        return Ok(None); // already first (or last)
+    };
+    let ((a, a_order), (b, b_order)) = (order[at], order[other]);
+    let before: Value = sqlx::query_scalar(
+        "SELECT jsonb_object_agg(id, display_order) FROM turn_stages WHERE id IN ($1, $2)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(&mut *conn)
+    .await?;
+    for (id, to) in [(a, -1 - a_order.abs()), (b, a_order), (a, b_order)] {
+        sqlx::query("UPDATE turn_stages SET display_order = $2, updated_by = $3 WHERE id = $1")
+            .bind(id)
+            .bind(to)
+            .bind(actor.user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let after = serde_json::json!({ a.to_string(): b_order, b.to_string(): a_order });
+    audit(
+        conn,
+        actor,
+        m,
+        "turn_stages",
+        stage,
+        Some(&before),
+        Some(&after),
+    )
+    .await
+    .map(Some)
+}
