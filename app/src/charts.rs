@@ -54,6 +54,15 @@ fn numbers(
 
 const WIDTH: f64 = 640.0;
 
+/// What a chart shows, in words (its accessible name): "Title: label value, …".
+fn described(title: &str, bars: &[Bar]) -> String {
+    let values: Vec<String> = bars
+        .iter()
+        .map(|b| format!("{} {}", b.label, b.shown))
+        .collect();
+    format!("{title}: {}", values.join(", "))
+}
+
 /// Vertical columns (a distribution, a trend), labelled under each column.
 pub fn columns(
     id: &'static str,
@@ -74,13 +83,7 @@ pub fn columns(
     let plot = height - top - bottom;
     // Few columns keep every label; many (weeks) label every few so they do not overlap.
     let every = (bars.len() / 8).max(1);
-    let described = format!(
-        "{title}: {}",
-        bars.iter()
-            .map(|b| format!("{} {}", b.label, b.shown))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let described = described(title, &bars);
     let drawn = bars
         .iter()
         .enumerate()
@@ -132,13 +135,7 @@ pub fn rows(
         .unwrap_or_else(|| bars.iter().map(|b| b.value).fold(0.0_f64, f64::max))
         .max(1e-9);
     let room = WIDTH - label_width - 120.0;
-    let described = format!(
-        "{title}: {}",
-        bars.iter()
-            .map(|b| format!("{} {}", b.label, b.shown))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let described = described(title, &bars);
     let drawn = bars
         .iter()
         .enumerate()

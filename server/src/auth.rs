@@ -74,8 +74,20 @@ pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<Strin
             .map(|_| READABLE[rng.gen_range(0..READABLE.len())] as char)
             .collect()
     };
-    let hash = hash_password(&password).await?;
     let mut tx = pool.begin().await?;
+    store_password(&mut tx, user, &password, None).await?;
+    tx.commit().await?;
+    Ok(password)
+}
+
+/// Keep `password`'s hash as the user's and end their sessions (all, or all but `keep`).
+async fn store_password(
+    tx: &mut sqlx::PgConnection,
+    user: uuid::Uuid,
+    password: &str,
+    keep: Option<&str>,
+) -> Result<(), ApiError> {
+    let hash = hash_password(password).await?;
     sqlx::query(
         "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
          ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()",
@@ -84,12 +96,12 @@ pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<Strin
     .bind(hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token IS DISTINCT FROM $2")
         .bind(user)
+        .bind(keep)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    Ok(password)
+    Ok(())
 }
 
 /// An admin resets `user`'s password (an admin's only by a super admin): a new temporary
@@ -151,21 +163,8 @@ pub async fn change_password(
             "Choose a password you have not been using.".into(),
         ));
     }
-    let hash = hash_password(new).await?;
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
-         ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()",
-    )
-    .bind(user)
-    .bind(hash)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token <> $2")
-        .bind(user)
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?;
+    store_password(&mut tx, user, new, Some(keep)).await?;
     sqlx::query(
         "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'change_password', 'users', $1)",
     )
