@@ -256,7 +256,7 @@ test.describe("desktop", () => {
     await expect.poll(() => psql(`SELECT count(*) FROM properties WHERE property_id = 'P-ADD-1'`)).toBe("1");
 
     // Its first turn, from the board: no SQL.
-    await pm.page.getByRole("link", { name: "Board" }).click();
+    await pm.page.getByRole("link", { name: "Board", exact: true }).click();
     await pm.page.getByTestId("new-turn").click();
     const start = pm.page.getByTestId("new-turn-form");
     await start.getByTestId("new-turn-home").selectOption({ label: "Added Home (P-ADD-1)" });
@@ -296,7 +296,7 @@ test.describe("desktop", () => {
     await form.getByTestId("property-name").fill("Clash Home");
     await form.getByTestId("property-street").fill("7 Clash St");
     await form.getByTestId("save-property").click();
-    await page.getByRole("link", { name: "Board" }).click();
+    await page.getByRole("link", { name: "Board", exact: true }).click();
     await page.getByTestId("new-turn").click();
     const start = page.getByTestId("new-turn-form");
     await start.getByTestId("new-turn-home").selectOption({ label: "Clash Home (P-1001)" });

@@ -202,6 +202,7 @@ mod tests {
             vec![TurnCard {
                 vendor_accepted: false,
                 decline_reason: None,
+                awaiting_since: None,
                 ..cards[0].clone()
             }]
         );
