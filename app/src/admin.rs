@@ -12,19 +12,6 @@ use turns::mutation::{Change, FieldError, Outcome, Rejection};
 use turns::{Role, Thresholds};
 use uuid::Uuid;
 
-/// The roles an admin hands out, as the form lists them.
-const ROLES: [Role; 9] = [
-    Role::PropertyManager,
-    Role::SrPropertyManager,
-    Role::Vendor,
-    Role::Inspector,
-    Role::DfoApprover,
-    Role::HoApprover,
-    Role::User,
-    Role::Admin,
-    Role::SuperAdmin,
-];
-
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let version = RwSignal::new(0_u32);
@@ -241,7 +228,7 @@ fn new_user_form(
     let vendor = RwSignal::new(String::new());
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let role = ROLES
+        let role = Role::ALL
             .into_iter()
             .find(|r| r.as_str() == role.get_untracked())
             .unwrap_or(Role::User);
@@ -268,7 +255,7 @@ fn new_user_form(
             <div class="field-row">
                 <label>"Role"
                     <select data-testid="user-role-select" on:change=move |ev| role.set(event_target_value(&ev))>
-                        {ROLES.into_iter().map(|r| view! {
+                        {Role::ALL.into_iter().map(|r| view! {
                             <option value=r.as_str() selected=r == Role::PropertyManager>{r.label()}</option>
                         }).collect_view()}
                     </select>

@@ -74,20 +74,21 @@ pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<Strin
             .map(|_| READABLE[rng.gen_range(0..READABLE.len())] as char)
             .collect()
     };
+    // Hashed before the transaction: argon2's work does not hold a connection.
+    let hash = hash_password(&password).await?;
     let mut tx = pool.begin().await?;
-    store_password(&mut tx, user, &password, None).await?;
+    store_password(&mut tx, user, &hash, None).await?;
     tx.commit().await?;
     Ok(password)
 }
 
-/// Keep `password`'s hash as the user's and end their sessions (all, or all but `keep`).
+/// Keep `hash` as the user's password and end their sessions (all, or all but `keep`).
 async fn store_password(
     tx: &mut sqlx::PgConnection,
     user: uuid::Uuid,
-    password: &str,
+    hash: &str,
     keep: Option<&str>,
 ) -> Result<(), ApiError> {
-    let hash = hash_password(password).await?;
     sqlx::query(
         "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
          ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()",
@@ -163,8 +164,9 @@ pub async fn change_password(
             "Choose a password you have not been using.".into(),
         ));
     }
+    let hash = hash_password(new).await?;
     let mut tx = pool.begin().await?;
-    store_password(&mut tx, user, new, Some(keep)).await?;
+    store_password(&mut tx, user, &hash, Some(keep)).await?;
     sqlx::query(
         "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'change_password', 'users', $1)",
     )
