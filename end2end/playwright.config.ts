@@ -23,6 +23,8 @@ const chromium = {
   },
 };
 
+const settings = /settings\.spec\.ts/;
+
 export default defineConfig({
   testDir: "./tests",
   outputDir: "./test-results",
@@ -39,10 +41,13 @@ export default defineConfig({
     screenshot: "only-on-failure",
     trace: "retain-on-failure",
   },
+  // The settings tests change what every other test leans on (stage names and order, the QC
+  // checklist, the cost templates), so they run last, alone (`--no-deps` runs them by themselves).
   projects: [
-    { name: "phone", use: { ...chromium, viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true } },
-    { name: "tablet", use: { ...chromium, viewport: { width: 1024, height: 768 }, hasTouch: true } },
-    { name: "desktop", use: { ...chromium, viewport: { width: 1440, height: 900 } } },
+    { name: "phone", testIgnore: settings, use: { ...chromium, viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true } },
+    { name: "tablet", testIgnore: settings, use: { ...chromium, viewport: { width: 1024, height: 768 }, hasTouch: true } },
+    { name: "desktop", testIgnore: settings, use: { ...chromium, viewport: { width: 1440, height: 900 } } },
+    { name: "settings", testMatch: settings, dependencies: ["phone", "tablet", "desktop"], use: { ...chromium, viewport: { width: 1440, height: 900 } } },
   ],
   webServer: {
     command: `rm -rf "${dataDir}" && exec "${root}/target/release/turns-app"`,

@@ -1,12 +1,101 @@
 //! What an admin changes without SQL: users (added, deactivated, reactivated), vendor companies
-//! (added, approved, deactivated) and the approval thresholds. Each is a [`Change`] like any
-//! other (authorized, validated, audited on the server); these are their payloads and rules.
+//! (added, approved, deactivated), stages, the approval thresholds, cost templates and QC
+//! checklists. Each is a [`Change`] like any other (authorized, validated, audited on the
+//! server); these are their payloads and rules.
 //!
 //! [`Change`]: crate::mutation::Change
-use crate::mutation::{check_amount, check_text, FieldError};
+use crate::line_items::TemplateLine;
+use crate::mutation::{check_amount, check_area, check_rooms, check_text, FieldError};
 use crate::{Actor, Decimal, Role, Thresholds};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// An admin's change (`Change::Admin`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminChange {
+    /// Add a user (their first password is made by the server: `turns_server::auth`).
+    CreateUser(NewUser),
+    /// Deactivate a user (their sessions and live streams end at once) or bring them back.
+    SetUserActive {
+        user: Uuid,
+        active: bool,
+    },
+    /// Add a vendor company (not approved until an admin approves it).
+    CreateVendor(NewVendor),
+    /// Approve or deactivate a vendor company.
+    SetVendor {
+        vendor: Uuid,
+        approved: bool,
+        active: bool,
+    },
+    SetThresholds(Thresholds),
+    /// Rename a stage, recolour it or change its gates.
+    EditStage {
+        stage: Uuid,
+        settings: StageSettings,
+    },
+    /// Move a stage one place earlier or later on every board.
+    MoveStage {
+        stage: Uuid,
+        earlier: bool,
+    },
+    /// Add a cost template (a new id) or change one, its lines replaced whole.
+    SaveCostTemplate {
+        template: Uuid,
+        settings: TemplateSettings,
+    },
+    /// Add an item to a stage's QC checklist (a new id, at the end) or reword one.
+    SaveQcItem {
+        item: Uuid,
+        stage: Uuid,
+        label: String,
+    },
+    /// Take an item off its checklist (inspections already recorded keep it).
+    RemoveQcItem {
+        item: Uuid,
+    },
+    /// Move a checklist item one place earlier or later.
+    MoveQcItem {
+        item: Uuid,
+        earlier: bool,
+    },
+}
+
+impl AdminChange {
+    /// The audit log's name for it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            AdminChange::CreateUser(_) => "create_user",
+            AdminChange::SetUserActive { .. } => "set_user_active",
+            AdminChange::CreateVendor(_) => "create_vendor",
+            AdminChange::SetVendor { .. } => "set_vendor",
+            AdminChange::SetThresholds(_) => "set_thresholds",
+            AdminChange::EditStage { .. } => "edit_stage",
+            AdminChange::MoveStage { .. } => "move_stage",
+            AdminChange::SaveCostTemplate { .. } => "save_cost_template",
+            AdminChange::SaveQcItem { .. } => "save_qc_item",
+            AdminChange::RemoveQcItem { .. } => "remove_qc_item",
+            AdminChange::MoveQcItem { .. } => "move_qc_item",
+        }
+    }
+
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        match self {
+            AdminChange::CreateUser(u) => u.validate(errors),
+            AdminChange::CreateVendor(v) => v.validate(errors),
+            AdminChange::SetThresholds(t) => validate_thresholds(t, errors),
+            AdminChange::EditStage { settings, .. } => settings.validate(errors),
+            AdminChange::SaveCostTemplate { settings, .. } => settings.validate(errors),
+            AdminChange::SaveQcItem { label, .. } => check_text("label", label, 200, true, errors),
+            AdminChange::SetUserActive { .. }
+            | AdminChange::SetVendor { .. }
+            | AdminChange::MoveStage { .. }
+            | AdminChange::RemoveQcItem { .. }
+            | AdminChange::MoveQcItem { .. } => {}
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewUser {
@@ -108,6 +197,71 @@ impl StageSettings {
     }
 }
 
+/// The most lines one cost template holds.
+pub const MAX_TEMPLATE_LINES: usize = 100;
+
+/// A cost template as an admin sets it: the homes it is for and its lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSettings {
+    pub name: String,
+    pub bedrooms: Option<Decimal>,
+    pub bathrooms: Option<Decimal>,
+    pub min_sqft: Option<i32>,
+    pub max_sqft: Option<i32>,
+    pub items: Vec<TemplateLine>,
+    /// Offered to managers scoping a turn (an old template is retired, not deleted).
+    pub is_active: bool,
+}
+
+impl TemplateSettings {
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_text("name", &self.name, 100, true, errors);
+        check_rooms("bedrooms", self.bedrooms, errors);
+        check_rooms("bathrooms", self.bathrooms, errors);
+        for (field, area) in [("min_sqft", self.min_sqft), ("max_sqft", self.max_sqft)] {
+            let mut area_errors = Vec::new();
+            check_area(area, &mut area_errors);
+            errors.extend(area_errors.into_iter().map(|e| FieldError {
+                field: field.into(),
+                ..e
+            }));
+        }
+        if self
+            .min_sqft
+            .zip(self.max_sqft)
+            .is_some_and(|(lo, hi)| lo > hi)
+        {
+            errors.push(FieldError::new(
+                "max_sqft",
+                "The largest area cannot be below the smallest.",
+            ));
+        }
+        if self.items.is_empty() || self.items.len() > MAX_TEMPLATE_LINES {
+            errors.push(FieldError::new(
+                "items",
+                format!("A template has between 1 and {MAX_TEMPLATE_LINES} lines."),
+            ));
+        }
+        self.items.iter().for_each(|line| line.validate(errors));
+    }
+}
+
+/// A cost template as the admin page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRow {
+    pub id: Uuid,
+    pub settings: TemplateSettings,
+}
+
+/// A QC checklist item as the admin page lists it (active items, in checklist order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
+pub struct QcItemRow {
+    pub id: Uuid,
+    pub stage_id: Uuid,
+    pub label: String,
+}
+
 /// The thresholds as an admin may set them: amounts that fit, the PM's limit at most head
 /// office's, a tolerance between 0 and 100 % (`approval_thresholds_*` constraints).
 pub fn validate_thresholds(t: &Thresholds, errors: &mut Vec<FieldError>) {
@@ -164,6 +318,10 @@ pub struct Overview {
     pub thresholds: Thresholds,
     /// The active stages, in board order.
     pub stages: Vec<crate::model::Stage>,
+    /// Every cost template, retired ones too, by name.
+    pub templates: Vec<TemplateRow>,
+    /// The QC checklists' active items, by stage and position.
+    pub qc_items: Vec<QcItemRow>,
 }
 
 /// Who may add a user with this role: an admin adds anyone but admins; a super admin anyone.
@@ -216,6 +374,40 @@ mod tests {
         assert!(!may_grant(&actor(Role::Admin), Role::Admin));
         assert!(may_grant(&actor(Role::SuperAdmin), Role::Admin));
         assert!(!may_grant(&actor(Role::PropertyManager), Role::User));
+    }
+
+    fn template(items: Vec<TemplateLine>, min: Option<i32>, max: Option<i32>) -> Vec<String> {
+        let mut errors = Vec::new();
+        TemplateSettings {
+            name: "2 bed".into(),
+            bedrooms: Some(Decimal::new(2, 0)),
+            bathrooms: Some(Decimal::new(15, 1)),
+            min_sqft: min,
+            max_sqft: max,
+            items,
+            is_active: true,
+        }
+        .validate(&mut errors);
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn templates_need_lines_and_a_sensible_size() {
+        let line = |quantity: i64, cost: i64| TemplateLine {
+            category: "Paint".into(),
+            description: "Walls".into(),
+            quantity: Decimal::new(quantity, 0),
+            unit_cost: Decimal::new(cost, 0),
+        };
+        assert!(template(vec![line(1, 100)], Some(600), Some(900)).is_empty());
+        assert_eq!(template(vec![], None, None), ["items"]);
+        assert_eq!(
+            template(vec![line(1, 100)], Some(900), Some(600)),
+            ["max_sqft"]
+        );
+        assert_eq!(template(vec![line(1, 100)], Some(0), None), ["min_sqft"]);
+        assert_eq!(template(vec![line(0, 100)], None, None), ["quantity"]);
+        assert_eq!(template(vec![line(1, -5)], None, None), ["unit_cost"]);
     }
 
     #[test]

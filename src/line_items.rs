@@ -109,10 +109,13 @@ pub fn total<'a>(items: impl IntoIterator<Item = &'a LineItem>) -> Option<Decima
 
 impl NewLineItem {
     pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
-        check_text("category", &self.category, 50, true, errors);
-        check_text("description", &self.description, 500, true, errors);
-        check_quantity(self.quantity, errors);
-        check_amount("unit_cost", self.unit_cost, errors);
+        check_line(
+            &self.category,
+            &self.description,
+            self.quantity,
+            self.unit_cost,
+            errors,
+        );
     }
 
     /// The row it becomes, at `position` in `turn`'s scope.
@@ -185,6 +188,20 @@ impl LineItemEdit {
             LineItemEdit::Vendor(e) => item.vendor_id = e.to,
         }
     }
+}
+
+/// A line of scope, in a turn or a template.
+fn check_line(
+    category: &str,
+    description: &str,
+    quantity: Decimal,
+    unit_cost: Decimal,
+    errors: &mut Vec<FieldError>,
+) {
+    check_text("category", category, 50, true, errors);
+    check_text("description", description, 500, true, errors);
+    check_quantity(quantity, errors);
+    check_amount("unit_cost", unit_cost, errors);
 }
 
 fn check_quantity(quantity: Decimal, errors: &mut Vec<FieldError>) {
@@ -291,6 +308,25 @@ pub struct TemplateLine {
     pub unit_cost: Decimal,
 }
 
+impl TemplateLine {
+    pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_line(
+            &self.category,
+            &self.description,
+            self.quantity,
+            self.unit_cost,
+            errors,
+        );
+    }
+}
+
+/// What a template's lines add up to (`None` if it overflows, which validation prevents).
+pub fn template_total(items: &[TemplateLine]) -> Option<Decimal> {
+    items.iter().try_fold(Decimal::ZERO, |sum, l| {
+        sum.checked_add(line_amount(l.quantity, l.unit_cost)?)
+    })
+}
+
 /// What a template is matched against: a home's size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HomeSize {
@@ -330,9 +366,7 @@ impl CostTemplate {
 
     /// The template's total.
     pub fn total(&self) -> Option<Decimal> {
-        self.items.iter().try_fold(Decimal::ZERO, |sum, l| {
-            sum.checked_add(line_amount(l.quantity, l.unit_cost)?)
-        })
+        template_total(&self.items)
     }
 }
 

@@ -113,34 +113,8 @@ pub enum Change {
         /// Required to reject.
         reason: Option<String>,
     },
-    /// An admin adds a user (their first password is made by the server: `turns_server::admin`).
-    CreateUser(crate::admin::NewUser),
-    /// An admin deactivates a user (their sessions and live streams end at once) or brings them
-    /// back.
-    SetUserActive {
-        user: Uuid,
-        active: bool,
-    },
-    /// An admin adds a vendor company (not approved until an admin approves it).
-    CreateVendor(crate::admin::NewVendor),
-    /// An admin approves or deactivates a vendor company.
-    SetVendor {
-        vendor: Uuid,
-        approved: bool,
-        active: bool,
-    },
-    /// An admin sets the approval thresholds.
-    SetThresholds(crate::Thresholds),
-    /// An admin renames a stage, recolours it or changes its gates.
-    EditStage {
-        stage: Uuid,
-        settings: crate::admin::StageSettings,
-    },
-    /// An admin moves a stage one place earlier or later on every board.
-    MoveStage {
-        stage: Uuid,
-        earlier: bool,
-    },
+    /// An admin's change to users, vendors, stages, thresholds, cost templates or checklists.
+    Admin(crate::admin::AdminChange),
 }
 
 impl Change {
@@ -164,13 +138,7 @@ impl Change {
             Change::MarkRead { .. } => "mark_read",
             Change::DecideApproval { approve: true, .. } => "approve",
             Change::DecideApproval { approve: false, .. } => "reject",
-            Change::CreateUser(_) => "create_user",
-            Change::SetUserActive { .. } => "set_user_active",
-            Change::CreateVendor(_) => "create_vendor",
-            Change::SetVendor { .. } => "set_vendor",
-            Change::SetThresholds(_) => "set_thresholds",
-            Change::EditStage { .. } => "edit_stage",
-            Change::MoveStage { .. } => "move_stage",
+            Change::Admin(a) => a.action(),
         }
     }
 
@@ -193,13 +161,7 @@ impl Change {
             Change::CreateProperty(_)
             | Change::UpdateProperty { .. }
             | Change::MarkRead { .. }
-            | Change::CreateUser(_)
-            | Change::SetUserActive { .. }
-            | Change::CreateVendor(_)
-            | Change::SetVendor { .. }
-            | Change::SetThresholds(_)
-            | Change::EditStage { .. }
-            | Change::MoveStage { .. } => None,
+            | Change::Admin(_) => None,
         }
     }
 
@@ -278,11 +240,7 @@ impl Change {
                     check_text("reason", r, 2000, false, &mut errors);
                 }
             }
-            Change::CreateUser(u) => u.validate(&mut errors),
-            Change::CreateVendor(v) => v.validate(&mut errors),
-            Change::SetThresholds(t) => crate::admin::validate_thresholds(t, &mut errors),
-            Change::EditStage { settings, .. } => settings.validate(&mut errors),
-            Change::SetUserActive { .. } | Change::SetVendor { .. } | Change::MoveStage { .. } => {}
+            Change::Admin(a) => a.validate(&mut errors),
         }
         if errors.is_empty() {
             Ok(())
@@ -713,7 +671,7 @@ pub(crate) fn check_amount(field: &str, amount: Decimal, errors: &mut Vec<FieldE
 }
 
 /// Bedrooms and bathrooms: whole or in tenths (a half bath is 0.5), up to 50.
-fn check_rooms(field: &str, rooms: Option<Decimal>, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_rooms(field: &str, rooms: Option<Decimal>, errors: &mut Vec<FieldError>) {
     let Some(rooms) = rooms else {
         return;
     };
@@ -731,7 +689,7 @@ fn check_rooms(field: &str, rooms: Option<Decimal>, errors: &mut Vec<FieldError>
     }
 }
 
-fn check_area(area: Option<i32>, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_area(area: Option<i32>, errors: &mut Vec<FieldError>) {
     if area.is_some_and(|a| !(1..=100_000).contains(&a)) {
         errors.push(FieldError::new(
             "area_sqft",

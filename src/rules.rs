@@ -169,13 +169,7 @@ impl TurnRules<'_> {
             | Change::CreateTurn(_)
             | Change::CreateProperty(_)
             | Change::UpdateProperty { .. }
-            | Change::CreateUser(_)
-            | Change::SetUserActive { .. }
-            | Change::CreateVendor(_)
-            | Change::SetVendor { .. }
-            | Change::SetThresholds(_)
-            | Change::EditStage { .. }
-            | Change::MoveStage { .. } => Ok(None),
+            | Change::Admin(_) => Ok(None),
         }
     }
 

@@ -1,14 +1,16 @@
-//! The admin page: users (add with a temporary password shown once, deactivate, reactivate),
-//! vendor companies (add, approve, deactivate) and the approval thresholds. Every change goes
+//! The admin page: users (add with a temporary password shown once, deactivate, reactivate,
+//! reset), vendor companies (add, approve, deactivate), stages, the approval thresholds, and
+//! (in `admin_scope`) cost templates and QC checklists. Every change goes
 //! through the one write path (`api::admin_change`: authorized, validated, audited) and the
 //! lists are read again after it. Admin work is desk work: online, not queued on the device.
+use crate::admin_scope::{ChecklistsSection, TemplatesSection};
 use crate::api::{admin_change, admin_overview, admin_reset_password, AdminAnswer, AppError};
 use crate::drawer::parse_money;
 use crate::layout::{ErrorBox, Frame};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use turns::admin::{NewUser, NewVendor, Overview, UserRow, VendorRow};
-use turns::mutation::{Change, FieldError, Outcome, Rejection};
+use turns::admin::{AdminChange, NewUser, NewVendor, Overview, UserRow, VendorRow};
+use turns::mutation::{FieldError, Outcome, Rejection};
 use turns::{Role, Thresholds};
 use uuid::Uuid;
 
@@ -18,7 +20,7 @@ pub fn AdminPage() -> impl IntoView {
     let overview = Resource::new(move || version.get(), |_| admin_overview());
     // The last change's answer: a refusal with its fields, or a new user's password.
     let answer = RwSignal::new(None::<Result<AdminAnswer, AppError>>);
-    let change = Action::new(move |c: &Change| {
+    let change = Action::new(move |c: &AdminChange| {
         let c = c.clone();
         async move { admin_change(c).await }
     });
@@ -28,7 +30,7 @@ pub fn AdminPage() -> impl IntoView {
             version.update(|v| *v += 1);
         }
     });
-    let send = move |c: Change| {
+    let send = move |c: AdminChange| {
         change.dispatch(c);
     };
     // A password reset answers with the new temporary password, shown like a new user's.
@@ -104,7 +106,7 @@ fn answer_box(answer: Result<AdminAnswer, AppError>) -> AnyView {
 #[component]
 fn AdminView(
     o: Overview,
-    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
     reset: impl Fn(Uuid) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let Overview {
@@ -112,6 +114,8 @@ fn AdminView(
         vendors,
         thresholds,
         stages,
+        templates,
+        qc_items,
     } = o;
     let vendor_options: Vec<(Uuid, String)> = vendors
         .iter()
@@ -139,9 +143,11 @@ fn AdminView(
             <h2 id="stages-h">"Stages"</h2>
             <p class="muted">"In board order. Changes show on every open board."</p>
             <ul class="stage-list" data-testid="stages">
-                {stages.into_iter().map(|s| stage_row(s, send)).collect_view()}
+                {stages.iter().cloned().map(|s| stage_row(s, send)).collect_view()}
             </ul>
         </section>
+        <ChecklistsSection stages qc_items send/>
+        <TemplatesSection templates send/>
         <section class="admin-section" aria-labelledby="thresholds-h">
             <h2 id="thresholds-h">"Approval thresholds"</h2>
             {thresholds_form(thresholds, send)}
@@ -151,7 +157,7 @@ fn AdminView(
 
 fn user_row(
     u: UserRow,
-    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
     reset: impl Fn(Uuid) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let (id, active) = (u.id, u.is_active);
@@ -164,7 +170,7 @@ fn user_row(
             <td data-label="Status">{if active { "Active" } else { "Deactivated" }}</td>
             <td class="actions">
                 <button type="button" data-testid=if active { "deactivate-user" } else { "reactivate-user" }
-                    on:click=move |_| send(Change::SetUserActive { user: id, active: !active })>
+                    on:click=move |_| send(AdminChange::SetUserActive { user: id, active: !active })>
                     {if active { "Deactivate" } else { "Reactivate" }}
                 </button>
                 <button type="button" data-testid="reset-password" on:click=move |_| reset(id)>"Reset password"</button>
@@ -173,7 +179,10 @@ fn user_row(
     }
 }
 
-fn vendor_row(v: VendorRow, send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+fn vendor_row(
+    v: VendorRow,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let (id, approved, active) = (v.id, v.is_approved, v.is_active);
     let status = match (active, approved) {
         (false, _) => "Deactivated",
@@ -187,11 +196,11 @@ fn vendor_row(v: VendorRow, send: impl Fn(Change) + Copy + Send + Sync + 'static
             <td data-label="Status">{status}</td>
             <td class="actions">
                 <button type="button" data-testid=if approved { "unapprove-vendor" } else { "approve-vendor" }
-                    on:click=move |_| send(Change::SetVendor { vendor: id, approved: !approved, active })>
+                    on:click=move |_| send(AdminChange::SetVendor { vendor: id, approved: !approved, active })>
                     {if approved { "Withdraw approval" } else { "Approve" }}
                 </button>
                 <button type="button" data-testid=if active { "deactivate-vendor" } else { "reactivate-vendor" }
-                    on:click=move |_| send(Change::SetVendor { vendor: id, approved, active: !active })>
+                    on:click=move |_| send(AdminChange::SetVendor { vendor: id, approved, active: !active })>
                     {if active { "Deactivate" } else { "Reactivate" }}
                 </button>
             </td>
@@ -199,7 +208,7 @@ fn vendor_row(v: VendorRow, send: impl Fn(Change) + Copy + Send + Sync + 'static
     }
 }
 
-fn text_input(
+pub(crate) fn text_input(
     label: &'static str,
     testid: &'static str,
     kind: &'static str,
@@ -213,13 +222,13 @@ fn text_input(
     }
 }
 
-fn optional(s: RwSignal<String>) -> Option<String> {
+pub(crate) fn optional(s: RwSignal<String>) -> Option<String> {
     Some(s.get_untracked().trim().to_string()).filter(|v| !v.is_empty())
 }
 
 fn new_user_form(
     vendors: Vec<(Uuid, String)>,
-    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let email = RwSignal::new(String::new());
     let first = RwSignal::new(String::new());
@@ -232,7 +241,7 @@ fn new_user_form(
             .into_iter()
             .find(|r| r.as_str() == role.get_untracked())
             .unwrap_or(Role::User);
-        send(Change::CreateUser(NewUser {
+        send(AdminChange::CreateUser(NewUser {
             id: Uuid::new_v4(),
             email: email.get_untracked(),
             first_name: optional(first),
@@ -274,14 +283,14 @@ fn new_user_form(
     }
 }
 
-fn new_vendor_form(send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl IntoView {
+fn new_vendor_form(send: impl Fn(AdminChange) + Copy + Send + Sync + 'static) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let trade = RwSignal::new(String::new());
     let email = RwSignal::new(String::new());
     let phone = RwSignal::new(String::new());
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        send(Change::CreateVendor(NewVendor {
+        send(AdminChange::CreateVendor(NewVendor {
             id: Uuid::new_v4(),
             name: name.get_untracked(),
             trade: optional(trade),
@@ -304,7 +313,7 @@ fn new_vendor_form(send: impl Fn(Change) + Copy + Send + Sync + 'static) -> impl
 
 fn thresholds_form(
     t: Thresholds,
-    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let pm = RwSignal::new(t.pm_self_approve_limit.to_string());
     let ho = RwSignal::new(t.ho_threshold.to_string());
@@ -325,7 +334,7 @@ fn thresholds_form(
         ) {
             (Ok(a), Ok(b), Ok(c), Ok(d)) => {
                 errors.set(Vec::new());
-                send(Change::SetThresholds(Thresholds {
+                send(AdminChange::SetThresholds(Thresholds {
                     pm_self_approve_limit: a,
                     ho_threshold: b,
                     non_core_threshold: c,
@@ -360,7 +369,7 @@ fn thresholds_form(
 /// (the keyboard's way too).
 fn stage_row(
     stage: turns::model::Stage,
-    send: impl Fn(Change) + Copy + Send + Sync + 'static,
+    send: impl Fn(AdminChange) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let id = stage.id;
     let name = RwSignal::new(stage.name.clone());
@@ -373,7 +382,7 @@ fn stage_row(
     ];
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        send(Change::EditStage {
+        send(AdminChange::EditStage {
             stage: id,
             settings: turns::admin::StageSettings {
                 name: name.get_untracked(),
@@ -391,9 +400,9 @@ fn stage_row(
             <form class="stage-form" on:submit=save>
                 <div class="movers">
                     <button type="button" data-testid="stage-earlier" aria-label=format!("Move {label} earlier")
-                        on:click=move |_| send(Change::MoveStage { stage: id, earlier: true })>"▲"</button>
+                        on:click=move |_| send(AdminChange::MoveStage { stage: id, earlier: true })>"▲"</button>
                     <button type="button" data-testid="stage-later" aria-label=format!("Move {} later", stage.name)
-                        on:click=move |_| send(Change::MoveStage { stage: id, earlier: false })>"▼"</button>
+                        on:click=move |_| send(AdminChange::MoveStage { stage: id, earlier: false })>"▼"</button>
                 </div>
                 <label>"Name"
                     <input type="text" data-testid="stage-name" prop:value=move || name.get()

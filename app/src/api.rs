@@ -285,7 +285,8 @@ pub async fn admin_overview() -> Result<turns::admin::Overview, AppError> {
 /// An admin's change, through the one write path (authorized, validated, audited). Admin work
 /// is done online at a desk: it is sent now, not queued on the device.
 #[server(endpoint = "admin/change", input = leptos::server_fn::codec::Json)]
-pub async fn admin_change(change: turns::mutation::Change) -> Result<AdminAnswer, AppError> {
+pub async fn admin_change(change: turns::admin::AdminChange) -> Result<AdminAnswer, AppError> {
+    use turns::admin::AdminChange;
     use turns::mutation::{Change, Mutation, Outcome};
     let user = ssr::require_user()?;
     let state = ssr::state()?;
@@ -293,14 +294,14 @@ pub async fn admin_change(change: turns::mutation::Change) -> Result<AdminAnswer
         return Err(ssr::fail(AppError::Forbidden));
     }
     let new_user = match &change {
-        Change::CreateUser(u) => Some(u.id),
+        AdminChange::CreateUser(u) => Some(u.id),
         _ => None,
     };
     let m = Mutation {
         id: uuid::Uuid::new_v4(),
         base_version: None,
         device_time: chrono::Utc::now(),
-        change,
+        change: Change::Admin(change),
     };
     let outcome = turns_server::mutations::apply(&state.pool, &user.actor(), &m)
         .await

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod admin_scope;
 pub mod api;
 mod approvals;
 mod board;

@@ -261,23 +261,7 @@ async fn execute(conn: &mut PgConnection, actor: &Actor, m: &Mutation) -> Step<O
         Change::RecordQc { turn, results } => inspect(conn, actor, m, *turn, results).await,
         Change::AddNote { turn, note, body } => add_note(conn, actor, m, *turn, *note, body).await,
         Change::MarkRead { notifications } => mark_read(conn, actor, notifications).await,
-        Change::CreateUser(u) => admin::create_user(conn, actor, m, u).await,
-        Change::SetUserActive { user, active } => {
-            admin::set_user_active(conn, actor, m, *user, *active).await
-        }
-        Change::CreateVendor(v) => admin::create_vendor(conn, actor, m, v).await,
-        Change::SetVendor {
-            vendor,
-            approved,
-            active,
-        } => admin::set_vendor(conn, actor, m, *vendor, *approved, *active).await,
-        Change::SetThresholds(t) => admin::set_thresholds(conn, actor, m, t).await,
-        Change::EditStage { stage, settings } => {
-            admin::edit_stage(conn, actor, m, *stage, settings).await
-        }
-        Change::MoveStage { stage, earlier } => {
-            admin::move_stage(conn, actor, m, *stage, *earlier).await
-        }
+        Change::Admin(change) => admin::apply(conn, actor, m, change).await,
         Change::AddPhoto {
             turn,
             photo,

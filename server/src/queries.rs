@@ -527,10 +527,53 @@ pub async fn admin_overview(
         sqlx::query_as("SELECT id, name, trade, is_approved, is_active FROM vendors ORDER BY name")
             .fetch_all(pool)
             .await?;
+    type TemplateColumns = (
+        Uuid,
+        String,
+        Option<Decimal>,
+        Option<Decimal>,
+        Option<i32>,
+        Option<i32>,
+        sqlx::types::Json<Vec<turns::line_items::TemplateLine>>,
+        bool,
+    );
+    let templates: Vec<TemplateColumns> = sqlx::query_as(
+        "SELECT id, name, bedrooms, bathrooms, min_sqft, max_sqft, items, is_active
+           FROM cost_templates ORDER BY is_active DESC, name, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let templates = templates
+        .into_iter()
+        .map(
+            |(id, name, bedrooms, bathrooms, min_sqft, max_sqft, items, is_active)| {
+                turns::admin::TemplateRow {
+                    id,
+                    settings: turns::admin::TemplateSettings {
+                        name,
+                        bedrooms,
+                        bathrooms,
+                        min_sqft,
+                        max_sqft,
+                        items: items.0,
+                        is_active,
+                    },
+                }
+            },
+        )
+        .collect();
+    let qc_items = sqlx::query_as(
+        "SELECT id, stage_id, label FROM qc_checklist_items WHERE is_active
+          ORDER BY stage_id, position, id",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(Some(turns::admin::Overview {
         users,
         vendors,
         thresholds: thresholds(pool).await?,
         stages: active_stages(pool).await?,
+        templates,
+        qc_items,
     }))
 }

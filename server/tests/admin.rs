@@ -4,7 +4,7 @@
 //! audited).
 use chrono::Utc;
 use sqlx::PgPool;
-use turns::admin::{NewUser, NewVendor};
+use turns::admin::{AdminChange, NewUser, NewVendor};
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
 use turns::{Actor, Decimal, Role, Thresholds};
 use turns_server::auth::temporary_password;
@@ -12,12 +12,12 @@ use turns_server::mutations::apply;
 use turns_server::testing::{actor, demo_state, login, plain_router, send};
 use uuid::Uuid;
 
-async fn run(pool: &PgPool, who: &Actor, change: Change) -> Outcome {
+async fn run(pool: &PgPool, who: &Actor, change: AdminChange) -> Outcome {
     let m = Mutation {
         id: Uuid::new_v4(),
         base_version: None,
         device_time: Utc::now(),
-        change,
+        change: Change::Admin(change),
     };
     apply(pool, who, &m).await.expect("apply")
 }
@@ -75,10 +75,10 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         contact_phone: None,
     };
     assert!(forbidden(
-        &run(&pool, &pm, Change::CreateVendor(vendor.clone())).await
+        &run(&pool, &pm, AdminChange::CreateVendor(vendor.clone())).await
     ));
     assert!(matches!(
-        run(&pool, &admin, Change::CreateVendor(vendor.clone())).await,
+        run(&pool, &admin, AdminChange::CreateVendor(vendor.clone())).await,
         Outcome::Applied { txid: Some(_) }
     ));
     let duplicate = NewVendor {
@@ -86,10 +86,10 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ..vendor.clone()
     };
     assert_eq!(
-        refused_field(&run(&pool, &admin, Change::CreateVendor(duplicate)).await),
+        refused_field(&run(&pool, &admin, AdminChange::CreateVendor(duplicate)).await),
         "name"
     );
-    let approve = Change::SetVendor {
+    let approve = AdminChange::SetVendor {
         vendor: vendor.id,
         approved: true,
         active: true,
@@ -119,7 +119,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         vendor_id: Some(vendor.id),
     };
     assert!(matches!(
-        run(&pool, &admin, Change::CreateUser(crew.clone())).await,
+        run(&pool, &admin, AdminChange::CreateUser(crew.clone())).await,
         Outcome::Applied { .. }
     ));
     let again = NewUser {
@@ -127,7 +127,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ..crew.clone()
     };
     assert_eq!(
-        refused_field(&run(&pool, &admin, Change::CreateUser(again)).await),
+        refused_field(&run(&pool, &admin, AdminChange::CreateUser(again)).await),
         "email"
     );
     assert_eq!(
@@ -161,10 +161,10 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         vendor_id: None,
     };
     assert!(forbidden(
-        &run(&pool, &admin, Change::CreateUser(boss.clone())).await
+        &run(&pool, &admin, AdminChange::CreateUser(boss.clone())).await
     ));
     assert!(matches!(
-        run(&pool, &superadmin, Change::CreateUser(boss)).await,
+        run(&pool, &superadmin, AdminChange::CreateUser(boss)).await,
         Outcome::Applied { .. }
     ));
 
@@ -174,7 +174,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
             &run(
                 &pool,
                 &admin,
-                Change::SetUserActive {
+                AdminChange::SetUserActive {
                     user: admin.user_id,
                     active: false
                 }
@@ -187,7 +187,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         run(
             &pool,
             &admin,
-            Change::SetUserActive {
+            AdminChange::SetUserActive {
                 user: crew.id,
                 active: false
             }
@@ -208,10 +208,10 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ..Thresholds::default()
     };
     assert!(forbidden(
-        &run(&pool, &pm, Change::SetThresholds(higher.clone())).await
+        &run(&pool, &pm, AdminChange::SetThresholds(higher.clone())).await
     ));
     assert!(matches!(
-        run(&pool, &admin, Change::SetThresholds(higher.clone())).await,
+        run(&pool, &admin, AdminChange::SetThresholds(higher.clone())).await,
         Outcome::Applied { .. }
     ));
     assert_eq!(
@@ -225,7 +225,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ..Thresholds::default()
     };
     assert_eq!(
-        refused_field(&run(&pool, &admin, Change::SetThresholds(upside_down)).await),
+        refused_field(&run(&pool, &admin, AdminChange::SetThresholds(upside_down)).await),
         "pm_self_approve_limit"
     );
 
@@ -242,7 +242,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         requires_approval: false,
         requires_qc: false,
     };
-    let edit = |s: turns::admin::StageSettings| Change::EditStage {
+    let edit = |s: turns::admin::StageSettings| AdminChange::EditStage {
         stage: scope.id,
         settings: s,
     };
@@ -256,7 +256,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         run(&pool, &admin, edit(settings)).await,
         Outcome::Applied { .. }
     ));
-    let moved = Change::MoveStage {
+    let moved = AdminChange::MoveStage {
         stage: scope.id,
         earlier: true,
     };
@@ -277,7 +277,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ),
         ("Scope and bid", "#aa3377", true)
     );
-    let first = Change::MoveStage {
+    let first = AdminChange::MoveStage {
         stage: now[0].id,
         earlier: true,
     };
@@ -302,6 +302,164 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         .expect("overview")
         .is_none());
     let _ = login(&router, "pm@turns.demo").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_keeps_cost_templates_and_qc_checklists() {
+    use turns::admin::TemplateSettings;
+    use turns::line_items::TemplateLine;
+    let state = demo_state().await;
+    let pool = state.pool.clone();
+    let admin = actor(&pool, "admin@turns.demo").await;
+    let pm = actor(&pool, "pm@turns.demo").await;
+    let line = |description: &str, quantity: i64, cost: i64| TemplateLine {
+        category: "Paint".into(),
+        description: description.into(),
+        quantity: Decimal::new(quantity, 0),
+        unit_cost: Decimal::new(cost, 2),
+    };
+    let settings = TemplateSettings {
+        name: " Studio ".into(),
+        bedrooms: Some(Decimal::ZERO),
+        bathrooms: Some(Decimal::ONE),
+        min_sqft: Some(300),
+        max_sqft: Some(550),
+        items: vec![line("Walls", 1, 45_000), line("Touch-ups", 3, 2_550)],
+        is_active: true,
+    };
+    let id = Uuid::new_v4();
+    let save = |s: TemplateSettings| AdminChange::SaveCostTemplate {
+        template: id,
+        settings: s,
+    };
+    assert!(forbidden(&run(&pool, &pm, save(settings.clone())).await));
+    let upside_down = TemplateSettings {
+        min_sqft: Some(900),
+        ..settings.clone()
+    };
+    assert_eq!(
+        refused_field(&run(&pool, &admin, save(upside_down)).await),
+        "max_sqft"
+    );
+    assert!(matches!(
+        run(&pool, &admin, save(settings.clone())).await,
+        Outcome::Applied { txid: Some(_) }
+    ));
+    // Changed: a line fewer, retired. The row is replaced whole, kept, and read back typed.
+    let retired = TemplateSettings {
+        items: vec![line("Walls", 2, 45_000)],
+        is_active: false,
+        ..settings.clone()
+    };
+    assert!(matches!(
+        run(&pool, &admin, save(retired.clone())).await,
+        Outcome::Applied { .. }
+    ));
+    let overview = turns_server::queries::admin_overview(&pool, &admin)
+        .await
+        .expect("overview")
+        .expect("an admin's");
+    let kept = overview
+        .templates
+        .iter()
+        .find(|t| t.id == id)
+        .expect("the template");
+    assert_eq!(
+        kept.settings,
+        TemplateSettings {
+            name: "Studio".into(),
+            ..retired
+        }
+    );
+    let total: Decimal = sqlx::query_scalar(
+        "SELECT sum((l->>'quantity')::numeric * (l->>'unit_cost')::numeric)
+           FROM cost_templates, jsonb_array_elements(items) l WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .expect("total");
+    assert_eq!(total, Decimal::new(900, 0), "the lines as SQL reads them");
+
+    // A checklist: two items added at the end of the QC stage's list, one reworded, moved
+    // first, then one removed (kept for the inspections that name it, off the list).
+    let qc_stage: Uuid =
+        sqlx::query_scalar("SELECT id FROM turn_stages WHERE requires_qc ORDER BY display_order")
+            .fetch_one(&pool)
+            .await
+            .expect("a QC stage");
+    let listed = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT label FROM qc_checklist_items WHERE stage_id = $1 AND is_active
+              ORDER BY position, id",
+        )
+        .bind(qc_stage)
+        .fetch_all(&pool)
+        .await
+        .expect("checklist")
+    };
+    let before = listed().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let add = |item, label: &str| AdminChange::SaveQcItem {
+        item,
+        stage: qc_stage,
+        label: label.into(),
+    };
+    assert!(forbidden(&run(&pool, &pm, add(a, "Smoke alarm")).await));
+    assert_eq!(
+        refused_field(&run(&pool, &admin, add(a, "  ")).await),
+        "label"
+    );
+    for (item, label) in [(a, "Smoke alarm"), (b, "Keys  ")] {
+        assert!(matches!(
+            run(&pool, &admin, add(item, label)).await,
+            Outcome::Applied { .. }
+        ));
+    }
+    let mut expected = before.clone();
+    expected.extend(["Smoke alarm".to_string(), "Keys".to_string()]);
+    assert_eq!(listed().await, expected, "added at the end, trimmed");
+    run(&pool, &admin, add(b, "All keys returned")).await;
+    for _ in 0..expected.len() {
+        run(
+            &pool,
+            &admin,
+            AdminChange::MoveQcItem {
+                item: b,
+                earlier: true,
+            },
+        )
+        .await;
+    }
+    let now = listed().await;
+    assert_eq!(
+        now[0], "All keys returned",
+        "moved to the top, one place at a time"
+    );
+    assert_eq!(now.len(), expected.len());
+    assert!(matches!(
+        run(&pool, &admin, AdminChange::RemoveQcItem { item: a }).await,
+        Outcome::Applied { .. }
+    ));
+    assert!(!listed().await.contains(&"Smoke alarm".to_string()));
+    let kept: bool =
+        sqlx::query_scalar("SELECT NOT is_active FROM qc_checklist_items WHERE id = $1")
+            .bind(a)
+            .fetch_one(&pool)
+            .await
+            .expect("kept");
+    assert!(kept, "removed from the list, not deleted");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE table_name IN ('cost_templates', 'qc_checklist_items')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audits");
+    assert_eq!(
+        audited,
+        2 + 3 + expected.len() as i64 - 1 + 1,
+        "every applied change"
+    );
 }
 
 /// A photo that does not exist: 404 for a session, 401 without one.

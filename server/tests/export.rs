@@ -166,13 +166,15 @@ async fn the_turns_csv_reads_back_as_the_database_holds_them() {
         id: uuid::Uuid::new_v4(),
         base_version: None,
         device_time: chrono::Utc::now(),
-        change: turns::mutation::Change::CreateVendor(turns::admin::NewVendor {
-            id: uuid::Uuid::new_v4(),
-            name: "Audit, \"Quoted\" & Co".into(),
-            trade: None,
-            contact_email: None,
-            contact_phone: None,
-        }),
+        change: turns::mutation::Change::Admin(turns::admin::AdminChange::CreateVendor(
+            turns::admin::NewVendor {
+                id: uuid::Uuid::new_v4(),
+                name: "Audit, \"Quoted\" & Co".into(),
+                trade: None,
+                contact_email: None,
+                contact_phone: None,
+            },
+        )),
     };
     turns_server::mutations::apply(&pool, &admin_actor, &added)
         .await
