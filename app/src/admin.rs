@@ -1,10 +1,12 @@
-//! The admin page: users (add with a temporary password shown once, deactivate, reactivate,
-//! reset), vendor companies (add, approve, deactivate), stages, the approval thresholds, and
-//! (in `admin_scope`) cost templates and QC checklists. Every change goes
-//! through the one write path (`api::admin_change`: authorized, validated, audited) and the
-//! lists are read again after it. Admin work is desk work: online, not queued on the device.
+//! The admin page: users (add, deactivate, reactivate, and a link to set their password, shown
+//! once), vendor companies (add, approve, deactivate), stages, the approval thresholds, and (in
+//! `admin_scope`) cost templates and QC checklists. Every change goes through the one write path
+//! (`api::admin_change`: authorized, validated, audited) and the lists are read again after it. Admin work is desk work: online, not queued on the device.
 use crate::admin_scope::{ChecklistsSection, TemplatesSection};
-use crate::api::{admin_change, admin_overview, admin_reset_password, AdminAnswer, AppError};
+use crate::api::{
+    admin_change, admin_overview, admin_password_link, AdminAnswer, AppError, PasswordLink,
+};
+use crate::clock::when;
 use crate::drawer::parse_money;
 use crate::layout::{ErrorBox, Frame};
 use leptos::prelude::*;
@@ -33,13 +35,13 @@ pub fn AdminPage() -> impl IntoView {
     let send = move |c: AdminChange| {
         change.dispatch(c);
     };
-    // A password reset answers with the new temporary password, shown like a new user's.
-    let reset = Action::new(move |user: &Uuid| admin_reset_password(*user));
+    // A password reset answers with a link, shown like a new user's.
+    let reset = Action::new(move |user: &Uuid| admin_password_link(*user));
     Effect::new(move |_| {
         if let Some(result) = reset.value().get() {
-            answer.set(Some(result.map(|password| AdminAnswer {
+            answer.set(Some(result.map(|link| AdminAnswer {
                 outcome: Outcome::Applied { txid: None },
-                temporary_password: Some(password),
+                link: Some(link),
             })));
         }
     });
@@ -87,20 +89,33 @@ fn answer_box(answer: Result<AdminAnswer, AppError>) -> AnyView {
             .into_any()
         }
         Ok(AdminAnswer {
-            temporary_password: Some(password),
-            ..
-        }) => view! {
-            <div class="notice-box" role="status" data-testid="temporary-password">
-                <p>"Give the user this temporary password (it is shown only now):"</p>
-                <p><code data-testid="password">{password}</code></p>
-            </div>
-        }
-        .into_any(),
+            link: Some(link), ..
+        }) => link_box(link).into_any(),
         Ok(_) => {
             view! { <p class="notice-box" role="status" data-testid="admin-saved">"Saved."</p> }
                 .into_any()
         }
     }
+}
+
+/// A password link for the admin to give the user (it is shown only now).
+fn link_box(link: PasswordLink) -> impl IntoView {
+    let url = site_url(&link.path);
+    view! {
+        <div class="notice-box" role="status" data-testid="password-link">
+            <p>{format!("Give {} this link to set their password. It works once, until {}:", link.email, when(link.expires_at))}</p>
+            <p><code data-testid="link">{url}</code></p>
+        </div>
+    }
+}
+
+/// `path` on this site as the admin's browser reaches it (the link goes to the same place).
+fn site_url(path: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    if let Ok(origin) = window().location().origin() {
+        return format!("{origin}{path}");
+    }
+    path.to_string()
 }
 
 #[component]
@@ -173,7 +188,7 @@ fn user_row(
                     on:click=move |_| send(AdminChange::SetUserActive { user: id, active: !active })>
                     {if active { "Deactivate" } else { "Reactivate" }}
                 </button>
-                <button type="button" data-testid="reset-password" on:click=move |_| reset(id)>"Reset password"</button>
+                <button type="button" data-testid="reset-password" on:click=move |_| reset(id)>"Password link"</button>
             </td>
         </tr>
     }

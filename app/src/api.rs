@@ -263,12 +263,31 @@ pub async fn kpi_dashboard(
         .ok_or_else(|| ssr::fail(AppError::Forbidden))
 }
 
-/// What an admin's change came to, and for a new user the temporary password to give them
-/// (shown once; only its hash is kept).
+/// What an admin's change came to, and for a new user the link that sets their password.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdminAnswer {
     pub outcome: turns::mutation::Outcome,
-    pub temporary_password: Option<String>,
+    pub link: Option<PasswordLink>,
+}
+
+/// A link that sets a user's password, for the admin to give them (shown once: only its hash is
+/// kept). `path` is on this site (`/password/<token>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PasswordLink {
+    pub path: String,
+    pub email: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<turns_server::auth::PasswordLink> for PasswordLink {
+    fn from(l: turns_server::auth::PasswordLink) -> Self {
+        PasswordLink {
+            path: format!("/password/{}", l.token),
+            email: l.email,
+            expires_at: l.expires_at,
+        }
+    }
 }
 
 /// Users, vendors and thresholds, for the admin page (admins only).
@@ -306,21 +325,16 @@ pub async fn admin_change(change: turns::admin::AdminChange) -> Result<AdminAnsw
     let outcome = turns_server::mutations::apply(&state.pool, &user.actor(), &m)
         .await
         .map_err(ssr::internal)?;
-    let temporary_password = match (&outcome, new_user) {
+    let link = match (&outcome, new_user) {
         (Outcome::Applied { .. }, Some(id)) => Some(
-            turns_server::auth::temporary_password(&state.pool, id)
+            turns_server::auth::password_link(&state.pool, &user.actor(), id)
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "temporary password");
-                    ssr::fail(AppError::Internal)
-                })?,
+                .map_err(ssr::api_error)?
+                .into(),
         ),
         _ => None,
     };
-    Ok(AdminAnswer {
-        outcome,
-        temporary_password,
-    })
+    Ok(AdminAnswer { outcome, link })
 }
 
 /// The signed-in user's sessions (this device's marked).
@@ -353,12 +367,45 @@ pub async fn log_out_elsewhere() -> Result<u64, AppError> {
         .map_err(ssr::api_error)
 }
 
-/// An admin resets a user's password: a new temporary one, shown once; the user's sessions end.
-#[server(endpoint = "admin/reset-password")]
-pub async fn admin_reset_password(user: uuid::Uuid) -> Result<String, AppError> {
+/// An admin makes a link for a user to set a new password (it works once, for a day; until
+/// it is used, their password and sessions stay).
+#[server(endpoint = "admin/password-link")]
+pub async fn admin_password_link(user: uuid::Uuid) -> Result<PasswordLink, AppError> {
     let me = ssr::require_user()?;
     let state = ssr::state()?;
-    turns_server::auth::reset_password(&state.pool, &me.actor(), user)
+    turns_server::auth::password_link(&state.pool, &me.actor(), user)
         .await
+        .map(PasswordLink::from)
         .map_err(ssr::api_error)
+}
+
+/// Whose password a link sets (their email), while it works. No session needed: the link is
+/// the credential.
+#[server(endpoint = "password-link/owner")]
+pub async fn password_link_owner(token: String) -> Result<String, AppError> {
+    let state = ssr::state()?;
+    turns_server::auth::password_link_owner(&state.pool, &token)
+        .await
+        .map(|(_, email)| email)
+        .map_err(ssr::api_error)
+}
+
+/// Set one's password with a link; the answer carries a fresh session's cookie (every other
+/// session of the user has ended).
+#[server(endpoint = "password-link/use", input = leptos::server_fn::codec::Json)]
+pub async fn use_password_link(token: String, password: String) -> Result<(), AppError> {
+    let state = ssr::state()?;
+    let user = turns_server::auth::use_password_link(&state.pool, &token, &password)
+        .await
+        .map_err(ssr::api_error)?;
+    let ttl = state.config.session_ttl;
+    let (session, _) = turns_server::auth::create_session(&state.pool, user, ttl)
+        .await
+        .map_err(ssr::api_error)?;
+    let cookie =
+        turns_server::http::session_cookie(&session, ttl.as_secs(), state.config.secure_cookies);
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.append_header(http::header::SET_COOKIE, cookie);
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ mod layout;
 pub mod local;
 mod login;
 mod new_turn;
+mod password_link;
 mod properties;
 mod property_form;
 mod scope;
@@ -89,6 +90,7 @@ pub fn App() -> impl IntoView {
             <Router>
                 <Routes fallback=layout::NotFound>
                     <Route path=path!("/login") view=login::LoginPage/>
+                    <Route path=path!("/password/:token") view=password_link::PasswordLinkPage ssr=SsrMode::Async/>
                     // Async: the whole page (and its status code) is ready before the first byte,
                     // so it works without JavaScript; streaming out of order needs a script.
                     <Route path=path!("/board") view=board::BoardPage ssr=SsrMode::Async/>

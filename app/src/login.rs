@@ -56,6 +56,7 @@ pub fn LoginPage() -> impl IntoView {
                 </label>
                 <input type="hidden" name="next" value=next.unwrap_or_default()/>
                 <button type="submit" class="primary">"Log in"</button>
+                <p class="muted small">"Forgot your password? Your admin can give you a link to set a new one."</p>
             </form>
         </main>
     }

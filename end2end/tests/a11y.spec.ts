@@ -68,6 +68,19 @@ test("the admin page", async ({ page }, info) => {
   await new BoardPage(page).hydrated();
   await expect(page.getByTestId("users")).toBeVisible();
   await check(page, info, "admin");
+  // A password link and the page it opens. Unused, a link changes nothing; a newer one replaces
+  // it, so each viewport makes one for a user of its own.
+  const whose = { phone: "user@turns.demo", tablet: "srpm2@turns.demo", desktop: "ho@turns.demo" }[info.project.name]!;
+  await page.locator(`[data-testid="user-row"][data-email="${whose}"]`).getByTestId("reset-password").click();
+  const link = (await page.getByTestId("link").textContent())!;
+  await check(page, info, "admin-link");
+  const other = await page.context().browser()!.newContext({ viewport: page.viewportSize()! });
+  const linkPage = await other.newPage();
+  await linkPage.goto(link);
+  await new BoardPage(linkPage).hydrated();
+  await expect(linkPage.getByTestId("set-password")).toBeVisible();
+  await check(linkPage, info, "password-link");
+  await other.close();
   await page.goto("/account");
   await new BoardPage(page).hydrated();
   await expect(page.getByTestId("session").first()).toBeVisible();

@@ -1,9 +1,20 @@
 // An admin runs the system from the browser: adds a vendor company and approves it, adds a user
-// of it with a temporary password that logs in, deactivates that user while they have the board
+// of it who sets their own password with a link, deactivates that user while they have the board
 // open (their session and live stream end at once), and changes a threshold.
-import { expect, test } from "@playwright/test";
+import { expect, Page, test } from "@playwright/test";
 import { psql } from "./db";
 import { BoardPage, LoginPage, logInAs, snap } from "./pages";
+
+/** Open a password link in `page`, set `password` with it, and land on the board. */
+async function setPasswordWith(page: Page, link: string, password: string) {
+  await page.goto(link);
+  const form = page.getByTestId("set-password");
+  await page.locator("#app[data-hydrated=true]").waitFor();
+  await form.getByTestId("link-password").fill(password);
+  await form.getByTestId("link-password-again").fill(password);
+  await form.getByTestId("link-save").click();
+  await expect(page).toHaveURL(/\/board$/);
+}
 
 test.beforeEach(({}, info) => test.skip(info.project.name !== "desktop", "runs on desktop"));
 
@@ -34,18 +45,32 @@ test("an admin adds and approves a vendor, adds its user, deactivates them live,
   await page.getByTestId("user-role-select").selectOption("VENDOR");
   await page.getByTestId("user-vendor").selectOption({ label: "Northside Glass" });
   await page.getByTestId("add-user").click();
-  const password = (await page.getByTestId("password").textContent())!;
-  expect(password).toMatch(/^[A-Za-z0-9]{16}$/);
+  await expect(page.getByTestId("password-link")).toContainText("Give glass.crew@example.com this link");
+  const link = (await page.getByTestId("link").textContent())!;
+  expect(link).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/password\/[A-Za-z0-9_-]{43}$/);
   await expect(page.locator('[data-testid="user-row"][data-email="glass.crew@example.com"]')).toContainText("Active");
   await snap(page, info, "admin");
 
-  // The new user logs in with it and keeps their (empty) board open.
+  // The new user opens it: the policy says why not, then their password is set and they are in,
+  // with their (empty) board open. The link works once.
   const crewContext = await browser.newContext();
   const crew = await crewContext.newPage();
-  await new LoginPage(crew).open();
-  await new LoginPage(crew).logIn("glass.crew@example.com", password);
-  await expect(crew).toHaveURL(/\/board$/);
+  await crew.goto(link);
+  await crew.locator("#app[data-hydrated=true]").waitFor();
+  await expect(crew.getByTestId("set-password")).toContainText("For glass.crew@example.com.");
+  await crew.getByTestId("link-password").fill("glass crew");
+  await crew.getByTestId("link-password-again").fill("glass crew");
+  await crew.getByTestId("link-save").click();
+  await expect(crew.getByRole("alert")).toContainText("at least 12 characters");
+  const password = "panes of northside glass";
+  await setPasswordWith(crew, link, password);
   await expect(crew.getByTestId("last-synced")).not.toBeEmpty();
+  const spent = await browser.newContext();
+  const again = await spent.newPage();
+  const res = await again.goto(link);
+  expect(res?.status()).toBe(400);
+  await expect(again.getByTestId("link-gone")).toContainText("expired or was already used");
+  await spent.close();
 
   // Deactivated: their open board says the session ended, without a reload.
   const row = page.locator('[data-testid="user-row"][data-email="glass.crew@example.com"]');
@@ -69,22 +94,23 @@ test("an admin adds and approves a vendor, adds its user, deactivates them live,
   // Put back for the other tests.
   psql("UPDATE approval_thresholds SET pm_self_approve_limit = 1000");
 
-  // Back again, with a new temporary password (the old one stops working).
+  // Back again, with a new link (once it is used, the old password stops working).
   await row.getByTestId("reactivate-user").click();
   await expect(row).toContainText("Active");
   await row.getByTestId("reset-password").click();
-  await expect(page.getByTestId("password")).not.toHaveText(password);
-  const fresh = (await page.getByTestId("password").textContent())!;
-  expect(fresh).toMatch(/^[A-Za-z0-9]{16}$/);
-  expect(psql(`SELECT count(*) FROM audit_logs WHERE action = 'reset_password'`)).toBe("1");
+  await expect(page.getByTestId("link")).not.toHaveText(link);
+  const reset = (await page.getByTestId("link").textContent())!;
+  expect(psql(`SELECT count(*) FROM audit_logs a JOIN users u ON u.id = a.row_id
+               WHERE a.action = 'password_link' AND u.email = 'glass.crew@example.com'`)).toBe("2");
   const back = await browser.newContext();
-  const login = new LoginPage(await back.newPage());
+  await setPasswordWith(await back.newPage(), reset, "a new pane of glass");
+  await back.close();
+  const elsewhere = await browser.newContext();
+  const login = new LoginPage(await elsewhere.newPage());
   await login.open();
   await login.logIn("glass.crew@example.com", password);
   await expect(login.message()).toHaveText("Wrong email or password.");
-  await login.logIn("glass.crew@example.com", fresh);
-  await expect((await back.pages())[0]).toHaveURL(/\/board$/);
-  await back.close();
+  await elsewhere.close();
 });
 
 test("only admins have the admin page", async ({ page }) => {

@@ -62,26 +62,6 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// A temporary password for `user`, made here and shown once to the admin who asked (only its
-/// hash is kept); the user's sessions end, so a reset locks out whoever had the old one.
-/// Letters and digits that read out without confusion, 16 of them (about 80 bits).
-pub async fn temporary_password(pool: &PgPool, user: uuid::Uuid) -> Result<String, ApiError> {
-    use rand::Rng;
-    const READABLE: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let password: String = {
-        let mut rng = rand::thread_rng();
-        (0..16)
-            .map(|_| READABLE[rng.gen_range(0..READABLE.len())] as char)
-            .collect()
-    };
-    // Hashed before the transaction: argon2's work does not hold a connection.
-    let hash = hash_password(&password).await?;
-    let mut tx = pool.begin().await?;
-    store_password(&mut tx, user, &hash, None).await?;
-    tx.commit().await?;
-    Ok(password)
-}
-
 /// Keep `hash` as the user's password and end their sessions (all, or all but `keep`).
 async fn store_password(
     tx: &mut sqlx::PgConnection,
@@ -105,30 +85,119 @@ async fn store_password(
     Ok(())
 }
 
-/// An admin resets `user`'s password (an admin's only by a super admin): a new temporary
-/// password, shown once; audited; the user's sessions end.
-pub async fn reset_password(
+/// How long a password link works.
+pub const PASSWORD_LINK_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// A link an admin gives a user to set their own password (`/password/<token>`).
+#[derive(Clone, Debug)]
+pub struct PasswordLink {
+    pub token: String,
+    pub email: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An admin makes a password link for `user` (an admin's only by a super admin): a new user's
+/// first password, or a reset. It replaces any earlier link of theirs; audited. Until it is
+/// used, the user's password and sessions stay as they are.
+pub async fn password_link(
     pool: &PgPool,
     actor: &turns::Actor,
     user: uuid::Uuid,
-) -> Result<String, ApiError> {
-    let role: Option<turns::Role> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_optional(pool)
-        .await?;
-    let role = role.ok_or(ApiError::NotFound)?;
+) -> Result<PasswordLink, ApiError> {
+    let row: Option<(turns::Role, String)> =
+        sqlx::query_as("SELECT role, email FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(pool)
+            .await?;
+    let (role, email) = row.ok_or(ApiError::NotFound)?;
     if !actor.role.is_admin() || !turns::admin::may_grant(actor, role) {
         return Err(ApiError::Forbidden);
     }
-    let password = temporary_password(pool, user).await?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let expires_at = Utc::now() + PASSWORD_LINK_TTL;
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM password_links WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
-        "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'reset_password', 'users', $2)",
+        "INSERT INTO password_links (token_hash, user_id, created_by, expires_at)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash(&token))
+    .bind(user)
+    .bind(actor.user_id)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'password_link', 'users', $2)",
     )
     .bind(actor.user_id)
     .bind(user)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(password)
+    tx.commit().await?;
+    Ok(PasswordLink {
+        token,
+        email,
+        expires_at,
+    })
+}
+
+/// What a link that no longer works says (unknown, used, expired or its user deactivated: the
+/// same words, so a link reveals nothing about anyone).
+const LINK_GONE: &str = "This link has expired or was already used. Ask your admin for a new one.";
+
+/// Whose password a link sets, while it works: (user, email).
+pub async fn password_link_owner(
+    pool: &PgPool,
+    token: &str,
+) -> Result<(uuid::Uuid, String), ApiError> {
+    let row: Option<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT u.id, u.email FROM password_links l JOIN users u ON u.id = l.user_id
+          WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > now() AND u.is_active",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?;
+    row.ok_or_else(|| ApiError::BadRequest(LINK_GONE.into()))
+}
+
+/// Set a password with a link: the policy holds, the link is spent, every session of the user
+/// ends (whoever had the old password is out). Returns the user, for a fresh session.
+pub async fn use_password_link(
+    pool: &PgPool,
+    token: &str,
+    new: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    let (user, email) = password_link_owner(pool, token).await?;
+    if let Some(problem) = turns::password::problem(new, &email) {
+        return Err(ApiError::BadRequest(problem));
+    }
+    let hash = hash_password(new).await?;
+    let mut tx = pool.begin().await?;
+    // Spent here, once: a second use racing this one finds it used.
+    let spent = sqlx::query(
+        "UPDATE password_links SET used_at = now()
+          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
+    )
+    .bind(token_hash(token))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if spent != 1 {
+        return Err(ApiError::BadRequest(LINK_GONE.into()));
+    }
+    store_password(&mut tx, user, &hash, None).await?;
+    sqlx::query(
+        "INSERT INTO audit_logs (actor_id, action, table_name, row_id) VALUES ($1, 'use_password_link', 'users', $1)",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(user)
 }
 
 /// Change one's own password: the current one must be right and the new one must pass the

@@ -285,7 +285,7 @@ pub async fn require_login_for_pages(req: Request, next: Next, pages: &[&str]) -
     next.run(req).await
 }
 
-fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+pub fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"

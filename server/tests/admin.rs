@@ -7,7 +7,8 @@ use sqlx::PgPool;
 use turns::admin::{AdminChange, NewUser, NewVendor};
 use turns::mutation::{Change, Mutation, Outcome, Rejection};
 use turns::{Actor, Decimal, Role, Thresholds};
-use turns_server::auth::temporary_password;
+use turns_server::auth::{password_link, password_link_owner, use_password_link};
+use turns_server::error::ApiError;
 use turns_server::mutations::apply;
 use turns_server::testing::{actor, demo_state, login, plain_router, send};
 use uuid::Uuid;
@@ -109,7 +110,7 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         ("Apex Roofing".into(), "office@apex.example".into(), true)
     );
 
-    // A user of that vendor, with a temporary password that logs in.
+    // A user of that vendor, who sets their own password with a link.
     let crew = NewUser {
         id: Uuid::new_v4(),
         email: " Crew@Apex.example ".into(),
@@ -134,20 +135,62 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         log_in_with(&router, "crew@apex.example", "no-password-yet").await,
         401
     );
-    let password = temporary_password(&pool, crew.id).await.expect("password");
-    assert_eq!(password.len(), 16);
+    assert!(matches!(
+        password_link(&pool, &pm, crew.id).await,
+        Err(ApiError::Forbidden)
+    ));
+    let stale = password_link(&pool, &admin, crew.id).await.expect("a link");
+    let link = password_link(&pool, &admin, crew.id).await.expect("a link");
+    assert!(link.expires_at > Utc::now() + chrono::Duration::hours(23));
+    let gone = |r: Result<Uuid, ApiError>| matches!(r, Err(ApiError::BadRequest(m)) if m.contains("expired or was already used"));
+    assert!(
+        gone(use_password_link(&pool, &stale.token, "a fine long password").await),
+        "a newer link replaces an older one"
+    );
+    assert_eq!(
+        password_link_owner(&pool, &link.token)
+            .await
+            .expect("owner"),
+        (crew.id, "crew@apex.example".to_string())
+    );
+    // The policy holds, and a refusal does not spend the link.
+    assert!(matches!(
+        use_password_link(&pool, &link.token, "short").await,
+        Err(ApiError::BadRequest(_))
+    ));
+    let password = "ladders on the apex roof";
+    assert_eq!(
+        use_password_link(&pool, &link.token, password)
+            .await
+            .expect("set"),
+        crew.id
+    );
+    assert!(
+        gone(use_password_link(&pool, &link.token, "another long password").await),
+        "a link works once"
+    );
+    let expiring = password_link(&pool, &admin, crew.id).await.expect("a link");
+    sqlx::query(
+        "UPDATE password_links SET expires_at = now() - interval '1 second' WHERE used_at IS NULL",
+    )
+    .execute(&pool)
+    .await
+    .expect("expire");
+    assert!(gone(
+        use_password_link(&pool, &expiring.token, "another long password").await
+    ));
     let kept: String =
         sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
             .bind(crew.id)
             .fetch_one(&pool)
             .await
             .expect("hash");
-    assert!(kept.starts_with("$argon2") && !kept.contains(&password));
+    assert!(kept.starts_with("$argon2") && !kept.contains(password));
     assert_eq!(
-        log_in_with(&router, "crew@apex.example", &password).await,
+        log_in_with(&router, "crew@apex.example", password).await,
         200
     );
-    let crew_session = login_cookie(&router, "crew@apex.example", &password).await;
+    let crew_session = login_cookie(&router, "crew@apex.example", password).await;
     let me = send(&router, "GET", NOWHERE, Some(&crew_session), None).await;
     assert_eq!(me.status, 404, "signed in: the photo is simply not there");
 
@@ -198,9 +241,18 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
     let after = send(&router, "GET", NOWHERE, Some(&crew_session), None).await;
     assert_eq!(after.status, 401, "the session ended");
     assert_eq!(
-        log_in_with(&router, "crew@apex.example", &password).await,
+        log_in_with(&router, "crew@apex.example", password).await,
         401
     );
+    let deactivated = password_link(&pool, &admin, crew.id).await.expect("a link");
+    assert!(
+        gone(use_password_link(&pool, &deactivated.token, "another long password").await),
+        "a deactivated user's link does not work"
+    );
+    assert!(matches!(
+        password_link(&pool, &admin, superadmin.user_id).await,
+        Err(ApiError::Forbidden)
+    ));
 
     // Thresholds: in order, or refused by field.
     let higher = Thresholds {
@@ -287,8 +339,9 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
     ));
 
     // Each applied change left its audit row: vendor, approval, user, admin user, deactivation,
-    // thresholds (the stage changes are audited under turn_stages).
-    assert_eq!(audits().await - audited, 6);
+    // thresholds (the stage changes are audited under turn_stages); so did the four links made
+    // for the crew user and the one they used.
+    assert_eq!(audits().await - audited, 6 + 4 + 1);
     let overview = turns_server::queries::admin_overview(&pool, &admin)
         .await
         .expect("overview")
