@@ -119,6 +119,16 @@ impl Thresholds {
         }
     }
 
+    /// The most a PM approves alone for a home (what `required_level` lets through).
+    pub fn own_limit(&self, is_core: bool) -> Decimal {
+        let limit = self.pm_self_approve_limit.min(self.ho_threshold);
+        if is_core {
+            limit
+        } else {
+            limit.min(self.non_core_threshold)
+        }
+    }
+
     /// Whether a new amount has risen far enough above the approved one to need approval again.
     pub fn needs_reapproval(&self, approved: Decimal, new_amount: Decimal) -> bool {
         let allowed = approved + approved * self.change_tolerance_pct / Decimal::new(100, 0);
@@ -192,6 +202,27 @@ mod tests {
         assert_eq!(t.required_level(d(5001), true), Some(ApprovalLevel::Ho));
         assert_eq!(t.required_level(d(1001), false), Some(ApprovalLevel::Ho));
         assert_eq!(t.required_level(d(900), false), None);
+    }
+
+    #[test]
+    fn a_pm_s_own_limit_is_exactly_what_needs_no_level() {
+        let cent = Decimal::new(1, 2);
+        for (pm, ho, non_core) in [(1000, 5000, 1000), (2000, 5000, 1500), (6000, 5000, 9000)] {
+            let t = Thresholds {
+                pm_self_approve_limit: d(pm),
+                ho_threshold: d(ho),
+                non_core_threshold: d(non_core),
+                ..Thresholds::default()
+            };
+            for core in [true, false] {
+                let limit = t.own_limit(core);
+                assert_eq!(t.required_level(limit, core), None, "{pm} {core}");
+                assert!(
+                    t.required_level(limit + cent, core).is_some(),
+                    "{pm} {core}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,27 @@ use crate::Actor;
 use serde::Deserialize;
 use uuid::Uuid;
 
+/// The `thresholds` row (the approval limits; one row).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ThresholdsRow {
+    pub id: Uuid,
+    pub pm_self_approve_limit: crate::Decimal,
+    pub ho_threshold: crate::Decimal,
+    pub non_core_threshold: crate::Decimal,
+    pub change_tolerance_pct: crate::Decimal,
+}
+
+impl ThresholdsRow {
+    pub fn thresholds(&self) -> crate::Thresholds {
+        crate::Thresholds {
+            pm_self_approve_limit: self.pm_self_approve_limit,
+            ho_threshold: self.ho_threshold,
+            non_core_threshold: self.non_core_threshold,
+            change_tolerance_pct: self.change_tolerance_pct,
+        }
+    }
+}
+
 /// A `stages` row.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct StageRow {

@@ -560,8 +560,26 @@ fn manager_form(
                     </button>
                 })}
             </div>
+            {can_submit.then(|| own_limit(local, s.clone()))}
         </form>
         {turns::rules::may_cancel(&s).is_ok().then(|| cancel_form(&s, submit))}
+    }
+}
+
+/// What the manager approves alone for this turn's home, by the limits as they are now (an
+/// admin's change reaches an open board).
+fn own_limit(local: Local, card: TurnCard) -> impl IntoView {
+    move || {
+        local.meta.with(|m| {
+            m.as_ref().map(|m| {
+                let limit = format_usd(m.thresholds.own_limit(m.rules_for(&card).is_core));
+                view! {
+                    <p class="muted" data-testid="own-limit">
+                        {format!("Up to {limit} you approve it yourself; above that, the DFO decides.")}
+                    </p>
+                }
+            })
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 // they run; each test puts back what it changed.
 import { expect, Page, test } from "@playwright/test";
 import { startTurn } from "./api";
-import { psql } from "./db";
+import { psql, turnField } from "./db";
 import { logInAs, snap } from "./pages";
 
 // One at a time, in order: each changes settings the next one reads.
@@ -18,9 +18,10 @@ async function openAdmin(page: Page) {
 
 test("an admin renames a stage and moves another; an open board follows", async ({ browser, page }) => {
   const pm = await browser.newContext();
-  const board = await logInAs(await pm.newPage(), "pm@turns.demo");
+  const pmPage = await pm.newPage();
+  const board = await logInAs(pmPage, "pm@turns.demo");
   await board.synced();
-  const columns = () => board.page.locator("section.column").evaluateAll((cs) => cs.map((c) => c.getAttribute("data-stage")));
+  const columns = () => pmPage.locator("section.column").evaluateAll((cs) => cs.map((c) => c.getAttribute("data-stage")));
   const before = await columns();
   expect(before.slice(0, 3)).toEqual(["Notice", "Move-out inspection", "Scope & bid"]);
 
@@ -53,13 +54,14 @@ test("an admin renames a stage and moves another; an open board follows", async 
 test("an admin edits the QC checklist while an inspector has the form open", async ({ browser, page }, info) => {
   const turn = await startTurn("ST-QC-1", { stage: "QC inspection", amount: 900, vendor: "Brightline Painting" });
   const inspector = await browser.newContext();
-  const board = await logInAs(await inspector.newPage(), "inspector@turns.demo");
+  const inspectorPage = await inspector.newPage();
+  const board = await logInAs(inspectorPage, "inspector@turns.demo");
   await board.synced();
   await board.open(turn);
-  const form = board.page.getByTestId("qc-form");
+  const form = inspectorPage.getByTestId("qc-form");
   const labels = () => form.locator("legend").allTextContents();
+  await expect(form.getByTestId("qc-item")).toHaveCount(6);
   const seeded = await labels();
-  expect(seeded).toHaveLength(6);
 
   await openAdmin(page);
   const list = page.locator('[data-testid="checklist"][data-stage="QC inspection"]');
@@ -94,13 +96,14 @@ test("an admin adds a cost template and retires it; a manager scoping a turn see
         SELECT 'P-SET-6', 'Six Bed Home', '6 Wide Ave', 6, 3.0, 3200, pm.id, sr.id FROM users pm, users sr
          WHERE pm.email = 'pm3@turns.demo' AND sr.email = 'srpm@turns.demo'`);
   const pm = await browser.newContext();
-  const board = await logInAs(await pm.newPage(), "pm3@turns.demo");
+  const pmPage = await pm.newPage();
+  const board = await logInAs(pmPage, "pm3@turns.demo");
   await board.synced();
-  await board.page.getByTestId("new-turn").click();
-  const newTurn = board.page.getByTestId("new-turn-form");
+  await pmPage.getByTestId("new-turn").click();
+  const newTurn = pmPage.getByTestId("new-turn-form");
   await newTurn.getByTestId("new-turn-home").selectOption({ label: "Six Bed Home (P-SET-6)" });
   await newTurn.getByTestId("create-turn").click();
-  const drawer = board.page.getByTestId("drawer");
+  const drawer = pmPage.getByTestId("drawer");
   await expect(drawer.getByTestId("scope-empty")).toBeVisible();
   const offered = drawer.getByTestId("template").locator("option").filter({ hasText: "Six-bed full turn" });
   await expect(drawer.getByTestId("template").locator("option").first()).toBeAttached();
@@ -145,5 +148,39 @@ test("an admin adds a cost template and retires it; a manager scoping a turn see
   await expect(page.locator('[data-testid="template"][data-name="Six-bed full turn"] summary')).toContainText("retired");
   await expect(offered).toHaveCount(0);
   expect(psql(`SELECT is_active FROM cost_templates WHERE name = 'Six-bed full turn'`)).toBe("f");
+  await pm.close();
+});
+
+test("an admin raises a manager's own limit; an open board routes by it, offline too", async ({ browser, page }) => {
+  const turn = await startTurn("ST-LIMIT-1", { amount: 1500 });
+  const pm = await browser.newContext();
+  const pmPage = await pm.newPage();
+  const board = await logInAs(pmPage, "pm@turns.demo");
+  await board.synced();
+  await board.open(turn);
+  const drawer = pmPage.getByTestId("drawer");
+  await expect(drawer.getByTestId("own-limit")).toHaveText("Up to $1,000.00 you approve it yourself; above that, the DFO decides.");
+
+  await openAdmin(page);
+  await page.getByTestId("pm-limit").fill("2000");
+  await page.getByTestId("save-thresholds").click();
+  await expect(page.getByTestId("admin-saved")).toBeVisible();
+  await expect(drawer.getByTestId("own-limit")).toContainText("Up to $2,000.00");
+
+  // Offline, the board routes the request by the new limit: the manager's own approval.
+  await pm.setOffline(true);
+  await drawer.getByTestId("submit-approval").click();
+  await expect(board.card(turn).getByTestId("approval-status")).toHaveText("PM approved");
+  expect(turnField(turn, "approval_status")).toBe("PENDING");
+  expect(turnField(turn, "approved_turn_amount")).toBe("");
+  // Back online, the server agrees.
+  await pm.setOffline(false);
+  await expect.poll(() => turnField(turn, "approved_turn_amount"), { timeout: 20_000 }).toBe("1500.00");
+  await expect(board.card(turn).getByTestId("approval-status")).toHaveText("PM approved");
+
+  // Put back, from the page.
+  await page.getByTestId("pm-limit").fill("1000");
+  await page.getByTestId("save-thresholds").click();
+  await expect.poll(() => psql(`SELECT pm_self_approve_limit FROM approval_thresholds`)).toBe("1000.00");
   await pm.close();
 });

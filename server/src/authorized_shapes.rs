@@ -296,6 +296,14 @@ fn fixed_definition(
             _ => def("cost_templates", Some("is_active"), vec![], None),
         },
         "stages" => def("turn_stages", Some("is_active"), vec![], None),
+        // The approval limits, so a board routes an amount as the server will (a threshold an
+        // admin changes reaches open boards). Business limits: not for vendors.
+        "thresholds" => match scope {
+            Scope::Vendor(_) | Scope::Nothing => {
+                def("approval_thresholds", Some("false"), vec![], None)
+            }
+            _ => def("approval_thresholds", None, vec![], None),
+        },
         // What inspectors check, per stage (the vendor sees what their work is checked on).
         "qc_items" => def("qc_checklist_items", Some("is_active"), vec![], None),
         "vendors" if actor.role.is_admin() => def("vendors", None, vec![], None),

@@ -1,5 +1,5 @@
 //! The user's tables other than the turns (stages, vendors, properties, managers, the turns'
-//! line items, cost templates), followed by the leading tab into rows kept on the device. Each
+//! line items, cost templates, checklists, notes, photos, the inbox, the approval thresholds), followed by the leading tab into rows kept on the device. Each
 //! is one shape name, one row type and what it shows.
 //!
 //! They are read without waiting (`live=false`), and one request (`turns::shape_watch`) waits
@@ -21,7 +21,7 @@ use turns::inbox::Notification;
 use turns::line_items::{CostTemplate, LineItem};
 use turns::model::Named;
 use turns::qc::QcItem;
-use turns::rows::{ManagerRow, PropertyRow, StageRow, VendorRow};
+use turns::rows::{ManagerRow, PropertyRow, StageRow, ThresholdsRow, VendorRow};
 use turns::shape_follower::{Backoff, Batch, Position, ShapeFollower, Step};
 use turns::shape_rows::ShapeRows;
 use turns::shape_watch::{self, Moved};
@@ -151,6 +151,9 @@ async fn tables(user: Uuid) -> Vec<Box<dyn Followed>> {
             .await
             .boxed(),
         Table::kept(user, "qc_items", show_qc_items).await.boxed(),
+        Table::kept(user, "thresholds", show_thresholds)
+            .await
+            .boxed(),
         Table::kept(user, "notes", show_notes).await.boxed(),
         Table::kept(user, "photos", show_photos).await.boxed(),
         Table::kept(user, "inbox", show_inbox).await.boxed(),
@@ -254,6 +257,19 @@ fn show_stages(local: Local, rows: &ShapeRows<StageRow>) {
     local.meta.update(|m| {
         if let Some(m) = m {
             m.stages = stages;
+        }
+    });
+}
+
+/// The approval limits as the server has them now (an admin's change reaches an open board, so
+/// its optimistic routing and the approver's cautions follow).
+fn show_thresholds(local: Local, rows: &ShapeRows<ThresholdsRow>) {
+    let Some(row) = rows.rows().into_values().next() else {
+        return;
+    };
+    local.meta.update(|m| {
+        if let Some(m) = m {
+            m.thresholds = row.thresholds();
         }
     });
 }
