@@ -9,4 +9,5 @@ CREATE TABLE password_links (
   expires_at  timestamptz NOT NULL,
   used_at     timestamptz
 );
-CREATE INDEX password_links_user_idx ON password_links (user_id);
+-- At most one unused link per user (making a new one deletes the old, under the user's lock).
+CREATE UNIQUE INDEX password_links_one_open ON password_links (user_id) WHERE used_at IS NULL;

@@ -51,7 +51,9 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(keptThumb(event));
     return;
   }
-  if (/^\/(api|v1|auth|metrics)(\/|$)/.test(url.pathname)) return;
+  // Not kept: answers that change per request, and a password link's page (its URL is a
+  // credential, its body an email; it must not outlive its use in Cache Storage).
+  if (/^\/(api|v1|auth|metrics|password)(\/|$)/.test(url.pathname)) return;
   const page = req.mode === "navigate";
   if (page && url.pathname === "/login") {
     // After a logout: no signed-in page of the previous user stays on the device.

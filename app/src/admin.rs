@@ -28,8 +28,18 @@ pub fn AdminPage() -> impl IntoView {
     });
     Effect::new(move |_| {
         if let Some(result) = change.value().get() {
+            // Read again only after a change: a refusal leaves what was typed in place.
+            let applied = matches!(
+                result,
+                Ok(AdminAnswer {
+                    outcome: Outcome::Applied { .. },
+                    ..
+                })
+            );
             answer.set(Some(result));
-            version.update(|v| *v += 1);
+            if applied {
+                version.update(|v| *v += 1);
+            }
         }
     });
     let send = move |c: AdminChange| {
@@ -140,6 +150,7 @@ fn AdminView(
     view! {
         <section class="admin-section" aria-labelledby="users-h">
             <h2 id="users-h">"Users"</h2>
+            <p class="muted">"A new user sets their own password with a link. So does one who forgot theirs: “Password link” makes one, for a day; until it is used, their password and sessions stay. To shut someone out at once, deactivate them."</p>
             {new_user_form(vendor_options, send)}
             <table class="properties" data-testid="users">
                 <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Vendor"</th><th>"Status"</th><th></th></tr></thead>

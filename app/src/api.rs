@@ -100,6 +100,7 @@ pub mod ssr {
             ApiError::BadRequest(m) => fail(AppError::BadRequest(m)),
             ApiError::Unauthorized(_) => fail(AppError::Unauthorized),
             ApiError::Forbidden => fail(AppError::Forbidden),
+            ApiError::NotFound => fail(AppError::BadRequest("That no longer exists.".into())),
             other => {
                 tracing::error!(error = %other, "account change failed");
                 fail(AppError::Internal)
@@ -325,13 +326,17 @@ pub async fn admin_change(change: turns::admin::AdminChange) -> Result<AdminAnsw
     let outcome = turns_server::mutations::apply(&state.pool, &user.actor(), &m)
         .await
         .map_err(ssr::internal)?;
+    // The user exists whatever happens here: without a link, the admin makes one from the list.
     let link = match (&outcome, new_user) {
-        (Outcome::Applied { .. }, Some(id)) => Some(
-            turns_server::auth::password_link(&state.pool, &user.actor(), id)
-                .await
-                .map_err(ssr::api_error)?
-                .into(),
-        ),
+        (Outcome::Applied { .. }, Some(id)) => {
+            match turns_server::auth::password_link(&state.pool, &user.actor(), id).await {
+                Ok(link) => Some(link.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "a new user's password link");
+                    None
+                }
+            }
+        }
         _ => None,
     };
     Ok(AdminAnswer { outcome, link })
@@ -398,6 +403,14 @@ pub async fn use_password_link(token: String, password: String) -> Result<(), Ap
     let user = turns_server::auth::use_password_link(&state.pool, &token, &password)
         .await
         .map_err(ssr::api_error)?;
+    // As a login does: the session this browser had (whoever's it was) ends.
+    let previous = use_context::<http::request::Parts>()
+        .and_then(|parts| turns_server::http::cookie_token(&parts.headers));
+    if let Some(previous) = previous {
+        turns_server::auth::delete_session(&state.pool, &previous)
+            .await
+            .map_err(ssr::api_error)?;
+    }
     let ttl = state.config.session_ttl;
     let (session, _) = turns_server::auth::create_session(&state.pool, user, ttl)
         .await

@@ -32,7 +32,9 @@ test("an admin renames a stage and moves another; an open board follows", async 
   await expect(page.getByTestId("admin-saved")).toBeVisible();
   await expect(board.column("Notice given")).toBeVisible();
 
-  // Moved by keyboard: the "earlier" button of "Scope & bid", focused and pressed with Enter.
+  // Moved by keyboard: the "earlier" button of "Scope & bid", focused and pressed with Enter
+  // (once the page shows the rename: each change draws the lists again).
+  await expect(page.locator('[data-testid="stage-row"][data-stage="Notice given"]')).toBeVisible();
   const scope = page.locator('[data-testid="stage-row"][data-stage="Scope & bid"]');
   await scope.getByTestId("stage-earlier").focus();
   await page.keyboard.press("Enter");
@@ -42,8 +44,10 @@ test("an admin renames a stage and moves another; an open board follows", async 
   expect(psql(`SELECT count(*) FROM audit_logs WHERE action IN ('edit_stage', 'move_stage')`)).not.toBe("0");
 
   // Put back, from the page.
+  await expect(page.getByTestId("stage-row").nth(1)).toHaveAttribute("data-stage", "Scope & bid");
   await page.locator('[data-testid="stage-row"][data-stage="Scope & bid"]').getByTestId("stage-later").click();
   await expect.poll(columns).toEqual(["Notice given", ...before.slice(1)]);
+  await expect(page.getByTestId("stage-row").nth(1)).toHaveAttribute("data-stage", "Move-out inspection");
   const renamed = page.locator('[data-testid="stage-row"][data-stage="Notice given"]');
   await renamed.getByTestId("stage-name").fill("Notice");
   await renamed.getByTestId("save-stage").click();
@@ -70,6 +74,7 @@ test("an admin edits the QC checklist while an inspector has the form open", asy
   await list.getByTestId("qc-add").click();
   await expect(page.getByTestId("admin-saved")).toBeVisible();
   await expect.poll(labels).toEqual([...seeded, "Gas shut-off tagged"]);
+  await expect(list.getByTestId("qc-item")).toHaveCount(7);
 
   // Reworded and moved up a place: the inspector's form follows.
   const added = page.locator('[data-testid="checklist"][data-stage="QC inspection"] [data-testid="qc-item"]').last();
@@ -78,6 +83,7 @@ test("an admin edits the QC checklist while an inspector has the form open", asy
   await expect.poll(labels).toEqual([...seeded, "Gas shut-off valve tagged"]);
   await page.locator('[data-testid="qc-item"][data-label="Gas shut-off valve tagged"]').getByTestId("qc-earlier").click();
   await expect.poll(labels).toEqual([...seeded.slice(0, 5), "Gas shut-off valve tagged", seeded[5]]);
+  await expect(list.getByTestId("qc-item").nth(5)).toHaveAttribute("data-label", "Gas shut-off valve tagged");
   await snap(page, info, "admin-checklists");
 
   // Removed: off the form, kept in the table for the inspections that name it.

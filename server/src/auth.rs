@@ -104,18 +104,28 @@ pub async fn password_link(
     actor: &turns::Actor,
     user: uuid::Uuid,
 ) -> Result<PasswordLink, ApiError> {
-    let row: Option<(turns::Role, String)> =
-        sqlx::query_as("SELECT role, email FROM users WHERE id = $1")
+    let row: Option<(turns::Role, String, bool)> =
+        sqlx::query_as("SELECT role, email, is_active FROM users WHERE id = $1")
             .bind(user)
             .fetch_optional(pool)
             .await?;
-    let (role, email) = row.ok_or(ApiError::NotFound)?;
+    let (role, email, active) = row.ok_or(ApiError::NotFound)?;
     if !actor.role.is_admin() || !turns::admin::may_grant(actor, role) {
         return Err(ApiError::Forbidden);
+    }
+    if !active {
+        return Err(ApiError::BadRequest(
+            "This user is deactivated: reactivate them first.".into(),
+        ));
     }
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = Utc::now() + PASSWORD_LINK_TTL;
     let mut tx = pool.begin().await?;
+    // The user's row lock: two admins making a link at once leave one link, not two.
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM password_links WHERE user_id = $1 AND used_at IS NULL")
         .bind(user)
         .execute(&mut *tx)
@@ -180,7 +190,8 @@ pub async fn use_password_link(
     // Spent here, once: a second use racing this one finds it used.
     let spent = sqlx::query(
         "UPDATE password_links SET used_at = now()
-          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
+          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+            AND user_id IN (SELECT id FROM users WHERE is_active)",
     )
     .bind(token_hash(token))
     .execute(&mut *tx)

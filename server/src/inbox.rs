@@ -70,17 +70,17 @@ async fn insert(pool: &PgPool, turn: Uuid, notices: &[Notice]) -> Result<u64, sq
     .rows_affected())
 }
 
-/// Reminders for approvals that wait (since their approval was asked for), and overdue turns:
-/// each sent once. Safe on every instance at once (the keys make them once).
+/// Reminders for approvals that wait (since their approval was asked of the level it waits for:
+/// `awaiting_since`, which every writer keeps), and overdue turns: each sent once. Safe on every
+/// instance at once (the keys make them once).
 pub async fn remind(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let waiting: Vec<Waiting> = sqlx::query_as(
-        "SELECT t.id, t.turn_id, p.name AS property_name, t.approval_status, max(n.created_at) AS since
+        "SELECT t.id, t.turn_id, p.name AS property_name, t.approval_status,
+                t.awaiting_since AS since
            FROM turns t
            JOIN properties p ON p.id = t.property_id
-           JOIN notifications n ON n.turn_id = t.id AND n.kind = 'approval_needed'
           WHERE t.is_active AND t.approval_status IN ('DFO_APPROVAL_NEEDED', 'HO_APPROVAL_NEEDED')
-          GROUP BY t.id, t.turn_id, p.name, t.approval_status
-         HAVING max(n.created_at) < $1",
+            AND t.awaiting_since < $1",
     )
     .bind(now - inbox::REMIND_AFTER)
     .fetch_all(pool)

@@ -211,7 +211,9 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         Outcome::Applied { .. }
     ));
 
-    // Deactivated: the session ends at once and the password no longer logs in.
+    // Deactivated: the session ends at once, the password no longer logs in, and a link made
+    // before is gone (bringing them back does not revive it).
+    let pending = password_link(&pool, &admin, crew.id).await.expect("a link");
     assert_eq!(
         refused_field(
             &run(
@@ -244,11 +246,22 @@ async fn an_admin_adds_vendors_and_users_deactivates_and_sets_thresholds() {
         log_in_with(&router, "crew@apex.example", password).await,
         401
     );
-    let deactivated = password_link(&pool, &admin, crew.id).await.expect("a link");
     assert!(
-        gone(use_password_link(&pool, &deactivated.token, "another long password").await),
+        gone(use_password_link(&pool, &pending.token, "another long password").await),
         "a deactivated user's link does not work"
     );
+    let open_links: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM password_links WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(crew.id)
+    .fetch_one(&pool)
+    .await
+    .expect("links");
+    assert_eq!(open_links, 0);
+    assert!(matches!(
+        password_link(&pool, &admin, crew.id).await,
+        Err(ApiError::BadRequest(m)) if m.contains("deactivated")
+    ));
     assert!(matches!(
         password_link(&pool, &admin, superadmin.user_id).await,
         Err(ApiError::Forbidden)
@@ -495,6 +508,17 @@ async fn an_admin_keeps_cost_templates_and_qc_checklists() {
         Outcome::Applied { .. }
     ));
     assert!(!listed().await.contains(&"Smoke alarm".to_string()));
+    // A removed item is not reworded back, and an item keeps its stage.
+    assert!(matches!(
+        run(&pool, &admin, add(a, "Smoke alarm again")).await,
+        Outcome::Rejected(Rejection::NotFound { .. })
+    ));
+    let elsewhere = AdminChange::SaveQcItem {
+        item: b,
+        stage: Uuid::new_v4(),
+        label: "Moved?".into(),
+    };
+    assert_eq!(refused_field(&run(&pool, &admin, elsewhere).await), "stage");
     let kept: bool =
         sqlx::query_scalar("SELECT NOT is_active FROM qc_checklist_items WHERE id = $1")
             .bind(a)

@@ -207,13 +207,26 @@ async fn waiting_approvals_are_reminded_then_escalated_and_late_turns_flagged_on
     .await;
     run(pool, &pm, Change::SubmitForApproval { turn }).await;
     // The approval was asked for 50 hours ago; and the work was due yesterday.
+    sqlx::query("UPDATE turns SET awaiting_since = now() - interval '50 hours' WHERE id = $1")
+        .bind(turn)
+        .execute(pool)
+        .await
+        .expect("backdate");
+    // Another turn set waiting by hand (an import, psql): no notice asked for its approval, and
+    // it is reminded all the same.
+    let imported = fresh_turn(pool).await;
     sqlx::query(
-        "UPDATE notifications SET created_at = now() - interval '50 hours' WHERE turn_id = $1",
+        "UPDATE turns SET turn_amount = 3000, approval_status = 'DFO_APPROVAL_NEEDED' WHERE id = $1",
     )
-    .bind(turn)
+    .bind(imported)
     .execute(pool)
     .await
-    .expect("backdate");
+    .expect("imported");
+    sqlx::query("UPDATE turns SET awaiting_since = now() - interval '30 hours' WHERE id = $1")
+        .bind(imported)
+        .execute(pool)
+        .await
+        .expect("backdate");
     sqlx::query("UPDATE turns SET expected_completion_date = current_date - 1 WHERE id = $1")
         .bind(turn)
         .execute(pool)
@@ -229,6 +242,15 @@ async fn waiting_approvals_are_reminded_then_escalated_and_late_turns_flagged_on
     ] {
         assert!(after_one.contains(&want), "{want:?} in {after_one:?}");
     }
+    let imported_told = told(pool, imported).await;
+    assert!(
+        imported_told.contains(&pair("dfo@turns.demo", "approval_waiting")),
+        "{imported_told:?}"
+    );
+    assert!(
+        !imported_told.contains(&pair("ho@turns.demo", "escalated")),
+        "30 hours: reminded, not yet escalated"
+    );
     // Every instance runs the job: nothing is told twice.
     inbox::remind(pool, Utc::now()).await.expect("remind");
     inbox::remind(pool, Utc::now() + Duration::minutes(5))

@@ -147,6 +147,13 @@ async fn set_user_active(
     .bind(actor.user_id)
     .fetch_one(&mut *conn)
     .await?;
+    if !active {
+        // Their unused password links go too: bringing them back does not revive one.
+        sqlx::query("DELETE FROM password_links WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+    }
     audit(conn, actor, m, "users", user, Some(&before), Some(&after))
         .await
         .map(Some)
@@ -409,10 +416,24 @@ async fn save_qc_item(
     .fetch_optional(&mut *conn)
     .await?;
     let after: Value = match &before {
-        Some(_) => {
+        Some(row) => {
+            // An item stays on its stage's list, and a removed one stays removed.
+            if row.get("stage_id").and_then(Value::as_str) != Some(stage.to_string().as_str()) {
+                return Err(Rejection::invalid_field(
+                    "stage",
+                    "This item belongs to another stage's checklist.",
+                )
+                .into());
+            }
+            if row.get("is_active") != Some(&Value::Bool(true)) {
+                return Err(Rejection::NotFound {
+                    message: "This checklist item was removed.".into(),
+                }
+                .into());
+            }
             sqlx::query_scalar(
                 "UPDATE qc_checklist_items SET label = btrim($2), updated_by = $3 WHERE id = $1
-          RETURNING to_jsonb(qc_checklist_items.*)",
+              RETURNING to_jsonb(qc_checklist_items.*)",
             )
             .bind(item)
             .bind(label)
