@@ -449,11 +449,12 @@ async fn an_admin_keeps_cost_templates_and_qc_checklists() {
 
     // A checklist: two items added at the end of the QC stage's list, one reworded, moved
     // first, then one removed (kept for the inspections that name it, off the list).
+    // The demo's inspection stage and its checklist.
     let qc_stage: Uuid =
-        sqlx::query_scalar("SELECT id FROM turn_stages WHERE requires_qc ORDER BY display_order")
+        sqlx::query_scalar("SELECT stage_id FROM qc_checklist_items WHERE is_active LIMIT 1")
             .fetch_one(&pool)
             .await
-            .expect("a QC stage");
+            .expect("a checklist");
     let listed = || async {
         sqlx::query_scalar::<_, String>(
             "SELECT label FROM qc_checklist_items WHERE stage_id = $1 AND is_active
@@ -508,6 +509,25 @@ async fn an_admin_keeps_cost_templates_and_qc_checklists() {
         Outcome::Applied { .. }
     ));
     assert!(!listed().await.contains(&"Smoke alarm".to_string()));
+    // The last item of a checklist stays while a stage requires QC.
+    let lone = Uuid::new_v4();
+    let other_stage: Uuid = sqlx::query_scalar(
+        "SELECT id FROM turn_stages
+          WHERE id NOT IN (SELECT stage_id FROM qc_checklist_items) ORDER BY display_order",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("a stage");
+    let lone_item = AdminChange::SaveQcItem {
+        item: lone,
+        stage: other_stage,
+        label: "Meter read".into(),
+    };
+    run(&pool, &admin, lone_item).await;
+    assert_eq!(
+        refused_field(&run(&pool, &admin, AdminChange::RemoveQcItem { item: lone }).await),
+        "item"
+    );
     // A removed item is not reworded back, and an item keeps its stage.
     assert!(matches!(
         run(&pool, &admin, add(a, "Smoke alarm again")).await,
@@ -534,7 +554,8 @@ async fn an_admin_keeps_cost_templates_and_qc_checklists() {
     .expect("audits");
     assert_eq!(
         audited,
-        2 + 3 + expected.len() as i64 - 1 + 1,
+        // Templates 2; checklists: 2 added, 1 reworded, the moves, 1 removed, the lone item.
+        2 + 3 + expected.len() as i64 - 1 + 1 + 1,
         "every applied change"
     );
 }

@@ -497,6 +497,24 @@ async fn remove_qc_item(
     if before.get("is_active") == Some(&Value::Bool(false)) {
         return Ok(None);
     }
+    // The last item goes only while no stage requires QC: without a checklist no inspection can
+    // be recorded, and turns could not enter that stage.
+    let stranding: bool = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM qc_checklist_items
+                  WHERE is_active AND stage_id = (SELECT stage_id FROM qc_checklist_items
+                                                   WHERE id = $1)) = 1
+            AND EXISTS (SELECT 1 FROM turn_stages WHERE is_active AND requires_qc)",
+    )
+    .bind(item)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stranding {
+        return Err(Rejection::invalid_field(
+            "item",
+            "A stage requires QC to pass: keep at least one item on this checklist (or turn that gate off first).",
+        )
+        .into());
+    }
     let after: Value = sqlx::query_scalar(
         "UPDATE qc_checklist_items SET is_active = false, updated_by = $2 WHERE id = $1
       RETURNING to_jsonb(qc_checklist_items.*)",
