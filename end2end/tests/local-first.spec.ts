@@ -577,7 +577,8 @@ test.describe("desktop", () => {
       if (url.pathname === "/api/shapes/turns" && url.searchParams.get("offset") === "-1") snapshots.push(r.url());
     });
     await context.setOffline(false);
-    await expect.poll(() => snapshots.length).toBeGreaterThan(0);
+    // (Back online after a backoff: slower when the machine is busy.)
+    await expect.poll(() => snapshots.length, { timeout: 20_000 }).toBeGreaterThan(0);
     psql(`UPDATE turns SET wo_number = 'WO-FORMAT' WHERE turn_id = '${turn}'`);
     await expect(board.card(turn).getByTestId("wo")).toHaveText("WO-FORMAT");
   });
