@@ -266,26 +266,34 @@ impl TurnRules<'_> {
         unscoped.edit(before, &[amount]).map(Some)
     }
 
-    /// The turn after the inspector's QC of its stage (`checklist`: the stage's items): passed,
-    /// it may enter a stage that requires QC; failed, it goes back to the stage before, with
-    /// what failed.
+    /// The turn after the inspector's QC of its stage (`checklist`: the stage's items, and any
+    /// removed since, which the server passes): passed, it may enter a stage that requires QC;
+    /// failed, it goes back to the stage before, with what failed. Every active item must be
+    /// answered. An answer for an item removed while the inspection waited on a device with no
+    /// signal still counts (a failure found is not dropped); an item added since must be checked.
     pub fn inspect(
         &self,
         before: &TurnCard,
         checklist: &[QcItem],
         results: &[QcResult],
     ) -> Result<TurnCard, Rejection> {
-        if checklist.is_empty() {
+        if !checklist.iter().any(|i| i.is_active) {
             return Err(Rejection::invalid_field(
                 "stage_id",
                 "This stage has no QC checklist.",
             ));
         }
-        let answered = |item: &QcItem| results.iter().filter(|r| r.item == item.id).count() == 1;
+        let answers = |item: &QcItem| results.iter().filter(|r| r.item == item.id).count();
         let known = results
             .iter()
             .all(|r| checklist.iter().any(|i| i.id == r.item));
-        if !known || !checklist.iter().all(answered) {
+        // Each active item once; a removed one once at most.
+        let each_once = checklist.iter().all(|i| match answers(i) {
+            1 => true,
+            0 => !i.is_active,
+            _ => false,
+        });
+        if !known || !each_once {
             return Err(Rejection::invalid_field(
                 "results",
                 "Check every item of this stage's checklist (it may have changed).",
@@ -693,6 +701,34 @@ mod tests {
             )
             .expect("recorded");
         assert!(passed.qc_passed && passed.qc_failures.is_none());
+        // Item 2 removed while the inspection waited offline: its answer still counts (a failure
+        // found stands), and without one the rest suffices; an item added since must be checked.
+        let removed = [
+            list[0].clone(),
+            QcItem {
+                is_active: false,
+                ..list[1].clone()
+            },
+        ];
+        let late = rules
+            .inspect(
+                &at_qc,
+                &removed,
+                &[result(1, true, None), result(2, false, Some("Scuffs"))],
+            )
+            .expect("recorded");
+        assert_eq!(late.qc_failures.as_deref(), Some("Item 2: Scuffs"));
+        assert!(rules
+            .inspect(&at_qc, &removed, &[result(1, true, None)])
+            .is_ok_and(|t| t.qc_passed));
+        let added = [list[0].clone(), list[1].clone(), item(3, &stages[5])];
+        assert!(rules
+            .inspect(
+                &at_qc,
+                &added,
+                &[result(1, true, None), result(2, true, None)]
+            )
+            .is_err());
         let ready = to_ready(&passed).expect("passed QC");
         assert!(ready.turn_completion_date.is_some());
         // Sent back to earlier work, it must pass again.

@@ -894,9 +894,10 @@ async fn inspect(
     if !actor.can_inspect() {
         return Err(Rejection::forbidden("Only inspectors record QC.").into());
     }
+    // Removed items too: an inspection recorded offline before a removal keeps its answers.
     let checklist: Vec<QcItem> = sqlx::query_as(
         "SELECT id, stage_id, position, label, is_active FROM qc_checklist_items
-          WHERE stage_id = $1 AND is_active ORDER BY position, id",
+          WHERE stage_id = $1 ORDER BY position, id",
     )
     .bind(locked.card.stage_id)
     .fetch_all(&mut *conn)

@@ -1724,3 +1724,110 @@ async fn a_failed_qc_sends_the_turn_back_and_only_a_passed_one_lets_it_be_rent_r
         && e.note.as_deref()
             == Some("Failed: Walls and ceilings painted, no marks: Scuffs in the hallway")));
 }
+
+#[tokio::test]
+async fn an_inspection_recorded_before_a_checklist_change_keeps_its_answers() {
+    let state = demo_state().await;
+    let pool = &state.pool;
+    let pm = actor(pool, "pm@turns.demo").await;
+    let inspector = actor(pool, "inspector@turns.demo").await;
+    let admin = actor(pool, "admin@turns.demo").await;
+    let vendor = actor(pool, "vendor@turns.demo")
+        .await
+        .vendor_id
+        .expect("a vendor user");
+    let turn = new_turn(pool, &pm).await;
+    let (notice, approval, in_progress, qc) = (
+        stage(pool, "Notice").await,
+        stage(pool, "Approval").await,
+        stage(pool, "In progress").await,
+        stage(pool, "QC inspection").await,
+    );
+    let move_to = |from: Uuid, to: Uuid| TurnEdit::Stage(Edit { from, to });
+    let setup = run(
+        pool,
+        &pm,
+        edit(
+            turn,
+            vec![
+                amount(None, usd(800)),
+                TurnEdit::Vendor(Edit {
+                    from: None,
+                    to: Some(vendor),
+                }),
+                move_to(notice, approval),
+            ],
+        ),
+    )
+    .await;
+    assert!(matches!(setup, Outcome::Applied { .. }), "{setup:?}");
+    for (from, to) in [(approval, in_progress), (in_progress, qc)] {
+        let moved = run(pool, &pm, edit(turn, vec![move_to(from, to)])).await;
+        assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    }
+    // The inspector's answers, made in a home with no signal: the first item failed. Before they
+    // arrive, an admin takes that item off the checklist.
+    let answers = inspection(pool, Some("Scuffs in the hallway")).await;
+    let removed = run(
+        pool,
+        &admin,
+        Change::Admin(turns::admin::AdminChange::RemoveQcItem {
+            item: answers[0].item,
+        }),
+    )
+    .await;
+    assert!(matches!(removed, Outcome::Applied { .. }), "{removed:?}");
+    let late = run(
+        pool,
+        &inspector,
+        Change::RecordQc {
+            turn,
+            results: answers.clone(),
+        },
+    )
+    .await;
+    assert!(matches!(late, Outcome::Applied { .. }), "{late:?}");
+    let (stage_now, failures): (Uuid, Option<String>) =
+        sqlx::query_as("SELECT stage_id, qc_failures FROM turns WHERE id = $1")
+            .bind(turn)
+            .fetch_one(pool)
+            .await
+            .expect("turn");
+    assert_eq!(stage_now, in_progress, "the failure found still counts");
+    assert_eq!(
+        failures.as_deref(),
+        Some("Walls and ceilings painted, no marks: Scuffs in the hallway")
+    );
+    // An item added since must be checked: the same answers, all passed, are refused.
+    let moved = run(pool, &pm, edit(turn, vec![move_to(in_progress, qc)])).await;
+    assert!(matches!(moved, Outcome::Applied { .. }), "{moved:?}");
+    let added = run(
+        pool,
+        &admin,
+        Change::Admin(turns::admin::AdminChange::SaveQcItem {
+            item: Uuid::new_v4(),
+            stage: qc,
+            label: "Gas shut-off tagged".into(),
+        }),
+    )
+    .await;
+    assert!(matches!(added, Outcome::Applied { .. }), "{added:?}");
+    let passed: Vec<QcResult> = answers
+        .iter()
+        .map(|r| QcResult {
+            passed: true,
+            note: None,
+            ..r.clone()
+        })
+        .collect();
+    let stale = run(
+        pool,
+        &inspector,
+        Change::RecordQc {
+            turn,
+            results: passed,
+        },
+    )
+    .await;
+    assert!(matches!(rejected(&stale), Rejection::Invalid { .. }));
+}
