@@ -41,15 +41,15 @@ pub fn Frame(children: Children) -> impl IntoView {
                 </Suspense>
                 <a href="/history">"History"</a>
                 // What waits for this user, on every screen, live.
+                // One badge, its number changed in place: a count that moves while notices
+                // arrive does not redraw the element.
                 <a href="/inbox" data-testid="inbox-link">
                     "Inbox"
-                    {move || match local.unread() {
-                        0 => None,
-                        n => Some(view! {
-                            <span class="badge unread" data-testid="inbox-count"
-                                aria-label=format!("{n} unread")>{n}</span>
-                        }),
-                    }}
+                    <span class="badge unread" data-testid="inbox-count"
+                        hidden=move || local.unread() == 0
+                        aria-label=move || format!("{} unread", local.unread())>
+                        {move || local.unread()}
+                    </span>
                 </a>
             </nav>
             // Photos taken on this device and not uploaded yet, on every screen.

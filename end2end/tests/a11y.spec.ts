@@ -12,7 +12,9 @@ async function violations(page: Page) {
     const result = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
     return result.violations
       .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`
+        // For colours, what axe measured (foreground, background, ratio): enough to see why.
+        + v.nodes.slice(0, 1).flatMap((n) => n.any.map((a) => (a.data ? ` ${JSON.stringify(a.data)}` : ""))).join(""));
   };
   const first = await look();
   if (first.length === 0) return first;
