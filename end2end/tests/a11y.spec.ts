@@ -85,6 +85,8 @@ test("the admin page", async ({ page }, info) => {
   await page.locator(`[data-testid="user-row"][data-email="${whose}"]`).getByTestId("reset-password").click();
   const link = (await page.getByTestId("link").textContent())!;
   await check(page, info, "admin-link");
+  // The long link wraps: the page does not run off a phone's screen.
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(page.viewportSize()!.width);
   const other = await page.context().browser()!.newContext({ viewport: page.viewportSize()! });
   const linkPage = await other.newPage();
   await linkPage.goto(link);

@@ -177,7 +177,14 @@ pub async fn session_layer(
     }
     req.extensions_mut().insert(session);
     let mut res = next.run(req).await;
-    if clear_cookie {
+    // An expired cookie is cleared, unless the answer sets a new session (a login, a password
+    // link): clearing after it would undo it.
+    let sets_session = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(SESSION_COOKIE.as_bytes()));
+    if clear_cookie && !sets_session {
         res.headers_mut().append(
             header::SET_COOKIE,
             session_cookie("", 0, state.config.secure_cookies),

@@ -180,6 +180,30 @@ async fn an_expired_session_is_refused_removed_and_explained() {
         .await
         .expect("count");
     assert_eq!(left, 0, "expired sessions are deleted when seen");
+    // Logging in again from a browser whose session just expired: the new session is the only
+    // one the answer sets (the expired one's clearing would come after it and undo it).
+    let stale = login(&app, "dfo@turns.demo").await;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second'")
+        .execute(&state.pool)
+        .await
+        .expect("expire");
+    let again = send(
+        &app,
+        "POST",
+        "/auth/login",
+        Some(&stale),
+        json("dfo@turns.demo", "turns-demo"),
+    )
+    .await;
+    let set: Vec<&str> = again
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("turns_session="))
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(!set[0].contains("Max-Age=0"), "{set:?}");
 }
 
 #[tokio::test]
